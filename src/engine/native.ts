@@ -1,0 +1,296 @@
+/**
+ * The slice of llama.cpp's C API that Lynx uses, declared for koffi from the exact `llama.h` / `ggml*.h` of the pinned
+ * build (`@node-llama-cpp/linux-x64@3.22.1`, llama.cpp release bundled as `v0.5.0`). Struct layouts here must match
+ * that header field for field; `abi.ts` verifies them at load time against the library's own defaults.
+ */
+import koffi from 'koffi';
+import type { LibraryHandle, TypeObject } from 'koffi';
+
+export type Pointer = unknown; // opaque native pointer as koffi hands it out
+
+// ---- structs (field order and types copied from llama.h) ----
+
+export const llama_model_params = koffi.struct('llama_model_params', {
+  devices: 'void *',
+  tensor_buft_overrides: 'void *',
+  n_gpu_layers: 'int32_t',
+  split_mode: 'int32_t',
+  load_mode: 'int32_t',
+  lazy_mode: 'int32_t',
+  main_gpu: 'int32_t',
+  tensor_split: 'void *',
+  progress_callback: 'void *',
+  progress_callback_user_data: 'void *',
+  kv_overrides: 'void *',
+  vocab_only: 'bool',
+  check_tensors: 'bool',
+  use_extra_bufts: 'bool',
+  no_host: 'bool',
+  no_alloc: 'bool',
+  load_mtp: 'bool',
+});
+
+export const llama_context_params = koffi.struct('llama_context_params', {
+  n_ctx: 'uint32_t',
+  n_batch: 'uint32_t',
+  n_ubatch: 'uint32_t',
+  n_seq_max: 'uint32_t',
+  n_rs_seq: 'uint32_t',
+  n_outputs_max: 'uint32_t',
+  n_outputs_max_per_seq: 'uint32_t',
+  n_threads: 'int32_t',
+  n_threads_batch: 'int32_t',
+  ctx_type: 'int32_t',
+  rope_scaling_type: 'int32_t',
+  pooling_type: 'int32_t',
+  attention_type: 'int32_t',
+  flash_attn_type: 'int32_t',
+  rope_freq_base: 'float',
+  rope_freq_scale: 'float',
+  yarn_ext_factor: 'float',
+  yarn_attn_factor: 'float',
+  yarn_beta_fast: 'float',
+  yarn_beta_slow: 'float',
+  yarn_orig_ctx: 'uint32_t',
+  defrag_thold: 'float',
+  cb_eval: 'void *',
+  cb_eval_user_data: 'void *',
+  type_k: 'int32_t',
+  type_v: 'int32_t',
+  abort_callback: 'void *',
+  abort_callback_data: 'void *',
+  embeddings: 'bool',
+  offload_kqv: 'bool',
+  no_perf: 'bool',
+  op_offload: 'bool',
+  swa_full: 'bool',
+  kv_unified: 'bool',
+  samplers: 'void *',
+  n_samplers: 'size_t',
+  ctx_other: 'void *',
+});
+
+/**
+ * The same structs followed by a guard area. Functions that *return* these structs by value are declared with the
+ * guarded type so that a newer library whose struct grew cannot write past our buffer while we check the ABI.
+ */
+const GUARD_BYTES = 512;
+export const llama_model_params_guarded = koffi.struct('llama_model_params_guarded', {
+  p: llama_model_params,
+  guard: koffi.array('uint8_t', GUARD_BYTES),
+});
+export const llama_context_params_guarded = koffi.struct('llama_context_params_guarded', {
+  p: llama_context_params,
+  guard: koffi.array('uint8_t', GUARD_BYTES),
+});
+
+export const llama_batch = koffi.struct('llama_batch', {
+  n_tokens: 'int32_t',
+  token: 'int32_t *',
+  embd: 'float *',
+  pos: 'int32_t *',
+  n_seq_id: 'int32_t *',
+  seq_id: 'int32_t **',
+  logits: 'int8_t *',
+});
+
+export const llama_sampler_chain_params = koffi.struct('llama_sampler_chain_params', { no_perf: 'bool' });
+
+export const llama_token_data = koffi.struct('llama_token_data', { id: 'int32_t', logit: 'float', p: 'float' });
+export const llama_token_data_array = koffi.struct('llama_token_data_array', {
+  data: 'void *',
+  size: 'size_t',
+  selected: 'int64_t',
+  sorted: 'bool',
+});
+
+// ---- callbacks ----
+
+/** `bool (*ggml_backend_sched_eval_callback)(struct ggml_tensor * t, bool ask, void * user_data)` */
+export const ggml_backend_sched_eval_callback = koffi.proto('bool ggml_backend_sched_eval_callback(void *t, bool ask, void *user_data)');
+/** `void (*ggml_log_callback)(enum ggml_log_level level, const char * text, void * user_data)` */
+export const ggml_log_callback = koffi.proto('void ggml_log_callback(int level, const char *text, void *user_data)');
+
+// ---- ggml_tensor field offsets (ggml.h, x86-64/aarch64 LP64): checked in abi.ts against ggml_nbytes/ggml_get_name ----
+export const GGML_TENSOR_OFFSETS = {
+  type: 0,
+  ne: 16, // int64_t ne[4]
+  nb: 48, // size_t nb[4]
+  name: 256, // char name[64]
+} as const;
+
+export enum GgmlType {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+  BF16 = 30,
+}
+
+export interface LlamaApi {
+  // backend
+  ggml_backend_load_all_from_path(dir: string): void;
+  ggml_backend_dev_count(): number;
+  ggml_backend_dev_get(i: number): Pointer;
+  ggml_backend_dev_name(dev: Pointer): string;
+  ggml_backend_dev_description(dev: Pointer): string;
+  ggml_backend_dev_type(dev: Pointer): number;
+  ggml_backend_tensor_get(t: Pointer, data: Buffer | ArrayBufferView, offset: number, size: number): void;
+  ggml_get_name(t: Pointer): string;
+  ggml_nbytes(t: Pointer): number;
+  llama_backend_init(): void;
+  llama_log_set(cb: Pointer | null, ud: Pointer | null): void;
+  llama_supports_gpu_offload(): boolean;
+  llama_print_system_info(): string;
+  // params
+  llama_model_default_params(): { p: Record<string, unknown>; guard: number[] };
+  llama_context_default_params(): { p: Record<string, unknown>; guard: number[] };
+  // model
+  llama_model_load_from_file(path: string, params: Record<string, unknown>): Pointer | null;
+  llama_model_free(model: Pointer): void;
+  llama_model_get_vocab(model: Pointer): Pointer;
+  llama_model_n_ctx_train(model: Pointer): number;
+  llama_model_n_embd(model: Pointer): number;
+  llama_model_n_layer(model: Pointer): number;
+  llama_model_n_head(model: Pointer): number;
+  llama_model_n_head_kv(model: Pointer): number;
+  llama_model_size(model: Pointer): number | bigint;
+  llama_model_n_params(model: Pointer): number | bigint;
+  llama_model_desc(model: Pointer, buf: Buffer, size: number): number;
+  llama_model_meta_count(model: Pointer): number;
+  llama_model_meta_key_by_index(model: Pointer, i: number, buf: Buffer, size: number): number;
+  llama_model_meta_val_str_by_index(model: Pointer, i: number, buf: Buffer, size: number): number;
+  llama_model_meta_val_str(model: Pointer, key: string, buf: Buffer, size: number): number;
+  llama_model_chat_template(model: Pointer, name: string | null): string | null;
+  llama_model_save_to_file(model: Pointer, path: string): void;
+  // vocab
+  llama_vocab_n_tokens(vocab: Pointer): number;
+  llama_vocab_type(vocab: Pointer): number;
+  llama_vocab_bos(vocab: Pointer): number;
+  llama_vocab_eos(vocab: Pointer): number;
+  llama_vocab_eot(vocab: Pointer): number;
+  llama_vocab_pad(vocab: Pointer): number;
+  llama_vocab_is_eog(vocab: Pointer, token: number): boolean;
+  llama_vocab_is_control(vocab: Pointer, token: number): boolean;
+  llama_vocab_get_add_bos(vocab: Pointer): boolean;
+  llama_vocab_get_text(vocab: Pointer, token: number): string;
+  llama_tokenize(vocab: Pointer, text: Buffer, len: number, out: Int32Array, max: number, addSpecial: boolean, parseSpecial: boolean): number;
+  llama_token_to_piece(vocab: Pointer, token: number, buf: Buffer, len: number, lstrip: number, special: boolean): number;
+  llama_detokenize(vocab: Pointer, tokens: Int32Array, n: number, buf: Buffer, len: number, removeSpecial: boolean, unparseSpecial: boolean): number;
+  // context
+  llama_init_from_model(model: Pointer, params: Record<string, unknown>): Pointer | null;
+  llama_free(ctx: Pointer): void;
+  llama_n_ctx(ctx: Pointer): number;
+  llama_n_batch(ctx: Pointer): number;
+  llama_n_seq_max(ctx: Pointer): number;
+  llama_set_n_threads(ctx: Pointer, n: number, nBatch: number): void;
+  llama_get_memory(ctx: Pointer): Pointer;
+  llama_memory_clear(mem: Pointer, data: boolean): void;
+  llama_memory_seq_rm(mem: Pointer, seq: number, p0: number, p1: number): boolean;
+  llama_memory_seq_cp(mem: Pointer, src: number, dst: number, p0: number, p1: number): void;
+  llama_memory_seq_pos_max(mem: Pointer, seq: number): number;
+  llama_decode(ctx: Pointer, batch: Record<string, unknown>): number;
+  llama_synchronize(ctx: Pointer): void;
+  llama_get_logits_ith(ctx: Pointer, i: number): Pointer | null;
+  // sampling
+  llama_sampler_chain_default_params(): Record<string, unknown>;
+  llama_sampler_chain_init(params: Record<string, unknown>): Pointer;
+  llama_sampler_chain_add(chain: Pointer, s: Pointer): void;
+  llama_sampler_init_greedy(): Pointer;
+  llama_sampler_init_dist(seed: number): Pointer;
+  llama_sampler_init_top_k(k: number): Pointer;
+  llama_sampler_init_top_p(p: number, minKeep: number): Pointer;
+  llama_sampler_init_min_p(p: number, minKeep: number): Pointer;
+  llama_sampler_init_temp(t: number): Pointer;
+  llama_sampler_sample(s: Pointer, ctx: Pointer, idx: number): number;
+  llama_sampler_accept(s: Pointer, token: number): void;
+  llama_sampler_free(s: Pointer): void;
+  llama_sampler_clone(s: Pointer): Pointer;
+  // raw library handles for modules that declare more (training)
+  lib: LibraryHandle;
+  ggmlBase: LibraryHandle;
+}
+
+/** Declare every function on the loaded libraries. */
+export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: LibraryHandle): LlamaApi {
+  const f = (lib: LibraryHandle, name: string, ret: string | TypeObject, args: (string | TypeObject)[]) =>
+    lib.func(name, ret, args);
+  const vp = 'void *';
+  const api = {
+    ggml_backend_load_all_from_path: f(ggml, 'ggml_backend_load_all_from_path', 'void', ['str']),
+    ggml_backend_dev_count: f(ggml, 'ggml_backend_dev_count', 'size_t', []),
+    ggml_backend_dev_get: f(ggml, 'ggml_backend_dev_get', vp, ['size_t']),
+    ggml_backend_dev_name: f(ggmlBase, 'ggml_backend_dev_name', 'str', [vp]),
+    ggml_backend_dev_description: f(ggmlBase, 'ggml_backend_dev_description', 'str', [vp]),
+    ggml_backend_dev_type: f(ggmlBase, 'ggml_backend_dev_type', 'int', [vp]),
+    ggml_backend_tensor_get: f(ggmlBase, 'ggml_backend_tensor_get', 'void', [vp, vp, 'size_t', 'size_t']),
+    ggml_get_name: f(ggmlBase, 'ggml_get_name', 'str', [vp]),
+    ggml_nbytes: f(ggmlBase, 'ggml_nbytes', 'size_t', [vp]),
+    llama_backend_init: f(llama, 'llama_backend_init', 'void', []),
+    llama_log_set: f(llama, 'llama_log_set', 'void', [koffi.pointer(ggml_log_callback), vp]),
+    llama_supports_gpu_offload: f(llama, 'llama_supports_gpu_offload', 'bool', []),
+    llama_print_system_info: f(llama, 'llama_print_system_info', 'str', []),
+    llama_model_default_params: f(llama, 'llama_model_default_params', llama_model_params_guarded, []),
+    llama_context_default_params: f(llama, 'llama_context_default_params', llama_context_params_guarded, []),
+    llama_model_load_from_file: f(llama, 'llama_model_load_from_file', vp, ['str', llama_model_params]),
+    llama_model_free: f(llama, 'llama_model_free', 'void', [vp]),
+    llama_model_get_vocab: f(llama, 'llama_model_get_vocab', vp, [vp]),
+    llama_model_n_ctx_train: f(llama, 'llama_model_n_ctx_train', 'int32_t', [vp]),
+    llama_model_n_embd: f(llama, 'llama_model_n_embd', 'int32_t', [vp]),
+    llama_model_n_layer: f(llama, 'llama_model_n_layer', 'int32_t', [vp]),
+    llama_model_n_head: f(llama, 'llama_model_n_head', 'int32_t', [vp]),
+    llama_model_n_head_kv: f(llama, 'llama_model_n_head_kv', 'int32_t', [vp]),
+    llama_model_size: f(llama, 'llama_model_size', 'uint64_t', [vp]),
+    llama_model_n_params: f(llama, 'llama_model_n_params', 'uint64_t', [vp]),
+    llama_model_desc: f(llama, 'llama_model_desc', 'int32_t', [vp, vp, 'size_t']),
+    llama_model_meta_count: f(llama, 'llama_model_meta_count', 'int32_t', [vp]),
+    llama_model_meta_key_by_index: f(llama, 'llama_model_meta_key_by_index', 'int32_t', [vp, 'int32_t', vp, 'size_t']),
+    llama_model_meta_val_str_by_index: f(llama, 'llama_model_meta_val_str_by_index', 'int32_t', [vp, 'int32_t', vp, 'size_t']),
+    llama_model_meta_val_str: f(llama, 'llama_model_meta_val_str', 'int32_t', [vp, 'str', vp, 'size_t']),
+    llama_model_chat_template: f(llama, 'llama_model_chat_template', 'str', [vp, 'str']),
+    llama_model_save_to_file: f(llama, 'llama_model_save_to_file', 'void', [vp, 'str']),
+    llama_vocab_n_tokens: f(llama, 'llama_vocab_n_tokens', 'int32_t', [vp]),
+    llama_vocab_type: f(llama, 'llama_vocab_type', 'int', [vp]),
+    llama_vocab_bos: f(llama, 'llama_vocab_bos', 'int32_t', [vp]),
+    llama_vocab_eos: f(llama, 'llama_vocab_eos', 'int32_t', [vp]),
+    llama_vocab_eot: f(llama, 'llama_vocab_eot', 'int32_t', [vp]),
+    llama_vocab_pad: f(llama, 'llama_vocab_pad', 'int32_t', [vp]),
+    llama_vocab_is_eog: f(llama, 'llama_vocab_is_eog', 'bool', [vp, 'int32_t']),
+    llama_vocab_is_control: f(llama, 'llama_vocab_is_control', 'bool', [vp, 'int32_t']),
+    llama_vocab_get_add_bos: f(llama, 'llama_vocab_get_add_bos', 'bool', [vp]),
+    llama_vocab_get_text: f(llama, 'llama_vocab_get_text', 'str', [vp, 'int32_t']),
+    llama_tokenize: f(llama, 'llama_tokenize', 'int32_t', [vp, vp, 'int32_t', vp, 'int32_t', 'bool', 'bool']),
+    llama_token_to_piece: f(llama, 'llama_token_to_piece', 'int32_t', [vp, 'int32_t', vp, 'int32_t', 'int32_t', 'bool']),
+    llama_detokenize: f(llama, 'llama_detokenize', 'int32_t', [vp, vp, 'int32_t', vp, 'int32_t', 'bool', 'bool']),
+    llama_init_from_model: f(llama, 'llama_init_from_model', vp, [vp, llama_context_params]),
+    llama_free: f(llama, 'llama_free', 'void', [vp]),
+    llama_n_ctx: f(llama, 'llama_n_ctx', 'uint32_t', [vp]),
+    llama_n_batch: f(llama, 'llama_n_batch', 'uint32_t', [vp]),
+    llama_n_seq_max: f(llama, 'llama_n_seq_max', 'uint32_t', [vp]),
+    llama_set_n_threads: f(llama, 'llama_set_n_threads', 'void', [vp, 'int32_t', 'int32_t']),
+    llama_get_memory: f(llama, 'llama_get_memory', vp, [vp]),
+    llama_memory_clear: f(llama, 'llama_memory_clear', 'void', [vp, 'bool']),
+    llama_memory_seq_rm: f(llama, 'llama_memory_seq_rm', 'bool', [vp, 'int32_t', 'int32_t', 'int32_t']),
+    llama_memory_seq_cp: f(llama, 'llama_memory_seq_cp', 'void', [vp, 'int32_t', 'int32_t', 'int32_t', 'int32_t']),
+    llama_memory_seq_pos_max: f(llama, 'llama_memory_seq_pos_max', 'int32_t', [vp, 'int32_t']),
+    llama_decode: f(llama, 'llama_decode', 'int32_t', [vp, llama_batch]),
+    llama_synchronize: f(llama, 'llama_synchronize', 'void', [vp]),
+    llama_get_logits_ith: f(llama, 'llama_get_logits_ith', vp, [vp, 'int32_t']),
+    llama_sampler_chain_default_params: f(llama, 'llama_sampler_chain_default_params', llama_sampler_chain_params, []),
+    llama_sampler_chain_init: f(llama, 'llama_sampler_chain_init', vp, [llama_sampler_chain_params]),
+    llama_sampler_chain_add: f(llama, 'llama_sampler_chain_add', 'void', [vp, vp]),
+    llama_sampler_init_greedy: f(llama, 'llama_sampler_init_greedy', vp, []),
+    llama_sampler_init_dist: f(llama, 'llama_sampler_init_dist', vp, ['uint32_t']),
+    llama_sampler_init_top_k: f(llama, 'llama_sampler_init_top_k', vp, ['int32_t']),
+    llama_sampler_init_top_p: f(llama, 'llama_sampler_init_top_p', vp, ['float', 'size_t']),
+    llama_sampler_init_min_p: f(llama, 'llama_sampler_init_min_p', vp, ['float', 'size_t']),
+    llama_sampler_init_temp: f(llama, 'llama_sampler_init_temp', vp, ['float']),
+    llama_sampler_sample: f(llama, 'llama_sampler_sample', 'int32_t', [vp, vp, 'int32_t']),
+    llama_sampler_accept: f(llama, 'llama_sampler_accept', 'void', [vp, 'int32_t']),
+    llama_sampler_free: f(llama, 'llama_sampler_free', 'void', [vp]),
+    llama_sampler_clone: f(llama, 'llama_sampler_clone', vp, [vp]),
+    lib: llama,
+    ggmlBase,
+  };
+  return api as unknown as LlamaApi;
+}
