@@ -17,3 +17,6 @@ export class DisposedError extends LynxError {}
 
 /** llama_decode failed for a reason other than a full KV cache. */
 export class DecodeError extends LynxError {}
+
+/** The engine API was used in a way it does not allow (empty append, truncate beyond the end, concurrent use). */
+export class LynxEngineUsageError extends LynxError {}

@@ -1,0 +1,14 @@
+/** The engine: llama.cpp through koffi. See docs/engine-api.md. */
+export { loadLlama, llama, type Llama, type LoadLlamaOptions, type BackendChoice, type BackendName, type LogLevel } from './library.js';
+export { LlamaModel, type ModelInfo, type SpecialTokens, type LoadModelOptions } from './model.js';
+export { LlamaContext, type ContextOptions, type TapLayer } from './context.js';
+export {
+  Sequence,
+  type AppendOptions,
+  type AppendResult,
+  type GenerateOptions,
+  type GeneratedToken,
+  type StopOptions,
+} from './sequence.js';
+export { Sampler, logprobs, isGreedy, type SamplerOptions, type TokenLogprob } from './sampler.js';
+export * from './errors.js';
