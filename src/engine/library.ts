@@ -159,7 +159,9 @@ function setLogRoute(level: LogLevel, onLog?: (level: LogLevel, text: string) =>
 }
 
 function routeLog(level: LogLevel, text: string): void {
-  if (level === 'error' || level === 'warn') sinks[sinks.length - 1]?.(text);
+  // While a sink collects llama.cpp's reasons for a failing call, they go into our error message instead.
+  const sink = sinks[sinks.length - 1];
+  if (sink && (level === 'error' || level === 'warn')) return sink(text);
   if (!logRoute) return;
   if (LEVELS.indexOf(level) >= logRoute.min) logRoute.onLog(level, text);
 }
