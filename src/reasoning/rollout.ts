@@ -1,0 +1,151 @@
+/**
+ * One reasoning rollout with a decision hook at every generated token. Every method (full rollout, LYNX, DEER,
+ * DeepConf, Dynasor-CoT, token budgets) is a hook on this loop, so they all generate, exit and count tokens the same way.
+ */
+import type { GeneratedToken, SamplerOptions, Sequence, TapLayer } from '../engine/index.js';
+import { forcedExit, type ForcedExitResult } from './forced-exit.js';
+
+export interface RolloutStep {
+  token: number;
+  /** Index of this token among the generated ones (0-based). */
+  index: number;
+  /** The text this token adds, and all generated text so far (including it). */
+  piece: string;
+  text: string;
+  /** True while the model is still inside its thinking (no `</think>` generated yet). */
+  thinking: boolean;
+  hidden?: Map<TapLayer, Float32Array>;
+  logprob?: number;
+  topLogprobs?: GeneratedToken['topLogprobs'];
+}
+
+/** What a method decides after a token. */
+export type StepDecision =
+  | { action: 'continue' }
+  /** Stop thinking and answer. `cut` = generated tokens to keep (default all); `answer` reuses a probe's answer. */
+  | { action: 'exit'; cut?: number; answer?: ForcedExitResult; info?: Record<string, unknown> }
+  /** Abandon the trace with no answer (DeepConf's early stop). */
+  | { action: 'stop'; info?: Record<string, unknown> };
+
+export interface RolloutOptions {
+  /** Maximum generated tokens (thinking + answer) before a budget exit. */
+  maxTokens: number;
+  sampler: SamplerOptions;
+  /** Exit cue for early and budget exits. */
+  exitCue: string;
+  /** Maximum answer tokens after an exit cue. Default 64. */
+  answerMaxTokens?: number;
+  tapLayers?: TapLayer[];
+  tapWhen?: (token: number, text: string) => boolean;
+  topLogprobs?: number;
+  logprobs?: boolean;
+  /** Called after every decoded thinking token; may fork `seq` to probe. */
+  onStep?: (step: RolloutStep, seq: Sequence) => StepDecision | Promise<StepDecision>;
+}
+
+export interface RolloutResult {
+  /** Generated text up to the end (natural) or up to the exit point. */
+  text: string;
+  tokens: number[];
+  /** How the trace ended: the model finished, a method exited early, the token budget ran out, or it was abandoned. */
+  end: 'natural' | 'exit' | 'budget' | 'stopped';
+  /** For 'exit': the index of the token after which the method exited (tokens kept = cut). */
+  exitIndex?: number;
+  exitInfo?: Record<string, unknown>;
+  /** The answer text: what the model wrote after `</think>` (natural) or decoded after the exit cue. */
+  answerText: string;
+  /** Boxed answer decoded after an exit cue (natural ends leave extraction to the evaluator). */
+  boxedAnswer?: string | null;
+  tokenCounts: { reasoning: number; exitCue: number; answer: number; total: number };
+  wallMs: number;
+}
+
+/**
+ * Run one rollout on a sequence that already holds the prompt. The sequence is left holding the whole trace.
+ */
+export async function runRollout(seq: Sequence, opts: RolloutOptions): Promise<RolloutResult> {
+  const t0 = performance.now();
+  const model = seq.context.model;
+  const promptLength = seq.length;
+  const thinkEnd = model.info.special.thinkEnd;
+  const tokens: number[] = [];
+  let text = '';
+  let thinking = true;
+  let reasoningTokens = -1; // tokens up to and including </think>, once seen
+  let decision: StepDecision = { action: 'continue' };
+  let naturalEnd = false;
+
+  for await (const t of seq.generate({
+    maxTokens: opts.maxTokens,
+    sampler: opts.sampler,
+    tapLayers: opts.tapLayers,
+    tapWhen: opts.tapWhen ? (token, txt) => thinking && opts.tapWhen!(token, txt) : undefined,
+    topLogprobs: opts.topLogprobs,
+    logprobs: opts.logprobs,
+  })) {
+    if (t.stopped) {
+      naturalEnd = true;
+      break;
+    }
+    tokens.push(t.token);
+    text += t.text;
+    if (thinking && (t.token === thinkEnd || (thinkEnd === undefined && text.includes('</think>')))) {
+      thinking = false;
+      reasoningTokens = tokens.length;
+      continue;
+    }
+    if (!thinking || !opts.onStep) continue;
+    decision = await opts.onStep(
+      { token: t.token, index: t.index, piece: t.text, text, thinking, hidden: t.hidden, logprob: t.logprob, topLogprobs: t.topLogprobs },
+      seq,
+    );
+    if (decision.action !== 'continue') break;
+  }
+
+  const answerMax = opts.answerMaxTokens ?? 64;
+  if (decision.action === 'stop') {
+    return finish('stopped', tokens.length, 0, 0, '', undefined, decision.info);
+  }
+  if (decision.action === 'exit') {
+    const cut = decision.cut ?? tokens.length;
+    const exit =
+      decision.answer ?? (await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, at: promptLength + cut, mode: 'inplace' }));
+    tokens.length = cut;
+    text = model.detokenize(tokens);
+    return finish('exit', cut, exit.cueTokens, exit.answerTokens, exit.text, exit.answer, decision.info, cut - 1);
+  }
+  if (naturalEnd || !thinking) {
+    // The model closed its thinking (and possibly answered) by itself.
+    const reasoning = reasoningTokens >= 0 ? reasoningTokens : tokens.length;
+    const answerText = reasoningTokens >= 0 ? model.detokenize(tokens.slice(reasoningTokens)) : '';
+    if (naturalEnd || reasoningTokens >= 0) {
+      return finish(naturalEnd ? 'natural' : 'budget', reasoning, 0, tokens.length - reasoning, answerText);
+    }
+  }
+  // Out of budget while still thinking: force the exit so the trace still yields an answer.
+  const exit = await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, mode: 'inplace' });
+  return finish('budget', tokens.length, exit.cueTokens, exit.answerTokens, exit.text, exit.answer);
+
+  function finish(
+    end: RolloutResult['end'],
+    reasoning: number,
+    exitCue: number,
+    answer: number,
+    answerText: string,
+    boxedAnswer?: string | null,
+    exitInfo?: Record<string, unknown>,
+    exitIndex?: number,
+  ): RolloutResult {
+    return {
+      text,
+      tokens: tokens.slice(),
+      end,
+      exitIndex,
+      exitInfo,
+      answerText,
+      boxedAnswer,
+      tokenCounts: { reasoning, exitCue, answer, total: reasoning + exitCue + answer },
+      wallMs: performance.now() - t0,
+    };
+  }
+}
