@@ -41,6 +41,11 @@ export interface RolloutOptions {
   logprobs?: boolean;
   /** Called after every decoded thinking token; may fork `seq` to probe. */
   onStep?: (step: RolloutStep, seq: Sequence) => StepDecision | Promise<StepDecision>;
+  /**
+   * Observes every decoded generated token (thinking, the `</think>` token and answer tokens alike), before `onStep`;
+   * it cannot change the rollout. DeepConf needs it: its group confidence runs over the whole trace.
+   */
+  onToken?: (step: RolloutStep) => void;
 }
 
 export interface RolloutResult {
@@ -89,16 +94,24 @@ export async function runRollout(seq: Sequence, opts: RolloutOptions): Promise<R
     }
     tokens.push(t.token);
     text += t.text;
-    if (thinking && (t.token === thinkEnd || (thinkEnd === undefined && text.includes('</think>')))) {
+    const endsThinking = thinking && (t.token === thinkEnd || (thinkEnd === undefined && text.includes('</think>')));
+    if (endsThinking) {
       thinking = false;
       reasoningTokens = tokens.length;
-      continue;
     }
-    if (!thinking || !opts.onStep) continue;
-    decision = await opts.onStep(
-      { token: t.token, index: t.index, piece: t.text, text, thinking, hidden: t.hidden, logprob: t.logprob, topLogprobs: t.topLogprobs },
-      seq,
-    );
+    const step: RolloutStep = {
+      token: t.token,
+      index: t.index,
+      piece: t.text,
+      text,
+      thinking,
+      hidden: t.hidden,
+      logprob: t.logprob,
+      topLogprobs: t.topLogprobs,
+    };
+    opts.onToken?.(step);
+    if (endsThinking || !thinking || !opts.onStep) continue;
+    decision = await opts.onStep(step, seq);
     if (decision.action !== 'continue') break;
   }
 
