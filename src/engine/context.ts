@@ -27,7 +27,14 @@ export interface ContextOptions {
   taps?: boolean;
   /** Flash attention: 'auto' (default), true, false. */
   flashAttention?: boolean | 'auto';
+  /**
+   * KV cache precision. 'f16' (default) halves cache memory; 'f32' with flashAttention false makes results
+   * independent of which other sequences share the batch and cache (to ~1e-6), at twice the cache memory.
+   */
+  kvType?: 'f16' | 'f32' | 'q8_0';
 }
+
+const KV_TYPES = { f32: 0, f16: 1, q8_0: 8 } as const;
 
 /** @internal One sequence's share of a decode call. */
 export interface DecodeRequest {
@@ -104,6 +111,8 @@ export class LlamaContext {
       kv_unified: true, // forks share KV cells instead of copying them
       no_perf: true,
       flash_attn_type: opts.flashAttention === undefined || opts.flashAttention === 'auto' ? -1 : opts.flashAttention ? 1 : 0,
+      type_k: KV_TYPES[opts.kvType ?? 'f16'],
+      type_v: KV_TYPES[opts.kvType ?? 'f16'],
     });
     if (opts.taps ?? true) {
       this.callback = koffi.register((t: Pointer, ask: boolean) => this.onEval(t, ask), koffi.pointer(ggml_backend_sched_eval_callback));

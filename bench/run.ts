@@ -1,0 +1,38 @@
+/**
+ * `npm run bench`: runs the benchmarks and writes their figures to bench/results/<date>-<host kind>.json.
+ * Speed is measured here, never in tests. Copy the printed table into BENCHMARKS.md with the date and machine.
+ *
+ *   npm run bench                 # engine benchmark, Q8_0 and BF16
+ *   npm run bench -- --only q8_0  # one type
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { benchEngine } from './engine.js';
+import { cacheDir } from '../src/util/paths.js';
+
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const types = (only ? [only] : ['q8_0', 'bf16']) as ('q8_0' | 'bf16')[];
+
+const machine = `${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+const started = new Date();
+console.log(`lynx bench — ${started.toISOString()} — ${machine}`);
+const engine = await benchEngine(join(cacheDir(), 'bench'), types, (s) => console.log(s));
+
+console.log('\n| file | prefill tok/s | decode tok/s | decode, 3 taps | tap overhead | roofline tok/s | % of roofline | node-llama-cpp tok/s | ours / peer | 1 seq | 4 seq | 16 seq | 16 / 1 |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const r of engine) {
+  const agg = (n: number) => r.aggregate.find((a) => a.sequences === n)!.tokensPerSecond;
+  console.log(
+    `| ${r.type} | ${r.prefillTokensPerSecond.toFixed(1)} | ${r.decodeTokensPerSecond.toFixed(2)} | ${r.decodeTappedTokensPerSecond.toFixed(2)} | ` +
+      `${(r.tapOverhead * 100).toFixed(1)}% | ${r.rooflineTokensPerSecond!.toFixed(2)} | ${(r.rooflineFraction! * 100).toFixed(0)}% | ` +
+      `${r.peer?.decodeTokensPerSecond.toFixed(2)} | ${(r.decodeTokensPerSecond / (r.peer?.decodeTokensPerSecond ?? NaN)).toFixed(2)} | ` +
+      `${agg(1).toFixed(1)} | ${agg(4).toFixed(1)} | ${agg(16).toFixed(1)} | ${(agg(16) / agg(1)).toFixed(2)}x |`,
+  );
+}
+const outDir = resolve('bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const out = join(outDir, `${started.toISOString().slice(0, 10)}-engine.json`);
+writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, engine }, null, 2) + '\n');
+console.log(`\nwrote ${out}`);
