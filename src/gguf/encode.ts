@@ -79,7 +79,8 @@ export function bf16ToFloat(b: number): number {
 export function encodeTensor(data: Float32Array, type: TensorType, rowLength: number): Uint8Array {
   switch (type) {
     case 'f32':
-      return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      // A view, not a copy: the caller writes it out before touching `data` again.
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     case 'f16': {
       const out = new Uint16Array(data.length);
       for (let i = 0; i < data.length; i++) out[i] = floatToHalf(data[i]!);
@@ -105,12 +106,13 @@ export function quantizeQ8_0(data: Float32Array, rowLength: number): Uint8Array 
     const base = b * Q8_0_BLOCK;
     let amax = 0;
     for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(data[base + j]!));
-    const d = amax / 127;
-    const id = d ? 1 / d : 0;
+    // fround: ggml computes the scale and its inverse in f32; matching it keeps our bytes identical to ggml's.
+    const d = Math.fround(amax / 127);
+    const id = d ? Math.fround(1 / d) : 0;
     const o = b * 34;
     view.setUint16(o, floatToHalf(d), true);
     for (let j = 0; j < Q8_0_BLOCK; j++) {
-      const v = data[base + j]! * id;
+      const v = Math.fround(data[base + j]! * id);
       view.setInt8(o + 2 + j, Math.sign(v) * Math.round(Math.abs(v))); // roundf: half away from zero
     }
   }
