@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { registerGenerate } from './generate.js';
+import { registerRun } from './run.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
 export function registerCommands(program: Command): void {
   registerGenerate(program);
+  registerRun(program);
 }

@@ -1,0 +1,81 @@
+import type { Command } from 'commander';
+import { LlamaContext, LlamaModel } from '../../engine/index.js';
+import { methodEnv } from '../../reasoning/method.js';
+import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
+import { solveWithLynx, type ScoredCueEvent } from '../../reasoning/lynx/online.js';
+import { renderChatForModel } from '../../reasoning/prompt-tokens.js';
+import { zstMessages } from '../../eval/prompts.js';
+import { extractAnswer } from '../../eval/answer-extract.js';
+import { resolveModelPath } from '../model-arg.js';
+import { floatOption, intOption } from '../options.js';
+import { paint } from '../terminal.js';
+
+interface RunArgs {
+  model: string;
+  probe: string;
+  delta: number;
+  rule: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  exitCue: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('answer one prompt with LYNX early exit, streaming the reasoning, each cue event and its score, and the exit')
+    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .requiredOption('--probe <dir>', 'experiment folder (with probe/ and conformal/) or a probe folder')
+    .requiredOption('-p, --prompt <text>', 'the question (sent through the zst prompt and the chat template)')
+    .option('--delta <d>', 'error level of the stop rule', floatOption('--delta', 0, 1), 0.1)
+    .option('--rule <name>', 'lynx (per-event, the paper), ltt or crc (per-problem)', 'lynx')
+    .option('-n, --max-tokens <n>', 'token budget of the trace', intOption('--max-tokens', 1), 4096)
+    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--json', 'print one JSON object instead of streaming')
+    .option('-q, --quiet', 'do not stream the reasoning')
+    .action(async (args: RunArgs) => {
+      const model = LlamaModel.load(await resolveModelPath(args.model));
+      const policy = loadLynxPolicy(args.probe, { rule: args.rule, delta: args.delta });
+      const context = new LlamaContext(model, { nCtx: args.maxTokens + 1024, nSeqMax: 2 });
+      const env = methodEnv({
+        model,
+        context,
+        sampler: { temperature: args.temperature, topP: args.topP },
+        maxTokens: args.maxTokens,
+        exitCue: args.exitCue,
+        seed: args.seed,
+      });
+      const promptText = renderChatForModel(model, zstMessages(args.prompt));
+      const promptTokens = model.tokenize(promptText, { parseSpecial: true });
+      const stream = !args.json && !args.quiet;
+      const out = process.stdout;
+      const outcome = await solveWithLynx(policy, { problemId: 'prompt', promptTokens }, env, {
+        onToken: stream ? (piece) => out.write(piece) : undefined,
+        onEvent: stream ? (ev: ScoredCueEvent) => out.write(paint(ev.exit ? 'green' : 'yellow', ` ⟦${ev.cue} p=${ev.score.toFixed(3)}${ev.exit ? ' → exit' : ''}⟧ `)) : undefined,
+      });
+      const answer = extractAnswer(outcome.answerText, {}).answer;
+      if (args.json) {
+        out.write(JSON.stringify({ answer, ...outcome, rule: policy.rule }) + '\n');
+      } else {
+        if (stream) out.write('\n');
+        const exit = outcome.exit;
+        out.write(
+          paint('bold', exit ? `\nEarly exit at cue event ${exit.event} (p=${exit.score?.toFixed(3)}), after ${exit.position} reasoning tokens.\n` : `\nNo early exit (${outcome.end}).\n`),
+        );
+        out.write(`Answer: ${answer ?? '(none)'}\n`);
+        out.write(
+          `Tokens: ${outcome.tokens.total} (reasoning ${outcome.tokens.reasoning} + exit cue ${outcome.tokens.exitCue} + answer ${outcome.tokens.answer}), ${(outcome.wallMs / 1000).toFixed(1)} s\n`,
+        );
+      }
+      context.dispose();
+      model.dispose();
+    });
+}

@@ -1,0 +1,38 @@
+/**
+ * A LYNX policy on disk: an experiment folder holding `probe/` (probe.json + probe.safetensors, whose info names the
+ * hidden-state layers) and `conformal/` (one rule JSON per rule and δ), or a probe folder with a rule file beside it.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidInputError } from '../../util/errors.js';
+import { readJson } from '../../util/fs.js';
+import { loadProbe } from './probe.js';
+import { parseRule, ruleFileName, type ExitRule } from './conformal.js';
+import type { LynxPolicy } from './online.js';
+
+export interface PolicySelector {
+  /** 'lynx' (per-event, the paper's rule), 'ltt' or 'crc' (per-problem rules). */
+  rule: string;
+  delta: number;
+}
+
+/** Find the probe and the calibrated rule for (rule, δ) under `root`. */
+export function loadLynxPolicy(root: string, sel: PolicySelector): LynxPolicy {
+  const probeDir = existsSync(join(root, 'probe', 'probe.json')) ? join(root, 'probe') : root;
+  const { probe, header } = loadProbe(probeDir);
+  const layers = header.info?.hiddenStateLayers as number[] | undefined;
+  if (!Array.isArray(layers) || layers.length === 0) {
+    throw new InvalidInputError(`${probeDir}/probe.json does not say which hidden-state layers it reads (info.hiddenStateLayers)`);
+  }
+  const cues = header.info?.cues as string[] | undefined;
+  const conformalDir = existsSync(join(root, 'conformal')) ? join(root, 'conformal') : join(probeDir, '..', 'conformal');
+  if (!['lynx', 'ltt', 'crc'].includes(sel.rule)) throw new InvalidInputError(`unknown rule '${sel.rule}': use lynx, ltt or crc`);
+  const file = join(conformalDir, ruleFileName(sel.rule as ExitRule['rule'], sel.delta));
+  if (!existsSync(file)) {
+    const have = existsSync(conformalDir) ? readdirSync(conformalDir).filter((f) => f.endsWith('.json')) : [];
+    throw new InvalidInputError(
+      `no calibrated ${sel.rule} rule for delta ${sel.delta} (${file}); available: ${have.join(', ') || 'none — run lynx calibrate'}`,
+    );
+  }
+  return { probe, hiddenStateLayers: layers, rule: parseRule(readJson(file)), cues };
+}
