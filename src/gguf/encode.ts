@@ -119,6 +119,37 @@ export function quantizeQ8_0(data: Float32Array, rowLength: number): Uint8Array 
   return out;
 }
 
+let halfTable: Float32Array | undefined;
+
+/** Every f16 bit pattern decoded once (256 KiB), so bulk decoding is a table lookup. */
+function halfLookup(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
+}
+
+/** f16 bit patterns to floats. */
+export function halfsToFloats(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+  const table = halfLookup();
+  for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
+  return out;
+}
+
+/** bf16 bit patterns to floats: the top half of an f32. */
+export function bf16sToFloats(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
+  return out;
+}
+
+/** A Uint16Array over little-endian bytes, copying only when the bytes are not 2-byte aligned. */
+export function u16View(bytes: Uint8Array): Uint16Array {
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1);
+  return new Uint16Array(bytes.slice().buffer);
+}
+
 /** Decode tensor bytes of any supported type to floats. */
 export function decodeTensor(bytes: Uint8Array, type: TensorType, count: number): Float32Array {
   const out = new Float32Array(count);
@@ -128,10 +159,10 @@ export function decodeTensor(bytes: Uint8Array, type: TensorType, count: number)
       for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
       break;
     case 'f16':
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      halfsToFloats(u16View(bytes.subarray(0, count * 2)), out);
       break;
     case 'bf16':
-      for (let i = 0; i < count; i++) out[i] = bf16ToFloat(view.getUint16(i * 2, true));
+      bf16sToFloats(u16View(bytes.subarray(0, count * 2)), out);
       break;
     case 'q8_0':
       for (let b = 0; b < count / Q8_0_BLOCK; b++) {
