@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  applyPromptTemplate,
+  buildPrompt,
+  csqaMessages,
+  loadPromptTemplate,
+  parsePromptTemplate,
+  zstMessages,
+} from '../src/eval/prompts.js';
+import { InvalidInputError } from '../src/util/errors.js';
+
+const choices = ['bank', 'library', 'department store', 'mall', 'new york'].map((text, i) => ({
+  label: String.fromCharCode(65 + i),
+  text,
+}));
+
+describe('prompt styles', () => {
+  it('zst: one user turn, the problem, a newline, the boxed instruction', () => {
+    expect(zstMessages('What is $1+1$?')).toEqual([
+      {
+        role: 'user',
+        content: 'What is $1+1$?\nPlease reason step by step, and put your final answer within \\boxed{}.',
+      },
+    ]);
+    expect(buildPrompt({ problem: 'P' })).toEqual(zstMessages('P'));
+  });
+
+  it('csqa: question, lettered choices, answer as a boxed letter', () => {
+    const msgs = csqaMessages('Where is money kept? ', choices);
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]!.content).toBe(
+      [
+        'Question: Where is money kept?',
+        'Choices:',
+        'A. bank',
+        'B. library',
+        'C. department store',
+        'D. mall',
+        'E. new york',
+        'Please think step by step, then give your final answer as \\boxed{<LETTER>} where <LETTER> is one of A,B,C,D,E.',
+      ].join('\n'),
+    );
+    expect(buildPrompt({ problem: 'Where is money kept? ', choices })).toEqual(msgs);
+    expect(() => buildPrompt({ problem: 'x' }, 'csqa')).toThrow(InvalidInputError);
+  });
+});
+
+describe('custom templates', () => {
+  it('plain text becomes one user message with placeholders filled once', () => {
+    const t = parsePromptTemplate('Solve: {problem}\nAnswer in \\boxed{{}}.\n');
+    expect(applyPromptTemplate(t, { problem: 'x={choices}' })).toEqual([
+      { role: 'user', content: 'Solve: x={choices}\nAnswer in \\boxed{}.' },
+    ]);
+  });
+
+  it('JSON templates carry a system message; choices and labels are available', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lynx-prompt-'));
+    try {
+      const path = join(dir, 't.json');
+      writeFileSync(path, JSON.stringify({ system: 'Be brief.', user: '{question}\n{choices}\nOne of {labels}.' }));
+      const msgs = applyPromptTemplate(loadPromptTemplate(path), { problem: 'Q?', choices: choices.slice(0, 2) });
+      expect(msgs).toEqual([
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Q?\nA. bank\nB. library\nOne of A,B.' },
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects templates that cannot work', () => {
+    expect(() => parsePromptTemplate('Hello {name} {problem}')).toThrow(/unknown placeholder \{name\}/);
+    expect(() => parsePromptTemplate('No placeholder here')).toThrow(/never uses \{problem\}/);
+    expect(() => parsePromptTemplate('{"user": 3}')).toThrow(/needs a "user" string/);
+    expect(() => parsePromptTemplate('[{"role":"robot","content":"{problem}"}]')).toThrow(/message 0/);
+    expect(() => applyPromptTemplate(parsePromptTemplate('{problem} {choices}'), { problem: 'p' })).toThrow(/no choices/);
+    expect(() => loadPromptTemplate('no-such-template.txt')).toThrow(/prompt template not found/);
+  });
+});
