@@ -1,0 +1,209 @@
+/**
+ * The shape every reasoning method shares (full rollout, token budget, LYNX, DEER, DeepConf, Dynasor-CoT), so the
+ * evaluation harness runs them all the same way: one problem in, one outcome out, tokens counted one way
+ * (reasoning + exit cue + answer, as `runRollout` counts them).
+ *
+ * Also the two reference methods: the full rollout (the ceiling: think until the model stops) and a fixed thinking
+ * budget (the floor: stop at B thinking tokens, then exit with the exit cue).
+ */
+import type { LlamaContext, LlamaModel, SamplerOptions, Sequence } from '../engine/index.js';
+import { InvalidInputError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+import { exitCueText } from './forced-exit.js';
+import { runRollout, type RolloutResult } from './rollout.js';
+
+/** Sampling defaults of the field for reasoning models (DeepSeek-R1 and LYNX): temperature 0.6, top-p 0.95. */
+export const DEFAULT_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 0.6, topP: 0.95 });
+
+export interface MethodEnv {
+  model: LlamaModel;
+  /** The context the method decodes in; a method may create, fork and dispose sequences in it. */
+  context: LlamaContext;
+  /** Sampler of the reasoning trace (its seed is replaced by a per-problem seed). */
+  sampler: SamplerOptions;
+  /** Maximum generated tokens of one trace (thinking + answer) before a budget exit. */
+  maxTokens: number;
+  /** Exit cue (a name from EXIT_CUES or literal text) for early and budget exits. */
+  exitCue: string;
+  /** Maximum answer tokens after an exit cue. Default 64. */
+  answerMaxTokens?: number;
+  /** Base seed; every problem (and every trace of a problem) gets its own seed derived from it. */
+  seed: number;
+}
+
+export interface MethodInput {
+  problemId: string;
+  /** The prompt, already through the chat template, ending where the model starts thinking. */
+  promptTokens: number[];
+}
+
+export interface TokenCounts {
+  reasoning: number;
+  exitCue: number;
+  answer: number;
+  total: number;
+}
+
+/** Where a method stopped the reasoning early (the PredictionRecord's `exit`). */
+export interface MethodExit {
+  /** Ordinal of the decision point that exited (cue event, trial answer, probe, ...). */
+  event: number;
+  /** Generated reasoning tokens kept (the exit cue follows them). */
+  position: number;
+  cue?: string;
+  score?: number;
+}
+
+export interface MethodOutcome {
+  /** Text the evaluator extracts the final answer from (e.g. `\boxed{42}` after an exit cue, or the model's answer). */
+  answerText: string;
+  /** The boxed answer when the method already knows it (forced exits, votes); the evaluator may still re-extract. */
+  answer?: string | null;
+  /** Reasoning text of the (main) trace, for the trace viewer. */
+  text: string;
+  /** How the (main) trace ended. */
+  end: RolloutResult['end'] | 'vote';
+  tokens: TokenCounts;
+  /** null = the method did not stop the reasoning early. */
+  exit: MethodExit | null;
+  wallMs: number;
+  extra: Record<string, unknown>;
+}
+
+export interface ReasoningMethod {
+  /** Method name as it appears in run folders and plots (letters, digits, `._+-`). */
+  name: string;
+  /** Setting of this instance, e.g. `threshold=0.95`; `full` for full rollouts. */
+  setting: string;
+  solve(input: MethodInput, env: MethodEnv): Promise<MethodOutcome>;
+}
+
+/**
+ * Several settings of one method from one generation per problem: valid where a setting only changes *when* the
+ * method stops, not what it generates before (the probes never feed back into the main trace, so with the same seed
+ * the trace is the same up to the exit). Each outcome equals what `ReasoningMethod.solve` gives for that setting.
+ */
+export interface ReasoningSweep {
+  name: string;
+  settings: string[];
+  solveAll(input: MethodInput, env: MethodEnv): Promise<Map<string, MethodOutcome>>;
+}
+
+/** An environment with the defaults filled in. */
+export function methodEnv(
+  base: Pick<MethodEnv, 'model' | 'context'> & Partial<Omit<MethodEnv, 'model' | 'context'>>,
+): MethodEnv {
+  const env: MethodEnv = {
+    sampler: { ...DEFAULT_SAMPLER },
+    maxTokens: 16384,
+    exitCue: 'paper',
+    seed: 0,
+    ...base,
+  };
+  if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
+    throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
+  }
+  return env;
+}
+
+/**
+ * Seed of trace `trace` of a problem: a pure function of the base seed, the problem id and the trace number, so every
+ * method samples the same main trace for the same problem (that is what makes probes comparable to no probes).
+ */
+export function traceSeed(env: Pick<MethodEnv, 'seed'>, problemId: string, trace: number | string = 0): number {
+  return Rng.derive(env.seed, `${problemId}\u0000${trace}`).nextU32();
+}
+
+/** The sampler of a problem's trace. */
+export function traceSampler(env: MethodEnv, problemId: string, trace: number | string = 0): SamplerOptions {
+  return { ...env.sampler, seed: traceSeed(env, problemId, trace) };
+}
+
+/** Prefill the prompt in a new sequence, run `fn`, and free the sequence whatever happens. */
+export async function withPrompt<T>(env: MethodEnv, promptTokens: readonly number[], fn: (seq: Sequence) => Promise<T>): Promise<T> {
+  if (promptTokens.length === 0) throw new InvalidInputError('the prompt is empty: give at least one prompt token');
+  const seq = env.context.createSequence();
+  try {
+    await seq.append(promptTokens);
+    return await fn(seq);
+  } finally {
+    seq.dispose();
+  }
+}
+
+/**
+ * The text to extract a final answer from. After an exit cue the cue itself opens the box (`... \boxed{`), so the
+ * cue is put back in front of the decoded answer; after a natural end it is what the model wrote after `</think>`
+ * (or the whole text when it never closed its thinking).
+ */
+export function answerTextOf(r: RolloutResult, cueText: string): string {
+  if (r.end === 'stopped') return '';
+  if (r.end === 'exit' || (r.end === 'budget' && r.tokenCounts.exitCue > 0)) return cueText + r.answerText;
+  return r.answerText !== '' ? r.answerText : r.text;
+}
+
+/** A MethodOutcome from a single rollout. */
+export function outcomeOf(
+  r: RolloutResult,
+  cueText: string,
+  exit: MethodExit | null,
+  extra: Record<string, unknown> = {},
+  wallMs = r.wallMs,
+): MethodOutcome {
+  return {
+    answerText: answerTextOf(r, cueText),
+    answer: r.boxedAnswer,
+    text: r.text,
+    end: r.end,
+    tokens: { ...r.tokenCounts },
+    exit,
+    wallMs,
+    extra: { end: r.end, ...extra },
+  };
+}
+
+/** The ceiling: sample until the model ends its thinking (or the token budget runs out, then exit with the cue). */
+export function fullRollout(): ReasoningMethod {
+  return {
+    name: 'full',
+    setting: 'full',
+    async solve(input, env) {
+      const t0 = performance.now();
+      return withPrompt(env, input.promptTokens, async (seq) => {
+        const r = await runRollout(seq, {
+          maxTokens: env.maxTokens,
+          sampler: traceSampler(env, input.problemId),
+          exitCue: env.exitCue,
+          answerMaxTokens: env.answerMaxTokens,
+        });
+        return outcomeOf(r, exitCueText(env.exitCue), null, {}, performance.now() - t0);
+      });
+    },
+  };
+}
+
+/**
+ * The floor: think for at most `budget` tokens, then exit with the exit cue and decode the answer. A trace that ends
+ * its thinking earlier answers by itself, as in the full rollout (same seed, same tokens up to there).
+ */
+export function tokenBudget(budget: number): ReasoningMethod {
+  if (!Number.isInteger(budget) || budget < 1) throw new InvalidInputError(`a token budget must be a positive integer (got ${budget})`);
+  return {
+    name: 'budget',
+    setting: `budget=${budget}`,
+    async solve(input, env) {
+      const t0 = performance.now();
+      return withPrompt(env, input.promptTokens, async (seq) => {
+        const r = await runRollout(seq, {
+          maxTokens: env.maxTokens,
+          sampler: traceSampler(env, input.problemId),
+          exitCue: env.exitCue,
+          answerMaxTokens: env.answerMaxTokens,
+          onStep: (step) => (step.index + 1 >= budget ? { action: 'exit', info: { reason: 'budget' } } : { action: 'continue' }),
+        });
+        const exit = r.end === 'exit' ? { event: 0, position: r.tokenCounts.reasoning, cue: 'budget' } : null;
+        return outcomeOf(r, exitCueText(env.exitCue), exit, { budget }, performance.now() - t0);
+      });
+    },
+  };
+}
