@@ -1,0 +1,406 @@
+/**
+ * DEER, Dynamic Early Exit in Reasoning Models (Yang et al., 2025), as its public vLLM implementation
+ * (`vllm-deer.py`) behaves:
+ *
+ * - The thinking is generated until the literal string `Wait` appears (vLLM stop string: case-sensitive, anywhere in
+ *   the text; `--points 0` uses `Alternatively` instead). The text before it is the trace so far.
+ * - There DEER appends `\n**Final Answer**\n\boxed` and decodes a trial answer of at most 20 tokens
+ *   (`prob_check_max_tokens`), stopping where the box closes.
+ * - Confidence = mean probability of the trial's tokens from the second one on (the first is the `{` the prompt
+ *   asks for); policy `avg1` (arithmetic mean, the default), `avg2` (geometric) or `min`.
+ * - Exit when confidence > threshold (strictly; default 0.95), or when the thinking has reached
+ *   `think_ratio * max_tokens - 50` tokens at a judge point. Otherwise `Wait` is kept and thinking continues.
+ * - At most `max_judge_steps` (10) trial answers per problem; after that only `</think>` ends the thinking.
+ * - Thinking is capped at `floor(max_tokens * think_ratio)` tokens (`think_ratio` 0.9), leaving the rest for the
+ *   answer.
+ * - On exit DEER closes the thinking with `\n</think>\n\n` and lets the model write its answer (greedy, the rest of
+ *   the budget), forcing `\n**Final Answer**\n\boxed` and 100 more tokens when that answer runs out of budget. This
+ *   is `finalAnswer: 'conclude'`. The default here, `finalAnswer: 'trial'`, reuses the confident trial answer as the
+ *   final answer (no second decode); both are offered because the project's harness reuses probe answers.
+ *
+ * Differences, on purpose: the trace is sampled with the harness's sampler (DEER's script defaults to greedy); trial
+ * answers are greedy (DEER's vLLM request leaves temperature unset, i.e. 1.0, next to a comment saying greedy);
+ * the box closing is tracked by brace matching instead of DEER's list of stop strings. Token accounting follows
+ * DEER's `check.py`: only the final response counts (reasoning + exit cue + answer); trial answers that did not
+ * exit are reported in `extra.trialTokens`.
+ */
+import type { Sequence } from '../../engine/index.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { EXIT_CUES, exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
+import {
+  outcomeOf,
+  traceSampler,
+  withPrompt,
+  type MethodEnv,
+  type MethodInput,
+  type MethodOutcome,
+  type ReasoningMethod,
+  type ReasoningSweep,
+} from '../method.js';
+import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
+
+export type DeerPolicy = 'avg1' | 'avg2' | 'min';
+
+export interface DeerOptions {
+  /** Exit when the trial answer's confidence is above this. Default 0.95. */
+  threshold?: number;
+  /** Literal strings that mark a judge point (DEER: `Wait`, or `Alternatively` with `--points 0`). */
+  cues?: readonly string[];
+  /** Appended to the trace to induce a trial answer. Default `\n**Final Answer**\n\boxed`. */
+  answerPrompt?: string;
+  /** Maximum trial answer tokens. Default 20. */
+  trialMaxTokens?: number;
+  policy?: DeerPolicy;
+  /** Share of the token budget allowed for thinking. Default 0.9. */
+  thinkRatio?: number;
+  /** Maximum trial answers per problem. Default 10. */
+  maxJudgeSteps?: number;
+  /** 'trial' (default): the confident trial answer is the final answer. 'conclude': DEER's own ending. */
+  finalAnswer?: 'trial' | 'conclude';
+}
+
+export const DEER_DEFAULTS = {
+  threshold: 0.95,
+  cues: ['Wait'] as readonly string[],
+  answerPrompt: EXIT_CUES.deer as string,
+  trialMaxTokens: 20,
+  policy: 'avg1' as DeerPolicy,
+  thinkRatio: 0.9,
+  maxJudgeSteps: 10,
+  finalAnswer: 'trial' as 'trial' | 'conclude',
+};
+
+/** DEER exits at a judge point once the thinking is this close to its limit, confident or not. */
+export const DEER_LIMIT_MARGIN = 50;
+
+/** How DEER closes the thinking before writing the final answer itself ('conclude'). */
+export const DEER_THINK_END = '\n</think>\n\n';
+
+/** Tokens of DEER's answer forcing, when the concluding answer ran out of budget without a box. */
+export const DEER_FORCE_TOKENS = 100;
+
+type ResolvedDeer = typeof DEER_DEFAULTS;
+
+function resolve(opts: DeerOptions): ResolvedDeer {
+  const o = { ...DEER_DEFAULTS, ...opts };
+  if (!(o.threshold >= 0) && o.threshold !== Infinity) throw new InvalidInputError(`DEER threshold must be a number >= 0 (got ${o.threshold})`);
+  if (o.cues.length === 0 || o.cues.some((c) => c.length === 0)) throw new InvalidInputError('DEER needs at least one non-empty cue string');
+  if (!(o.thinkRatio > 0 && o.thinkRatio <= 1)) throw new InvalidInputError(`thinkRatio must be in (0, 1] (got ${o.thinkRatio})`);
+  if (!Number.isInteger(o.maxJudgeSteps) || o.maxJudgeSteps < 0) throw new InvalidInputError(`maxJudgeSteps must be an integer >= 0`);
+  if (!Number.isInteger(o.trialMaxTokens) || o.trialMaxTokens < 1) throw new InvalidInputError(`trialMaxTokens must be an integer >= 1`);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decision logic (pure)
+
+/**
+ * Confidence of a trial answer from its token probabilities (greedy, so each is the maximum probability), as DEER's
+ * `calculate_average_max_prob_from_logprobs`: tokens from the second on; 0 when there are none.
+ */
+export function deerConfidence(tokenProbs: readonly number[], policy: DeerPolicy = 'avg1'): number {
+  const ps = tokenProbs.slice(1);
+  if (ps.length === 0) return 0;
+  switch (policy) {
+    case 'avg1':
+      return ps.reduce((a, p) => a + p, 0) / ps.length;
+    case 'avg2':
+      return Math.exp(ps.reduce((a, p) => a + Math.log(Math.max(p, 1e-10)), 0) / ps.length);
+    case 'min':
+      return Math.min(1, ...ps);
+  }
+}
+
+/** Thinking tokens DEER allows: `int(max_len * think_ratio)`. */
+export function deerThinkLimit(maxTokens: number, thinkRatio: number): number {
+  return Math.floor(maxTokens * thinkRatio);
+}
+
+/** Whether a judge point with this confidence exits, and why; null = keep thinking. */
+export function deerExitReason(
+  confidence: number,
+  thinkingTokens: number,
+  opts: { threshold: number; thinkLimit: number },
+): 'confident' | 'think-limit' | null {
+  if (confidence > opts.threshold) return 'confident';
+  if (thinkingTokens >= opts.thinkLimit - DEER_LIMIT_MARGIN) return 'think-limit';
+  return null;
+}
+
+/** A judge point found in the streamed text. */
+export interface CueOccurrence {
+  cue: string;
+  /** Character offset of the cue in the generated text. */
+  charStart: number;
+  /** Index of the token holding the cue's first character: the trace before the judge point is the tokens before
+   * it plus `prefix`. */
+  tokenIndex: number;
+  /** Text of that token before the cue (e.g. `\n\n` of a `\n\nWait` token). */
+  prefix: string;
+}
+
+/**
+ * Finds judge points as vLLM stop strings do: the first new occurrence of any cue string (literal, case-sensitive,
+ * anywhere, so `Waiting` counts) once the text holding it has been generated. Feed every token's text in order.
+ */
+export class LiteralCueFinder {
+  private readonly cues: readonly string[];
+  private text = '';
+  private readonly starts: number[] = [];
+  private searchFrom = 0;
+
+  constructor(cues: readonly string[]) {
+    if (cues.length === 0 || cues.some((c) => c.length === 0)) throw new InvalidInputError('cue strings must not be empty');
+    this.cues = cues;
+  }
+
+  push(piece: string): CueOccurrence | null {
+    const before = this.text.length;
+    this.starts.push(before);
+    this.text += piece;
+    let best: { cue: string; at: number } | null = null;
+    for (const cue of this.cues) {
+      const at = this.text.indexOf(cue, Math.max(this.searchFrom, before - cue.length + 1));
+      if (at >= 0 && (best === null || at < best.at)) best = { cue, at };
+    }
+    if (best === null) return null;
+    this.searchFrom = best.at + best.cue.length;
+    // The token holding the first character: the last token starting at or before it (empty pieces start nowhere).
+    let t = this.starts.length - 1;
+    while (t > 0 && (this.starts[t]! > best.at || this.starts[t] === this.starts[t + 1])) t--;
+    return { cue: best.cue, charStart: best.at, tokenIndex: t, prefix: this.text.slice(this.starts[t]!, best.at) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The method
+
+/** One trial answer at a judge point. */
+export interface DeerTrial {
+  /** Ordinal of the judge point (0-based). */
+  index: number;
+  cue: string;
+  /** Reasoning tokens kept before the trial (the exit position). */
+  position: number;
+  /** Thinking tokens before the judge point (what DEER's think limit is checked against). */
+  thinkingTokens: number;
+  confidence: number;
+  answer: string | null;
+  /** The trial's own accounting: the answer prompt (with the part of the cue token before the cue) and the answer. */
+  cueText: string;
+  text: string;
+  cueTokens: number;
+  answerTokens: number;
+  /** DEER exits here whatever the confidence (the thinking reached its limit). */
+  forced: boolean;
+  /** Milliseconds from the start of the problem to the end of this trial. */
+  ms: number;
+}
+
+interface DeerRun {
+  rollout: RolloutResult;
+  trials: DeerTrial[];
+  /** Exit cue text of the rollout's final answer. */
+  cueText: string;
+  exitReason: 'confident' | 'think-limit' | null;
+  wallMs: number;
+  /** The sequence after the rollout (still holding the trace); only valid inside `withPrompt`. */
+  seq: Sequence;
+  promptLength: number;
+}
+
+/** DEER's own ending: close the thinking, let the model answer, force the answer prompt if it ran out of budget. */
+async function concludeAnswer(seq: Sequence, at: number, maxTokens: number, answerPrompt: string): Promise<ForcedExitResult> {
+  const fork = seq.fork();
+  try {
+    fork.truncate(at);
+    const a = await forcedExit(fork, { cue: DEER_THINK_END, maxTokens, mode: 'inplace' });
+    if (a.answer !== null || a.answerTokens < maxTokens) return a;
+    const b = await forcedExit(fork, { cue: answerPrompt, maxTokens: DEER_FORCE_TOKENS, mode: 'inplace' });
+    return {
+      text: a.text + answerPrompt + b.text,
+      answer: b.answer,
+      cueTokens: a.cueTokens + b.cueTokens,
+      answerTokens: a.answerTokens + b.answerTokens,
+      tokenProbs: [...a.tokenProbs, ...b.tokenProbs],
+    };
+  } finally {
+    fork.dispose();
+  }
+}
+
+async function runDeer(
+  seq: Sequence,
+  input: MethodInput,
+  env: MethodEnv,
+  o: ResolvedDeer,
+  t0: number,
+): Promise<DeerRun> {
+  const promptLength = seq.length;
+  const thinkLimit = deerThinkLimit(env.maxTokens, o.thinkRatio);
+  const finder = new LiteralCueFinder(o.cues);
+  const trials: DeerTrial[] = [];
+  let cueText = exitCueText(env.exitCue);
+  let exitReason: DeerRun['exitReason'] = null;
+
+  const onStep = async (step: { index: number; piece: string }, s: Sequence): Promise<StepDecision> => {
+    const thinkingTokens = step.index + 1;
+    const hit = finder.push(step.piece);
+    if (thinkingTokens >= thinkLimit) {
+      exitReason = 'think-limit';
+      if (o.finalAnswer === 'conclude') {
+        cueText = DEER_THINK_END;
+        const answer = await concludeAnswer(s, promptLength + thinkingTokens, Math.max(1, env.maxTokens - thinkingTokens), o.answerPrompt);
+        return { action: 'exit', answer, info: { reason: exitReason } };
+      }
+      return { action: 'exit', info: { reason: exitReason } };
+    }
+    if (hit === null || trials.length >= o.maxJudgeSteps) return { action: 'continue' };
+
+    const trialCue = hit.prefix + o.answerPrompt;
+    const trial = await forcedExit(s, { cue: trialCue, maxTokens: o.trialMaxTokens, at: promptLength + hit.tokenIndex, mode: 'fork' });
+    const confidence = deerConfidence(trial.tokenProbs, o.policy);
+    // DEER measures the thinking without the cue (the stop string is not part of its text).
+    const reason = deerExitReason(confidence, hit.tokenIndex, { threshold: o.threshold, thinkLimit });
+    trials.push({
+      index: trials.length,
+      cue: hit.cue,
+      position: hit.tokenIndex,
+      thinkingTokens: hit.tokenIndex,
+      confidence,
+      answer: trial.answer,
+      cueText: trialCue,
+      text: trial.text,
+      cueTokens: trial.cueTokens,
+      answerTokens: trial.answerTokens,
+      forced: hit.tokenIndex >= thinkLimit - DEER_LIMIT_MARGIN,
+      ms: performance.now() - t0,
+    });
+    if (reason === null) return { action: 'continue' };
+    exitReason = reason;
+    const info = { reason, trial: trials.length - 1, confidence };
+    if (o.finalAnswer === 'conclude') {
+      cueText = DEER_THINK_END;
+      const answer = await concludeAnswer(s, promptLength + hit.tokenIndex, Math.max(1, env.maxTokens - hit.tokenIndex), o.answerPrompt);
+      return { action: 'exit', cut: hit.tokenIndex, answer, info };
+    }
+    cueText = trialCue;
+    return { action: 'exit', cut: hit.tokenIndex, answer: trial, info };
+  };
+
+  const rollout = await runRollout(seq, {
+    maxTokens: env.maxTokens,
+    sampler: traceSampler(env, input.problemId),
+    exitCue: env.exitCue,
+    answerMaxTokens: env.answerMaxTokens,
+    logprobs: false,
+    onStep,
+  });
+  if (rollout.end !== 'exit') cueText = exitCueText(env.exitCue);
+  return { rollout, trials, cueText, exitReason, wallMs: performance.now() - t0, seq, promptLength };
+}
+
+function trialExtras(trials: readonly DeerTrial[], upTo: number) {
+  const used = trials.slice(0, upTo);
+  return {
+    trials: used.map((t) => ({ index: t.index, position: t.position, confidence: t.confidence, answer: t.answer, forced: t.forced })),
+    trialTokens: used.reduce((a, t) => a + t.cueTokens + t.answerTokens, 0),
+  };
+}
+
+function deerOutcome(run: DeerRun, o: ResolvedDeer): MethodOutcome {
+  const r = run.rollout;
+  const info = r.exitInfo as { trial?: number; confidence?: number } | undefined;
+  const exitTrial = r.end === 'exit' && info?.trial !== undefined ? run.trials[info.trial] : undefined;
+  const exit =
+    r.end === 'exit'
+      ? exitTrial
+        ? { event: exitTrial.index, position: exitTrial.position, cue: exitTrial.cue, score: exitTrial.confidence }
+        : { event: run.trials.length, position: r.tokenCounts.reasoning, cue: 'think-limit' }
+      : null;
+  return outcomeOf(r, run.cueText, exit, { exitReason: run.exitReason, options: { ...o }, ...trialExtras(run.trials, run.trials.length) }, run.wallMs);
+}
+
+function describe(o: ResolvedDeer): string {
+  return `threshold=${o.threshold}`;
+}
+
+/** DEER as a method. Setting `threshold=<t>`. */
+export function deer(opts: DeerOptions = {}): ReasoningMethod {
+  const o = resolve(opts);
+  return {
+    name: 'deer',
+    setting: describe(o),
+    async solve(input, env) {
+      const t0 = performance.now();
+      return withPrompt(env, input.promptTokens, async (seq) => deerOutcome(await runDeer(seq, input, env, o, t0), o));
+    },
+  };
+}
+
+/**
+ * Outcomes of several thresholds from one generation per problem. The trace runs with every judge point probed and
+ * no confident exit (threshold = infinity, so only the think-limit ends it early); threshold t then exits at the
+ * first trial whose confidence is above t. Exactly what `deer({ threshold: t })` gives, because the trials decode on
+ * forks and never change the trace before the exit.
+ */
+export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions, 'threshold'> = {}): ReasoningSweep {
+  if (thresholds.length === 0) throw new InvalidInputError('a DEER sweep needs at least one threshold');
+  const o = resolve({ ...opts, threshold: Infinity });
+  const settings = thresholds.map((t) => describe(resolve({ ...opts, threshold: t })));
+  return {
+    name: 'deer',
+    settings,
+    async solveAll(input, env) {
+      const t0 = performance.now();
+      return withPrompt(env, input.promptTokens, async (seq) => {
+        const run = await runDeer(seq, input, env, o, t0);
+        const base = deerOutcome(run, o);
+        const out = new Map<string, MethodOutcome>();
+        const concluded = new Map<number, { answer: ForcedExitResult; ms: number }>();
+        for (let i = 0; i < thresholds.length; i++) {
+          const threshold = thresholds[i]!;
+          const k = run.trials.findIndex((t) => t.confidence > threshold || t.forced);
+          if (k < 0) {
+            out.set(settings[i]!, { ...base, extra: { ...base.extra, options: { ...o, threshold } } });
+            continue;
+          }
+          const trial = run.trials[k]!;
+          let answer: ForcedExitResult = { text: trial.text, answer: trial.answer, cueTokens: trial.cueTokens, answerTokens: trial.answerTokens, tokenProbs: [] };
+          let cueText = trial.cueText;
+          let ms = trial.ms;
+          if (o.finalAnswer === 'conclude') {
+            let c = concluded.get(k);
+            if (!c) {
+              const t1 = performance.now();
+              const a = await concludeAnswer(run.seq, run.promptLength + trial.position, Math.max(1, env.maxTokens - trial.position), o.answerPrompt);
+              c = { answer: a, ms: trial.ms + (performance.now() - t1) };
+              concluded.set(k, c);
+            }
+            answer = c.answer;
+            ms = c.ms;
+            cueText = DEER_THINK_END;
+          }
+          const tokens = run.rollout.tokens.slice(0, trial.position);
+          const reasoning = tokens.length;
+          out.set(settings[i]!, {
+            answerText: cueText + answer.text,
+            answer: answer.answer,
+            text: env.model.detokenize(tokens),
+            end: 'exit',
+            tokens: { reasoning, exitCue: answer.cueTokens, answer: answer.answerTokens, total: reasoning + answer.cueTokens + answer.answerTokens },
+            exit: { event: trial.index, position: trial.position, cue: trial.cue, score: trial.confidence },
+            wallMs: ms,
+            extra: {
+              end: 'exit',
+              exitReason: trial.confidence > threshold ? 'confident' : 'think-limit',
+              options: { ...o, threshold },
+              ...trialExtras(run.trials, k + 1),
+            },
+          });
+        }
+        return out;
+      });
+    },
+  };
+}
