@@ -173,6 +173,22 @@ describe('scanExperiment', () => {
     expect(deer.problems.every((p) => p.textOmitted === 'none')).toBe(true);
   });
 
+  it('takes a metrics-only run as it is, and orders problems by their benchmark index', () => {
+    const r2 = join(tmp, 'exp-small');
+    const a = join(r2, 'eval', 'aime24', 'deer', 'threshold=0.9');
+    mkdirSync(a, { recursive: true });
+    writeFileSync(join(a, 'metrics.json'), JSON.stringify({ method: 'deer', setting: 'threshold=0.9', benchmark: 'aime24', n: 30, accuracy: 0.3, accuracyCi95: [0.17, 0.48], avgTokens: 9000, avgTokensCi95: [8000, 10000], wallSec: 100, exitRate: 0.5, extra: { wrongExitRate: 0.2 } }));
+    const b = join(r2, 'eval', 'aime24', 'lynx', 'delta=0.1');
+    mkdirSync(b, { recursive: true });
+    writeFileSync(join(b, 'predictions.jsonl'), [2, 0, 1].map((i) => JSON.stringify({ ...pred({ id: `q${i}` }), index: i })).join('\n') + '\n');
+    const data = scanExperiment(r2);
+    const deer = data.runs.find((r) => r.method === 'deer')!;
+    expect(deer.metrics.accuracyCi95).toEqual([0.17, 0.48]);
+    expect(deer.metrics.prematureExitRate).toBe(0.2);
+    expect(deer.problems).toEqual([]);
+    expect(data.runs.find((r) => r.method === 'lynx')!.problems.map((p) => p.id)).toEqual(['q0', 'q1', 'q2']);
+  });
+
   it('rejects a missing root with a message that says what to give', () => {
     expect(() => scanExperiment(join(tmp, 'missing'))).toThrow(InvalidInputError);
     expect(() => scanExperiment(join(tmp, 'missing'))).toThrow(/experiment root not found/);

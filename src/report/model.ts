@@ -338,10 +338,14 @@ export function buildReportData(
     const extraPremature = numOrNull(r.metrics?.extra?.prematureExitRate);
     if (extraPremature !== null) metrics.prematureExitRate = extraPremature;
     else if (preds.length && !isReferenceMethod(r.method)) metrics.prematureExitRate = preds.filter(isPrematureExit).length / preds.length;
+    else if (!isReferenceMethod(r.method)) metrics.prematureExitRate = numOrNull(r.metrics?.extra?.wrongExitRate);
     const threshold = numOrNull(r.metrics?.extra?.threshold) ?? numOrNull(r.config?.threshold);
     const anyText = preds.some((p) => typeof p.text === 'string');
     let embedded = 0;
-    const problems = preds.map((p) => {
+    // Problems in benchmark order when the records say it (merged shards may interleave), else file order.
+    const order = (p: PredictionRecord) => numOrNull((p as { index?: unknown }).index) ?? Infinity;
+    const ordered = preds.map((p, i) => ({ p, i })).sort((a, b) => order(a.p) - order(b.p) || a.i - b.i).map((x) => x.p);
+    const problems = ordered.map((p) => {
       const embed = anyText && typeof p.text === 'string' && embedded < maxTraces;
       if (embed) embedded++;
       return toProblem(p, embed, maxText, intern);
