@@ -148,6 +148,8 @@ export class LiteralCueFinder {
   private text = '';
   private readonly starts: number[] = [];
   private searchFrom = 0;
+  /** The last push found a cue: the text may hold another one already (reported with the next push). */
+  private pending = false;
 
   constructor(cues: readonly string[]) {
     if (cues.length === 0 || cues.some((c) => c.length === 0)) throw new InvalidInputError('cue strings must not be empty');
@@ -160,9 +162,12 @@ export class LiteralCueFinder {
     this.text += piece;
     let best: { cue: string; at: number } | null = null;
     for (const cue of this.cues) {
-      const at = this.text.indexOf(cue, Math.max(this.searchFrom, before - cue.length + 1));
+      // Without a pending hit only occurrences ending in the new piece are new; scanning from there keeps it linear.
+      const from = this.pending ? this.searchFrom : Math.max(this.searchFrom, before - cue.length + 1);
+      const at = this.text.indexOf(cue, from);
       if (at >= 0 && (best === null || at < best.at)) best = { cue, at };
     }
+    this.pending = best !== null;
     if (best === null) return null;
     this.searchFrom = best.at + best.cue.length;
     // The token holding the first character: the last token starting at or before it (empty pieces start nowhere).
