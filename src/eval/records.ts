@@ -58,6 +58,10 @@ export interface PredictionRecord {
   /** generated reasoning text for the trace viewer */
   text?: string;
   extra?: Record<string, unknown>;
+  /** position of the problem in the benchmark's problem list (orders merged shards) */
+  index?: number;
+  /** how the answer was found: 'boxed' | 'phrase' | 'number' | 'letter' | 'choice-text', or null */
+  extraction?: string | null;
 }
 
 export interface RunMetrics {
