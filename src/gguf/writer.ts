@@ -3,7 +3,7 @@
  * given lazily (a function returning the floats), so a multi-gigabyte model is encoded and written one tensor at a
  * time and never held in memory twice.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { encodeTensor, GGML_TYPE_ID, rowBytes, type TensorType } from './encode.js';
 
@@ -18,17 +18,25 @@ export const GGUF_TYPE_ID: Record<GgufScalarType | 'array', number> = {
 
 export const GGUF_ALIGNMENT = 32;
 
+/**
+ * Tensor values: the floats, or a function called at write time that returns them whole or as an iterable of
+ * chunks of whole rows (so a 3 GB embedding matrix can be streamed from its source a few rows at a time).
+ */
+export type TensorData = Float32Array | (() => Float32Array | Iterable<Float32Array>);
+
 interface PendingTensor {
   name: string;
   dims: number[];
   type: TensorType;
-  data: Float32Array | (() => Float32Array);
+  data: TensorData;
   bytes: number;
 }
 
 export class GgufWriter {
   private readonly kv = new Map<string, { type: GgufValueType; value: GgufValue }>();
   private readonly tensors: PendingTensor[] = [];
+  /** Called with the bytes of each chunk of tensor data written (for progress bars). */
+  onProgress?: (bytes: number) => void;
 
   /** Set a metadata key. Without a type: strings are 'string', booleans 'bool', integers 'u32'/'i32', other numbers 'f32', arrays likewise. */
   set(key: string, value: GgufValue, type?: GgufValueType): this {
@@ -40,7 +48,7 @@ export class GgufWriter {
    * Add a tensor. `dims` are in ggml order (ne0 first: the row length), e.g. a Hugging Face [out, in] matrix is
    * [in, out]. `data` holds dims.product floats, row-major in that order, or a function producing them on demand.
    */
-  addTensor(name: string, dims: number[], data: Float32Array | (() => Float32Array), type: TensorType = 'f32'): this {
+  addTensor(name: string, dims: number[], data: TensorData, type: TensorType = 'f32'): this {
     if (this.tensors.some((t) => t.name === name)) throw new Error(`duplicate tensor ${name}`);
     if (name.length >= 64) throw new Error(`tensor name too long for ggml (max 63 bytes): ${name}`);
     const count = dims.reduce((a, b) => a * b, 1);
@@ -50,6 +58,11 @@ export class GgufWriter {
     const bytes = rowBytes(type, dims[0]!) * (count / dims[0]!);
     this.tensors.push({ name, dims: dims.slice(), type, data, bytes });
     return this;
+  }
+
+  /** Bytes of tensor data the file will hold (without alignment padding). */
+  get tensorBytes(): number {
+    return this.tensors.reduce((a, t) => a + t.bytes, 0);
   }
 
   /** Write the file atomically (temporary name, fsync, rename). */
@@ -80,17 +93,30 @@ export class GgufWriter {
       writeAll(fd, header.bytes());
       for (const t of this.tensors) {
         const data = typeof t.data === 'function' ? t.data() : t.data;
+        const chunks = data instanceof Float32Array ? [data] : data;
         const count = t.dims.reduce((a, b) => a * b, 1);
-        if (data.length !== count) throw new Error(`tensor ${t.name}: provider gave ${data.length} values, expected ${count}`);
-        const bytes = encodeTensor(data, t.type, t.dims[0]!);
-        writeAll(fd, bytes);
-        const padding = align(bytes.length) - bytes.length;
+        let values = 0;
+        let written = 0;
+        for (const chunk of chunks) {
+          if (chunk.length % t.dims[0]! !== 0) throw new Error(`tensor ${t.name}: a chunk of ${chunk.length} values is not whole rows of ${t.dims[0]}`);
+          values += chunk.length;
+          if (values > count) break;
+          const bytes = encodeTensor(chunk, t.type, t.dims[0]!);
+          writeAll(fd, bytes);
+          written += bytes.length;
+          this.onProgress?.(bytes.length);
+        }
+        if (values !== count) throw new Error(`tensor ${t.name}: provider gave ${values} values, expected ${count}`);
+        const padding = align(written) - written;
         if (padding > 0) writeAll(fd, new Uint8Array(padding));
       }
       fsyncSync(fd);
-    } finally {
+    } catch (e) {
       closeSync(fd);
+      rmSync(tmp, { force: true }); // leave no half-written temporary file behind
+      throw e;
     }
+    closeSync(fd);
     renameSync(tmp, path);
   }
 }

@@ -4,7 +4,7 @@
  * time, so a 32B checkpoint is never held in memory; a sharded checkpoint is a folder with
  * `model.safetensors.index.json` ({"weight_map": {tensor: shard file}}).
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { bf16sToFloats, floatToBf16, floatToHalf, halfsToFloats, u16View } from '../gguf/encode.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
@@ -108,6 +108,16 @@ export class SafetensorsFile {
     const t = this.byName.get(name);
     if (!t) throw new InvalidInputError(`${this.path}: no tensor named ${name}`);
     return bytesToFloats(this.bytes(name), t.dtype);
+  }
+
+  /** Rows [start, start + count) of a tensor (a row: everything after the first dimension), as f32. */
+  rows(name: string, start: number, count: number): Float32Array {
+    const t = this.byName.get(name);
+    if (!t) throw new InvalidInputError(`${this.path}: no tensor named ${name}`);
+    if (this.fd === undefined) throw new Error(`${this.path} is closed`);
+    const rowBytes = ((t.end - t.begin) / (t.shape[0] ?? 1)) | 0;
+    if (start < 0 || count < 0 || start + count > (t.shape[0] ?? 1)) throw new RangeError(`${name}: rows ${start}..${start + count} out of range`);
+    return bytesToFloats(readExactly(this.fd, t.begin + start * rowBytes, count * rowBytes, this.path, name), t.dtype);
   }
 
   close(): void {
@@ -231,6 +241,21 @@ export class SafetensorsModel {
     return f.bytes(name);
   }
 
+  rows(name: string, start: number, count: number): Float32Array {
+    const f = this.where.get(name);
+    if (!f) throw new InvalidInputError(`the checkpoint has no tensor named ${name}`);
+    return f.rows(name, start, count);
+  }
+
+  /** A tensor in chunks of whole rows of at most ~`maxBytes` of f32 each (for streaming big matrices). */
+  *chunks(name: string, maxBytes = 64 << 20): Generator<Float32Array> {
+    const t = this.info(name);
+    const nRows = t.shape[0] ?? 1;
+    const rowFloats = t.shape.slice(1).reduce((a, b) => a * b, 1);
+    const step = Math.max(1, Math.floor(maxBytes / (rowFloats * 4)));
+    for (let r = 0; r < nRows; r += step) yield this.rows(name, r, Math.min(step, nRows - r));
+  }
+
   /** Bytes of all tensor data. */
   get totalBytes(): number {
     let n = 0;
@@ -284,9 +309,12 @@ export function writeSafetensors(path: string, tensors: Record<string, Safetenso
     writeAll(fd, headerBytes);
     for (const [, t] of entries) writeAll(fd, encode(t));
     fsyncSync(fd);
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
   }
+  closeSync(fd);
   renameSync(tmp, path);
 }
 
