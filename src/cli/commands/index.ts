@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { registerGenerate } from './generate.js';
 import { registerRun } from './run.js';
+import { registerEval } from './eval.js';
 import { registerReport } from '../../report/command.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
 export function registerCommands(program: Command): void {
   registerGenerate(program);
   registerRun(program);
+  registerEval(program);
   registerReport(program);
 }

@@ -1,0 +1,200 @@
+import type { Command } from 'commander';
+import { LlamaContext, LlamaModel } from '../../engine/index.js';
+import { loadBenchmark } from '../../eval/benchmarks.js';
+import { evaluateMethod } from '../../eval/evaluate-method.js';
+import { checkPolicy } from '../../eval/answer-equiv.js';
+import { methodEnv, fullRollout, tokenBudget, type ReasoningMethod, type ReasoningSweep } from '../../reasoning/method.js';
+import { deer, deerSweep } from '../../reasoning/peers/deer.js';
+import { deepConf, deepConfSweep } from '../../reasoning/peers/deepconf.js';
+import { dynasorCot, dynasorSweep } from '../../reasoning/peers/dynasor.js';
+import { lynxMethod } from '../../reasoning/lynx/online.js';
+import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { resolveModelPath } from '../model-arg.js';
+import { floatOption, intOption, listOption } from '../options.js';
+import { progressBar } from '../progress.js';
+
+export interface EvalArgs {
+  model: string;
+  benchmark: string;
+  dataDir?: string;
+  split?: 'train' | 'test';
+  limit?: number;
+  limitPerSubset?: number;
+  subsetOffset?: number;
+  subsets?: string[];
+  method: string;
+  budget?: string[];
+  delta?: string[];
+  rule: string;
+  probe?: string;
+  threshold?: string[];
+  traces?: string[];
+  variant: 'low' | 'high';
+  warmup?: number;
+  agreement?: string[];
+  interval: number;
+  out: string;
+  shard?: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  policy: string;
+  concurrency: number;
+  exitCue: string;
+  promptStyle?: 'zst' | 'csqa';
+}
+
+const numbers = (xs: string[] | undefined, name: string, fallback?: number[]): number[] => {
+  if (!xs || xs.length === 0) {
+    if (fallback) return fallback;
+    throw new InvalidInputError(`give ${name}`);
+  }
+  return xs.map((x) => {
+    const n = Number(x);
+    if (!Number.isFinite(n)) throw new InvalidInputError(`${name}: '${x}' is not a number`);
+    return n;
+  });
+};
+
+/** The method (or sweep of settings) the options name. */
+export function methodFromArgs(args: EvalArgs): ReasoningMethod | ReasoningSweep | (ReasoningMethod | ReasoningSweep)[] {
+  switch (args.method) {
+    case 'full':
+      return fullRollout();
+    case 'budget':
+      return numbers(args.budget, '--budget B[,B...]').map((b) => tokenBudget(b));
+    case 'lynx': {
+      if (!args.probe) throw new InvalidInputError('--method lynx needs --probe EXP (an experiment folder with probe/ and conformal/)');
+      return numbers(args.delta, '--delta', [0.1]).map((delta) => lynxMethod(loadLynxPolicy(args.probe!, { rule: args.rule, delta })));
+    }
+    case 'deer': {
+      const t = numbers(args.threshold, '--threshold', [0.95]);
+      return t.length === 1 ? deer({ threshold: t[0] }) : deerSweep(t);
+    }
+    case 'deepconf': {
+      const b = numbers(args.traces, '--traces', [16]);
+      const opts = { variant: args.variant, warmupTraces: args.warmup };
+      return b.length === 1 ? deepConf({ ...opts, budget: b[0] }) : deepConfSweep(b, opts);
+    }
+    case 'dynasor': {
+      const n = numbers(args.agreement, '--agreement', [2]);
+      return n.length === 1 ? dynasorCot({ agreement: n[0], interval: args.interval }) : dynasorSweep(n, { interval: args.interval });
+    }
+    default:
+      throw new InvalidInputError(`unknown method '${args.method}': use full, budget, lynx, deer, deepconf or dynasor`);
+  }
+}
+
+export function parseShard(s: string | undefined): { index: number; count: number } | undefined {
+  if (!s) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(s);
+  if (!m) throw new InvalidInputError(`--shard must look like i/N (0-based i), got '${s}'`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+export function registerEval(program: Command): void {
+  program
+    .command('eval')
+    .description('evaluate a method on a benchmark; writes <out>/eval/<benchmark>/<method>/<setting>/{metrics.json,predictions.jsonl,config.json}')
+    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .requiredOption('-b, --benchmark <name>', 'gsm8k, math, math500, aime24, amc23, commonsenseqa, demo, or a .jsonl file')
+    .requiredOption('-o, --out <dir>', 'experiment folder')
+    .option('--method <name>', 'full, budget, lynx, deer, deepconf, dynasor', 'full')
+    .option('--budget <list>', 'budget: thinking-token budgets', listOption)
+    .option('--delta <list>', 'lynx: error levels', listOption)
+    .option('--rule <name>', 'lynx: lynx (per event), ltt or crc (per problem)', 'lynx')
+    .option('--probe <dir>', 'lynx: experiment folder with probe/ and conformal/')
+    .option('--threshold <list>', 'deer: confidence thresholds (several = one generation, all settings)', listOption)
+    .option('--traces <list>', 'deepconf: trace budgets', listOption)
+    .option('--variant <v>', 'deepconf: low or high', 'low')
+    .option('--warmup <n>', 'deepconf: warm-up traces', intOption('--warmup', 1))
+    .option('--agreement <list>', 'dynasor: agreeing probes needed', listOption)
+    .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32)
+    .option('--data-dir <dir>', 'benchmark data folder (default $LYNX_DATA_DIR or ../shared/data)')
+    .option('--split <split>', 'train or test (gsm8k, math)')
+    .option('--limit <n>', 'first n problems', intOption('--limit', 1))
+    .option('--limit-per-subset <n>', 'MATH: problems per subject', intOption('--limit-per-subset', 1))
+    .option('--subset-offset <n>', 'MATH: skip this many per subject (disjoint splits)', intOption('--subset-offset', 0))
+    .option('--subsets <list>', 'MATH: subjects', listOption)
+    .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
+    .option('--shard <i/N>', 'run shard i of N (merge with lynx merge)')
+    .option('-n, --max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 4096)
+    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
+    .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
+    .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .action(async (args: EvalArgs) => {
+      await runEvalCommand(args);
+    });
+}
+
+export async function runEvalCommand(args: EvalArgs): Promise<void> {
+  const policy = checkPolicy(args.policy);
+  const problems = await loadProblems(args);
+  if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
+  const model = LlamaModel.load(await resolveModelPath(args.model));
+  const methods = [methodFromArgs(args)].flat();
+  const forks = args.method === 'deepconf' ? 16 : 4;
+  const context = new LlamaContext(model, {
+    nCtx: args.concurrency * (args.maxTokens + 1024) * (args.method === 'deepconf' ? 4 : 1),
+    nSeqMax: args.concurrency * (1 + forks),
+  });
+  const env = methodEnv({
+    model,
+    context,
+    sampler: { temperature: args.temperature, topP: args.topP },
+    maxTokens: args.maxTokens,
+    exitCue: args.exitCue,
+    seed: args.seed,
+  });
+  try {
+    for (const method of methods) {
+      const settings = 'settings' in method ? method.settings : [method.setting];
+      const bar = progressBar(`${method.name} ${settings.join(' ')}`, problems.length * settings.length);
+      const results = await evaluateMethod({
+        model,
+        problems,
+        benchmark: args.benchmark.replace(/\.jsonl$/, '').replace(/.*\//, ''),
+        root: args.out,
+        method,
+        env,
+        policy,
+        promptStyle: args.promptStyle,
+        shard: parseShard(args.shard),
+        concurrency: args.concurrency,
+        config: { method: args.method, rule: args.rule, probe: args.probe },
+        onProgress: () => bar.tick(),
+      });
+      bar.stop();
+      for (const r of results) {
+        const m = r.metrics;
+        process.stdout.write(
+          `${m.method} ${m.setting}: accuracy ${(m.accuracy * 100).toFixed(1)}% [${m.accuracyCi95.map((x) => (x * 100).toFixed(1)).join(', ')}], ` +
+            `avg tokens ${m.avgTokens.toFixed(0)}, n ${m.n} -> ${r.dir}\n`,
+        );
+      }
+    }
+  } finally {
+    context.dispose();
+    model.dispose();
+  }
+}
+
+async function loadProblems(args: EvalArgs) {
+  if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
+    const { demoBenchmark } = await import('../../demo/benchmark.js');
+    return demoBenchmark(args.benchmark, { limit: args.limit, seed: args.seed });
+  }
+  return loadBenchmark(args.benchmark, {
+    dataDir: args.dataDir,
+    split: args.split,
+    limit: args.limit,
+    limitPerSubset: args.limitPerSubset,
+    subsetOffset: args.subsetOffset,
+    subsets: args.subsets,
+  });
+}

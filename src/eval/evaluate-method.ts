@@ -1,0 +1,94 @@
+/**
+ * Runs a reasoning method (or a sweep of its settings from one generation per problem) over a benchmark through the
+ * resumable runner: one run folder per setting under `<root>/eval/<benchmark>/<method>/<setting>/`.
+ */
+import type { LlamaModel } from '../engine/index.js';
+import type { MethodEnv, MethodOutcome, ReasoningMethod, ReasoningSweep } from '../reasoning/method.js';
+import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
+import type { Problem } from './benchmarks.js';
+import type { Policy } from './answer-equiv.js';
+import type { PromptStyle } from './prompts.js';
+import type { CueEventRecord, PredictionRecord } from './records.js';
+import { runDir } from './records.js';
+import { runEvaluation, type RunResult, type SolveOutput } from './runner.js';
+
+export interface EvaluateOptions {
+  model: LlamaModel;
+  problems: readonly Problem[];
+  benchmark: string;
+  /** Experiment root. */
+  root: string;
+  method: ReasoningMethod | ReasoningSweep;
+  env: MethodEnv;
+  promptStyle?: PromptStyle;
+  policy?: Policy;
+  shard?: { index: number; count: number };
+  /** Problems solved at once (their sequences decode together). Default 1. */
+  concurrency?: number;
+  config?: Record<string, unknown>;
+  onProgress?: (setting: string, done: number, total: number, record: PredictionRecord) => void;
+}
+
+function isSweep(m: ReasoningMethod | ReasoningSweep): m is ReasoningSweep {
+  return (m as ReasoningSweep).solveAll !== undefined;
+}
+
+/** A method outcome as the runner records it. */
+export function toSolveOutput(o: MethodOutcome): SolveOutput {
+  const events = (o.extra.events as { index: number; position: number; charOffset: number; cue: string; score?: number }[] | undefined)?.map(
+    (e): CueEventRecord => ({ index: e.index, position: e.position, charOffset: e.charOffset, cue: e.cue, score: e.score }),
+  );
+  const { events: _drop, ...extra } = o.extra;
+  return { answerText: o.answerText, tokens: o.tokens, exit: o.exit, text: o.text, events, wallMs: o.wallMs, extra: { end: o.end, ...extra } };
+}
+
+export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]> {
+  const prompts = new Map<string, number[]>();
+  const promptOf = (p: Problem) => {
+    let t = prompts.get(p.id);
+    if (!t) prompts.set(p.id, (t = problemPromptTokens(opts.model, p, opts.promptStyle)));
+    return t;
+  };
+  const m = opts.method;
+  const settings = isSweep(m) ? m.settings : [m.setting];
+  // One generation per problem serves every setting of a sweep; runners ask for it, the first one computes it.
+  const shared = new Map<string, Promise<Map<string, MethodOutcome>>>();
+  const outcomes = (p: Problem): Promise<Map<string, MethodOutcome>> => {
+    let pr = shared.get(p.id);
+    if (!pr) {
+      const input = { problemId: p.id, promptTokens: promptOf(p) };
+      pr = isSweep(m) ? m.solveAll(input, opts.env) : m.solve(input, opts.env).then((o) => new Map([[m.setting, o]]));
+      shared.set(p.id, pr);
+    }
+    return pr;
+  };
+  return Promise.all(
+    settings.map((setting) =>
+      runEvaluation({
+        problems: opts.problems,
+        dir: runDir(opts.root, opts.benchmark, m.name, setting),
+        benchmark: opts.benchmark,
+        method: m.name,
+        setting,
+        policy: opts.policy,
+        shard: opts.shard,
+        concurrency: opts.concurrency ?? 1,
+        config: {
+          ...opts.config,
+          model: opts.model.info.path,
+          maxTokens: opts.env.maxTokens,
+          sampler: opts.env.sampler,
+          exitCue: opts.env.exitCue,
+          seed: opts.env.seed,
+        },
+        seed: opts.env.seed,
+        onProgress: opts.onProgress ? (d, t, r) => opts.onProgress!(setting, d, t, r) : undefined,
+        solve: async (problem) => {
+          const o = (await outcomes(problem)).get(setting);
+          if (!o) throw new Error(`the ${m.name} sweep returned no outcome for setting ${setting}`);
+          return toSolveOutput(o);
+        },
+      }),
+    ),
+  );
+}
