@@ -418,8 +418,8 @@ export function calibrateCrc(rollouts: readonly ScoredRollout[], delta: number, 
 
 /** Token counts a held-out rollout may carry, for `avgSavings`. */
 export interface TokenInfo {
-  /** Generated tokens of the full rollout (reasoning + answer). */
-  fullTokens?: number;
+  /** Generated tokens of the full rollout (reasoning + answer), or its token counts. */
+  fullTokens?: number | { total: number };
   /** Tokens of the exit cue. */
   exitCueTokens?: number;
 }
@@ -456,8 +456,9 @@ export function heldOutStats(rule: ExitRule, rollouts: readonly (ScoredRollout<T
       exits++;
       correct += e.correct ? 1 : 0;
       if (!e.correct && r.fullCorrect) pp.harm++;
-      if (r.fullTokens !== undefined && r.exitCueTokens !== undefined && e.tokenIndex !== undefined && e.answerTokens !== undefined) {
-        saved += r.fullTokens - (e.tokenIndex + r.exitCueTokens + e.answerTokens);
+      const full = typeof r.fullTokens === 'number' ? r.fullTokens : r.fullTokens?.total;
+      if (full !== undefined && r.exitCueTokens !== undefined && e.tokenIndex !== undefined && e.answerTokens !== undefined) {
+        saved += full - (e.tokenIndex + r.exitCueTokens + e.answerTokens);
       } else savedKnown = false;
     } else {
       correct += r.fullCorrect ? 1 : 0;
