@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerGenerate } from './generate.js';
 import { registerRun } from './run.js';
 import { registerEval } from './eval.js';
+import { registerData } from './data.js';
 import { registerReport } from '../../report/command.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
@@ -9,5 +10,6 @@ export function registerCommands(program: Command): void {
   registerGenerate(program);
   registerRun(program);
   registerEval(program);
+  registerData(program);
   registerReport(program);
 }
