@@ -142,6 +142,10 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
   const context = new LlamaContext(model, {
     nCtx: args.concurrency * (args.maxTokens + 1024) * (args.method === 'deepconf' ? 4 : 1),
     nSeqMax: args.concurrency * (1 + forks),
+    // Batch-invariant numerics (see ContextOptions.kvType): a problem's trace does not depend on which other problems
+    // decode beside it, so runs resume, shard and compare with dataset builds exactly.
+    kvType: 'f32',
+    flashAttention: false,
   });
   const env = methodEnv({
     model,
