@@ -60,6 +60,10 @@ export class GgufWriter {
     return this;
   }
 
+  get tensorCount(): number {
+    return this.tensors.length;
+  }
+
   /** Bytes of tensor data the file will hold (without alignment padding). */
   get tensorBytes(): number {
     return this.tensors.reduce((a, t) => a + t.bytes, 0);
