@@ -21,7 +21,7 @@ import { availableParallelism } from 'node:os';
 import { denseAdamStep, denseBackward, denseForward } from './probe-kernels.js';
 import { allocSharedLayer, ParallelLayer } from './probe-parallel.js';
 import { binaryMetrics, type BinaryMetrics } from './stats.js';
-import { SafetensorsFile, writeSafetensors, type F32Tensor } from './tensor-io.js';
+import { TensorFile, writeSafetensors, type F32Tensor } from './tensor-io.js';
 
 /** A row-major float32 matrix: `rows` × `cols`. */
 export interface FeatureMatrix {
@@ -681,7 +681,7 @@ export function loadProbe(path: string): { probe: Probe; header: ProbeHeader } {
   if (!existsSync(jsonPath)) throw new InvalidInputError(`no probe at ${path}: ${jsonPath} is missing (train one with 'lynx train-probe')`);
   const header = readJson<ProbeHeader>(jsonPath);
   if (header.schema !== PROBE_SCHEMA) throw new InvalidInputError(`${jsonPath} is not a ${PROBE_SCHEMA} file (schema ${header.schema})`);
-  const f = SafetensorsFile.open(join(jsonPath, '..', header.weights));
+  const f = TensorFile.open(join(jsonPath, '..', header.weights));
   try {
     const mean = f.float32(header.tensors.mean).data;
     const scale = f.float32(header.tensors.scale).data;
