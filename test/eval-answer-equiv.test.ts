@@ -368,6 +368,23 @@ describe('symbolic time limit', () => {
   });
 });
 
+describe('runaway answers', () => {
+  it('are not handed to algebra', async () => {
+    let calls = 0;
+    const counting = {
+      check: async () => {
+        calls++;
+        return { verdict: true, timedOut: false };
+      },
+    } as unknown as SymbolicChecker;
+    const runaway = 'x+'.repeat(300) + '1';
+    expect(await answersEquivalent(runaway, 'x+1', { policy: 'zst', checker: counting })).toMatchObject({ equivalent: false });
+    expect(calls).toBe(0);
+    expect(await answersEquivalent('1+x', 'x+1', { policy: 'zst', checker: counting })).toMatchObject({ equivalent: true });
+    expect(calls).toBe(1);
+  });
+});
+
 describe('scoring generated text', () => {
   it('extracts and compares under each policy', async () => {
     const text = 'Wait, so the area is 12. Hmm.\n</think>\nThe answer is $\\boxed{\\dfrac{1}{2}}$.';

@@ -139,6 +139,8 @@ function compareNumbers(p: string, g: string, ctx: Ctx): boolean | null {
   return preds.some((x) => golds.some((y) => numbersClose(x, y, r.tolerance!)));
 }
 
+const MAX_SYMBOLIC_CHARS = 400;
+
 function isWords(s: string): boolean {
   return /^[A-Za-z][A-Za-z' -]*$/.test(s);
 }
@@ -159,6 +161,8 @@ function* leafEqual(p: string, g: string, ctx: Ctx): Decision {
   if (a === b) return true;
   if (!r.symbolic) return false;
   if (/^\w+_\w$/.test(a) || /^\w+_\w$/.test(b)) return false; // base-n numbers are compared as written
+  // Hundreds of characters are a runaway generation, not an answer: not worth seconds of algebra.
+  if (a.length > MAX_SYMBOLIC_CHARS || b.length > MAX_SYMBOLIC_CHARS) return false;
   const ok: boolean = yield { a, b, tol: r.tolerance! };
   if (ok) ctx.reason = 'symbolic';
   return ok;
