@@ -204,3 +204,18 @@ export function llama2cVocabToGguf(v: Llama2cVocab): { tokens: string[]; scores:
   });
   return { tokens, scores: v.scores.slice(), types };
 }
+
+/** Decode tokens to text as run.c does: `<0xXX>` pieces are raw bytes; the leading space after BOS is dropped. */
+export function decodeLlama2c(v: Llama2cVocab, tokens: readonly number[], prev = 1): string {
+  const bytes: number[] = [];
+  for (const t of tokens) {
+    const piece = v.pieces[t];
+    if (!piece) throw new RangeError(`token ${t} outside the vocabulary of ${v.pieces.length}`);
+    const text = Buffer.from(piece).toString('latin1');
+    const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(text);
+    if (byte) bytes.push(parseInt(byte[1]!, 16));
+    else bytes.push(...(prev === 1 && piece[0] === 0x20 ? piece.subarray(1) : piece));
+    prev = t;
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
