@@ -3,6 +3,7 @@ import { registerGenerate } from './generate.js';
 import { registerRun } from './run.js';
 import { registerEval } from './eval.js';
 import { registerData } from './data.js';
+import { registerConvert } from './convert.js';
 import { registerReport } from '../../report/command.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
@@ -11,5 +12,6 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerEval(program);
   registerData(program);
+  registerConvert(program);
   registerReport(program);
 }
