@@ -461,8 +461,8 @@ export interface TrainOptions {
   seed?: number;
   /** Shuffle the training sequences each epoch. Default true. */
   shuffle?: boolean;
-  /** Held-out sequences (same length rule) evaluated before training, every `evalEvery` steps, and at the end. */
-  validation?: readonly Int32Array[];
+  /** Held-out data (same rules) evaluated before training, every `evalEvery` steps, and at the end. */
+  validation?: TrainingData;
   evalEvery?: number;
   /** Sequences per native call; between calls the event loop runs and `signal` is checked. Default 8. */
   chunkSize?: number;
@@ -507,7 +507,7 @@ export interface EvalRecord {
   step: number;
   loss: number;
   accuracy: number;
-  sequences: number;
+  rows: number;
 }
 
 export interface TrainingReport {
@@ -526,20 +526,63 @@ export interface TrainingReport {
   nTrainable: number;
 }
 
-/** Check training sequences: each seqLen + 1 tokens (inputs are [0, seqLen), labels [1, seqLen]), ids in the vocabulary. */
-export function validateSequences(what: string, sequences: readonly Int32Array[], seqLen: number, nVocab: number): void {
-  if (!Array.isArray(sequences)) throw new InvalidInputError(`${what} must be an array of Int32Array`);
+/**
+ * Training data: `count` rows of `seqLen` input tokens and the `seqLen` next-token targets of each row, row-major.
+ * llama.cpp takes loss at every position (there is no ignore index), so every target must be a real token id.
+ * A plain array of sequences of seqLen + 1 tokens is also accepted (targets = the sequence shifted by one).
+ */
+export type TrainingData = TokenRows | readonly Int32Array[];
+
+export interface TokenRows {
+  tokens: Int32Array;
+  labels: Int32Array;
+}
+
+/** Rows from sequences of seqLen + 1 tokens: inputs are tokens [0, seqLen), targets tokens [1, seqLen]. */
+export function rowsFromSequences(sequences: readonly Int32Array[], seqLen: number, what = 'training data'): TokenRows {
+  if (!Array.isArray(sequences)) throw new InvalidInputError(`${what} must be token rows or an array of Int32Array sequences`);
+  const tokens = new Int32Array(sequences.length * seqLen);
+  const labels = new Int32Array(sequences.length * seqLen);
   for (let i = 0; i < sequences.length; i++) {
     const s = sequences[i];
-    if (!(s instanceof Int32Array)) throw new InvalidInputError(`${what}[${i}] is not an Int32Array`);
+    if (!(s instanceof Int32Array)) throw new InvalidInputError(`${what}: sequence ${i} is not an Int32Array`);
     if (s.length !== seqLen + 1) {
-      throw new InvalidInputError(`${what}[${i}] has ${s.length} tokens; every sequence needs seqLen + 1 = ${seqLen + 1} (inputs and the shifted labels)`);
+      throw new InvalidInputError(`${what}: sequence ${i} has ${s.length} tokens; every sequence needs seqLen + 1 = ${seqLen + 1} (inputs and the shifted targets)`);
     }
-    for (let j = 0; j < s.length; j++) {
-      const t = s[j]!;
-      if (t < 0 || t >= nVocab) throw new InvalidInputError(`${what}[${i}][${j}] = ${t} is not a token id of the model (vocabulary of ${nVocab})`);
+    tokens.set(s.subarray(0, seqLen), i * seqLen);
+    labels.set(s.subarray(1), i * seqLen);
+  }
+  return { tokens, labels };
+}
+
+/** Normalise and check training data: whole rows of seqLen, every id (input and target) in the vocabulary. */
+export function checkTrainingData(what: string, data: TrainingData, seqLen: number, nVocab: number): TokenRows {
+  const rows = Array.isArray(data) ? rowsFromSequences(data as readonly Int32Array[], seqLen, what) : (data as TokenRows);
+  if (!rows || !(rows.tokens instanceof Int32Array) || !(rows.labels instanceof Int32Array)) {
+    throw new InvalidInputError(`${what}: expected { tokens: Int32Array, labels: Int32Array } or an array of Int32Array sequences`);
+  }
+  if (rows.tokens.length !== rows.labels.length) {
+    throw new InvalidInputError(`${what}: ${rows.tokens.length} input tokens but ${rows.labels.length} targets`);
+  }
+  if (rows.tokens.length % seqLen !== 0) {
+    throw new InvalidInputError(`${what}: ${rows.tokens.length} tokens is not a whole number of rows of seqLen ${seqLen}`);
+  }
+  for (const [kind, arr] of [['input', rows.tokens], ['target', rows.labels]] as const) {
+    for (let i = 0; i < arr.length; i++) {
+      const t = arr[i]!;
+      if (t < 0 || t >= nVocab) {
+        throw new InvalidInputError(
+          `${what}: row ${Math.floor(i / seqLen)}, position ${i % seqLen}: ${kind} ${t} is not a token id of the model (vocabulary of ${nVocab})` +
+            (kind === 'target' && t < 0 ? '; llama.cpp takes loss at every position, replace ignored targets with a real token (e.g. the pad token)' : ''),
+        );
+      }
     }
   }
+  return rows;
+}
+
+export function rowCount(rows: TokenRows, seqLen: number): number {
+  return rows.tokens.length / seqLen;
 }
 
 /** Learning rate of 1-based step `step` of `total`: linear warm-up, then cosine from lr to lrMin. */
@@ -611,21 +654,20 @@ function checkOptions(o: TrainOptions): Required<Pick<TrainOptions, 'epochs' | '
 }
 
 /**
- * Train `model` in place on `sequences` (each seqLen + 1 tokens). Runs synchronously inside llama.cpp, a chunk of
- * sequences at a time, yielding to the event loop between chunks. Throws InvalidInputError / TrainingError before
+ * Train `model` in place: one optimizer step per row of `data`. Runs synchronously inside llama.cpp, a chunk of
+ * rows at a time, yielding to the event loop between chunks. Throws InvalidInputError / TrainingError before
  * touching llama.cpp when something does not fit.
  */
-export async function train(model: TrainableModel, sequences: readonly Int32Array[], opts: TrainOptions): Promise<TrainingReport> {
+export async function train(model: TrainableModel, data: TrainingData, opts: TrainOptions): Promise<TrainingReport> {
   const o = checkOptions(opts);
   const nVocab = model.shape.nVocab;
-  if (sequences.length === 0) throw new InvalidInputError('no training sequences');
-  validateSequences('training sequence', sequences, opts.seqLen, nVocab);
-  const validation = opts.validation ?? [];
-  validateSequences('validation sequence', validation, opts.seqLen, nVocab);
+  const rows = checkTrainingData('training data', data, opts.seqLen, nVocab);
+  if (rows.tokens.length === 0) throw new InvalidInputError('no training data');
+  const validation = checkTrainingData('validation data', opts.validation ?? [], opts.seqLen, nVocab);
   if (model.wasTrained) throw new TrainingError('this model was already trained in this process; llama_opt_init works once per model: reload it');
   const session = new TrainingSession(model, opts.seqLen, o.threads, opts.workarounds ?? {});
   try {
-    return await session.run(sequences, validation, opts, o);
+    return await session.run(rows, validation, opts, o);
   } finally {
     session.dispose();
   }
@@ -671,12 +713,13 @@ class TrainingSession {
   }
 
   async run(
-    sequences: readonly Int32Array[],
-    validation: readonly Int32Array[],
+    rows: TokenRows,
+    validation: TokenRows,
     opts: TrainOptions,
     o: ReturnType<typeof checkOptions>,
   ): Promise<TrainingReport> {
-    this.plannedSteps = o.epochs * sequences.length;
+    const nRows = rowCount(rows, this.seqLen);
+    this.plannedSteps = o.epochs * nRows;
     this.lrOf = (s) => cosineLr(s, this.plannedSteps, opts.lr, o.lrMin, o.warmupSteps);
     this.optPars = {
       adamw: { alpha: opts.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, wd: o.weightDecay },
@@ -693,7 +736,7 @@ class TrainingSession {
 
     const evals: EvalRecord[] = [];
     const evaluate = async () => {
-      if (validation.length === 0) return;
+      if (validation.tokens.length === 0) return;
       const e = await this.evaluate(validation, o.chunkSize);
       evals.push(e);
       this.callUser(() => opts.onEval?.(e));
@@ -705,15 +748,14 @@ class TrainingSession {
     let nextEval = o.evalEvery > 0 ? o.evalEvery : Infinity;
     outer: for (let epoch = 1; epoch <= o.epochs; epoch++) {
       this.epoch = epoch;
-      const order = sequences.map((_, i) => i);
+      const order = Array.from({ length: nRows }, (_, i) => i);
       if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
       for (let at = 0; at < order.length; at += o.chunkSize) {
         if (opts.signal?.aborted) {
           stopped = true;
           break outer;
         }
-        const chunk = order.slice(at, at + o.chunkSize).map((i) => sequences[i]!);
-        this.trainChunk(chunk);
+        this.trainChunk(rows, order.slice(at, at + o.chunkSize));
         this.throwIfCallbackFailed();
         await new Promise((r) => setImmediate(r));
         if (this.step >= nextEval) {
@@ -922,21 +964,21 @@ class TrainingSession {
     return ds;
   }
 
-  private fill(ds: Pointer, seqs: readonly Int32Array[]): void {
+  private fill(ds: Pointer, rows: TokenRows, which: readonly number[]): void {
     const L = this.seqLen;
-    const inputs = new Int32Array(seqs.length * L);
-    const labels = new Int32Array(seqs.length * L);
-    seqs.forEach((s, i) => {
-      inputs.set(s.subarray(0, L), i * L);
-      labels.set(s.subarray(1, L + 1), i * L);
+    const inputs = new Int32Array(which.length * L);
+    const labels = new Int32Array(which.length * L);
+    which.forEach((r, i) => {
+      inputs.set(rows.tokens.subarray(r * L, (r + 1) * L), i * L);
+      labels.set(rows.labels.subarray(r * L, (r + 1) * L), i * L);
     });
     this.api.ggml_backend_tensor_set(this.api.ggml_opt_dataset_data(ds), inputs, 0, inputs.byteLength);
     this.api.ggml_backend_tensor_set(this.api.ggml_opt_dataset_labels(ds), labels, 0, labels.byteLength);
   }
 
-  private trainChunk(seqs: readonly Int32Array[]): void {
-    const ds = this.dataset(seqs.length);
-    this.fill(ds, seqs);
+  private trainChunk(rows: TokenRows, which: readonly number[]): void {
+    const ds = this.dataset(which.length);
+    this.fill(ds, rows, which);
     const cb = this.trainCallback();
     const lines: string[] = [];
     const restore = setErrorSink((l) => lines.push(l.trim()));
@@ -944,14 +986,14 @@ class TrainingSession {
     this.chunkStart = performance.now();
     const secondsBefore = this.trainSeconds;
     try {
-      this.api.llama_opt_epoch(this.ctx!, ds, this.resultTrain, null, seqs.length, cb, null);
+      this.api.llama_opt_epoch(this.ctx!, ds, this.resultTrain, null, which.length, cb, null);
     } finally {
       restore();
       this.trainSeconds = secondsBefore + (performance.now() - this.chunkStart) / 1000;
     }
-    if (this.step - before !== seqs.length && !this.callbackError) {
+    if (this.step - before !== which.length && !this.callbackError) {
       throw new TrainingError(
-        `llama_opt_epoch made ${this.step - before} optimizer steps for ${seqs.length} sequences${lines.length ? `: ${lines.filter(Boolean).join('; ')}` : ''}`,
+        `llama_opt_epoch made ${this.step - before} optimizer steps for ${which.length} rows${lines.length ? `: ${lines.filter(Boolean).join('; ')}` : ''}`,
       );
     }
   }
@@ -986,15 +1028,16 @@ class TrainingSession {
   }
 
   private evalCb: unknown = null;
-  private async evaluate(seqs: readonly Int32Array[], chunkSize: number): Promise<EvalRecord> {
+  private async evaluate(rows: TokenRows, chunkSize: number): Promise<EvalRecord> {
+    const n = rowCount(rows, this.seqLen);
     this.evalCb ??= this.register(((_train: boolean, optCtx: Pointer) => {
       this.optCtx ??= optCtx;
     }) as never, lynx_epoch_callback);
     this.api.ggml_opt_result_reset(this.resultEval!);
-    for (let at = 0; at < seqs.length; at += chunkSize) {
-      const chunk = seqs.slice(at, at + chunkSize);
-      const ds = this.dataset(chunk.length);
-      this.fill(ds, chunk);
+    for (let at = 0; at < n; at += chunkSize) {
+      const which = Array.from({ length: Math.min(chunkSize, n - at) }, (_, i) => at + i);
+      const ds = this.dataset(which.length);
+      this.fill(ds, rows, which);
       const restore = setErrorSink(() => {});
       try {
         this.api.llama_opt_epoch(this.ctx!, ds, null, this.resultEval, 0, null, this.evalCb);
@@ -1007,10 +1050,10 @@ class TrainingSession {
     this.api.ggml_opt_result_ndata(this.resultEval!, nd);
     this.api.ggml_opt_result_loss(this.resultEval!, this.f64a, null);
     this.api.ggml_opt_result_accuracy(this.resultEval!, this.f64b, null);
-    if (Number(nd[0]) !== seqs.length * this.seqLen) {
-      throw new TrainingError(`evaluation covered ${nd[0]} tokens, expected ${seqs.length * this.seqLen}`);
+    if (Number(nd[0]) !== n * this.seqLen) {
+      throw new TrainingError(`evaluation covered ${nd[0]} tokens, expected ${n * this.seqLen}`);
     }
-    return { step: this.step, loss: this.f64a[0]!, accuracy: this.f64b[0]!, sequences: seqs.length };
+    return { step: this.step, loss: this.f64a[0]!, accuracy: this.f64b[0]!, rows: n };
   }
 
   /** A user callback's exception must not unwind through C; remember it and stop at the next chunk boundary. */
@@ -1053,18 +1096,19 @@ export interface TrainModelOptions extends TrainOptions {
   model: string;
   /** Where to write the trained model (llama_model_save_to_file). Omit to not save. */
   output?: string;
-  sequences: readonly Int32Array[];
+  save?: SaveOptions;
+  data: TrainingData;
   /** Options for loading llama.cpp itself if it is not loaded yet. */
   llama?: LoadLlamaOptions;
 }
 
-/** Load `model`, train it on `sequences`, save it to `output`. */
+/** Load `model`, train it on `data`, save it to `output` (with `save` options). */
 export async function trainModel(opts: TrainModelOptions): Promise<TrainingReport> {
   checkOptions(opts);
   const model = TrainableModel.load(opts.model, { llama: opts.llama });
   try {
-    const report = await train(model, opts.sequences, opts);
-    if (opts.output) model.save(opts.output);
+    const report = await train(model, opts.data, opts);
+    if (opts.output) model.save(opts.output, opts.save);
     return report;
   } finally {
     model.dispose();
