@@ -61,6 +61,8 @@ export interface MethodOutcome {
   answer?: string | null;
   /** Reasoning text of the (main) trace, for the trace viewer. */
   text: string;
+  /** Generated token ids of the (main) trace up to the exit (what `text` decodes), for token-exact analysis. */
+  traceTokens: number[];
   /** How the (main) trace ended. */
   end: RolloutResult['end'] | 'vote';
   tokens: TokenCounts;
@@ -154,6 +156,7 @@ export function outcomeOf(
     answerText: answerTextOf(r, cueText),
     answer: r.boxedAnswer,
     text: r.text,
+    traceTokens: r.tokens.slice(),
     end: r.end,
     tokens: { ...r.tokenCounts },
     exit,

@@ -229,11 +229,14 @@ export interface DeepConfTrace {
   end: RolloutResult['end'];
   /** Stopped online by the confidence threshold (generation cut short). */
   stoppedOnline: boolean;
+  /** The window's mean confidence when it stopped online. */
+  stopWindow?: number;
   /** Counts in the vote. */
   votes: boolean;
   /** Milliseconds from the start of the problem until this trace finished. */
   finishedMs: number;
   text: string;
+  traceTokens: number[];
 }
 
 interface Resolved {
@@ -326,9 +329,11 @@ async function runDeepConf(promptSeq: Sequence, input: MethodInput, env: MethodE
         answer: answer === '' ? null : answer,
         end: res.end,
         stoppedOnline: res.end === 'stopped',
+        stopWindow: res.end === 'stopped' ? (res.exitInfo as { windowConfidence: number }).windowConfidence : undefined,
         votes: false,
         finishedMs: performance.now() - t0,
         text: res.text,
+        traceTokens: res.tokens,
       };
     } finally {
       seq.dispose();
@@ -389,6 +394,7 @@ function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.leng
     answerText: vote.answer === null ? '' : `\\boxed{${vote.answer}}`,
     answer: vote.answer,
     text: shown?.text ?? '',
+    traceTokens: shown?.traceTokens.slice() ?? [],
     end: 'vote',
     tokens,
     exit: null,
@@ -411,6 +417,7 @@ function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.leng
         confidence: t.confidence,
         answer: t.answer,
         end: t.end,
+        stopWindow: t.stopWindow,
         votes: t.votes,
         tokens: t.tokens.total,
       })),

@@ -9,7 +9,8 @@
  * - Confidence = mean probability of the trial's tokens from the second one on (the first is the `{` the prompt
  *   asks for); policy `avg1` (arithmetic mean, the default), `avg2` (geometric) or `min`.
  * - Exit when confidence > threshold (strictly; default 0.95), or when the thinking has reached
- *   `think_ratio * max_tokens - 50` tokens at a judge point. Otherwise `Wait` is kept and thinking continues.
+ *   `think_ratio * max_tokens - 50` tokens at a judge point (`limitMargin`). Otherwise `Wait` is kept and thinking
+ *   continues.
  * - At most `max_judge_steps` (10) trial answers per problem; after that only `</think>` ends the thinking.
  * - Thinking is capped at `floor(max_tokens * think_ratio)` tokens (`think_ratio` 0.9), leaving the rest for the
  *   answer.
@@ -57,6 +58,8 @@ export interface DeerOptions {
   maxJudgeSteps?: number;
   /** 'trial' (default): the confident trial answer is the final answer. 'conclude': DEER's own ending. */
   finalAnswer?: 'trial' | 'conclude';
+  /** A judge point this close to the think limit exits whatever the confidence. Default 50 (hard-coded in DEER). */
+  limitMargin?: number;
 }
 
 export const DEER_DEFAULTS = {
@@ -68,10 +71,8 @@ export const DEER_DEFAULTS = {
   thinkRatio: 0.9,
   maxJudgeSteps: 10,
   finalAnswer: 'trial' as 'trial' | 'conclude',
+  limitMargin: 50,
 };
-
-/** DEER exits at a judge point once the thinking is this close to its limit, confident or not. */
-export const DEER_LIMIT_MARGIN = 50;
 
 /** How DEER closes the thinking before writing the final answer itself ('conclude'). */
 export const DEER_THINK_END = '\n</think>\n\n';
@@ -88,6 +89,7 @@ function resolve(opts: DeerOptions): ResolvedDeer {
   if (!(o.thinkRatio > 0 && o.thinkRatio <= 1)) throw new InvalidInputError(`thinkRatio must be in (0, 1] (got ${o.thinkRatio})`);
   if (!Number.isInteger(o.maxJudgeSteps) || o.maxJudgeSteps < 0) throw new InvalidInputError(`maxJudgeSteps must be an integer >= 0`);
   if (!Number.isInteger(o.trialMaxTokens) || o.trialMaxTokens < 1) throw new InvalidInputError(`trialMaxTokens must be an integer >= 1`);
+  if (!Number.isInteger(o.limitMargin) || o.limitMargin < 0) throw new InvalidInputError(`limitMargin must be an integer >= 0`);
   return o;
 }
 
@@ -120,10 +122,10 @@ export function deerThinkLimit(maxTokens: number, thinkRatio: number): number {
 export function deerExitReason(
   confidence: number,
   thinkingTokens: number,
-  opts: { threshold: number; thinkLimit: number },
+  opts: { threshold: number; thinkLimit: number; limitMargin?: number },
 ): 'confident' | 'think-limit' | null {
   if (confidence > opts.threshold) return 'confident';
-  if (thinkingTokens >= opts.thinkLimit - DEER_LIMIT_MARGIN) return 'think-limit';
+  if (thinkingTokens >= opts.thinkLimit - (opts.limitMargin ?? DEER_DEFAULTS.limitMargin)) return 'think-limit';
   return null;
 }
 
@@ -266,7 +268,7 @@ async function runDeer(
     const trial = await forcedExit(s, { cue: trialCue, maxTokens: o.trialMaxTokens, at: promptLength + hit.tokenIndex, mode: 'fork' });
     const confidence = deerConfidence(trial.tokenProbs, o.policy);
     // DEER measures the thinking without the cue (the stop string is not part of its text).
-    const reason = deerExitReason(confidence, hit.tokenIndex, { threshold: o.threshold, thinkLimit });
+    const reason = deerExitReason(confidence, hit.tokenIndex, { threshold: o.threshold, thinkLimit, limitMargin: o.limitMargin });
     trials.push({
       index: trials.length,
       cue: hit.cue,
@@ -278,7 +280,7 @@ async function runDeer(
       text: trial.text,
       cueTokens: trial.cueTokens,
       answerTokens: trial.answerTokens,
-      forced: hit.tokenIndex >= thinkLimit - DEER_LIMIT_MARGIN,
+      forced: hit.tokenIndex >= thinkLimit - o.limitMargin,
       ms: performance.now() - t0,
     });
     if (reason === null) return { action: 'continue' };
@@ -392,6 +394,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
             answerText: cueText + answer.text,
             answer: answer.answer,
             text: env.model.detokenize(tokens),
+            traceTokens: tokens,
             end: 'exit',
             tokens: { reasoning, exitCue: answer.cueTokens, answer: answer.answerTokens, total: reasoning + answer.cueTokens + answer.answerTokens },
             exit: { event: trial.index, position: trial.position, cue: trial.cue, score: trial.confidence },

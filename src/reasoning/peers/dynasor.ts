@@ -63,6 +63,8 @@ export interface DynasorOptions {
   /** Probe sampler (its seed is derived per probe). Default temperature 0.6, top-p 0.95. */
   probeSampler?: SamplerOptions;
   uncertainWords?: readonly string[];
+  /** The answer of a probe's text. Default Dynasor's `obtain_answer`. */
+  extractAnswer?: (probeText: string) => string;
   answersEqual?: (a: string, b: string) => boolean;
   /** Add the tokens the probes generate to the counts (see the file comment). Default true. */
   countProbes?: boolean;
@@ -75,6 +77,7 @@ export const DYNASOR_DEFAULTS = {
   probeMaxTokens: 20,
   probeSampler: { temperature: 0.6, topP: 0.95 } as SamplerOptions,
   uncertainWords: UNCERTAIN_WORDS,
+  extractAnswer: (probeText: string) => obtainAnswer(probeText),
   answersEqual: (a: string, b: string) => a.replace(/\s+/g, '') === b.replace(/\s+/g, ''),
   countProbes: true,
 };
@@ -192,7 +195,7 @@ async function runDynasor(seq: Sequence, input: MethodInput, env: MethodEnv, o: 
       index: probes.length,
       position,
       text: p.text,
-      answer: obtainAnswer(p.text),
+      answer: o.extractAnswer(p.text),
       certain: isCertain(p.text, o.uncertainWords),
       cueTokens: cueTokens.length,
       tokens: p.tokens,
@@ -229,7 +232,7 @@ function probeExtras(probes: readonly DynasorProbe[], rolloutTokens: TokenCounts
     rolloutTokens,
     probeTokens: probes.reduce((a, p) => a + p.tokens, 0),
     probeCueTokens: probes.reduce((a, p) => a + p.cueTokens, 0),
-    probes: probes.map((p) => ({ index: p.index, position: p.position, answer: p.answer, certain: p.certain })),
+    probes: probes.map((p) => ({ index: p.index, position: p.position, answer: p.answer, certain: p.certain, tokens: p.tokens })),
   };
 }
 
@@ -304,6 +307,7 @@ export function dynasorSweep(agreements: readonly number[], opts: Omit<DynasorOp
             answerText: on.probe + exit.text,
             answer: p.answer,
             text: env.model.detokenize(run.rollout.tokens.slice(0, p.position)),
+            traceTokens: run.rollout.tokens.slice(0, p.position),
             end: 'exit',
             tokens: withProbes(counts, probes, k, on),
             exit: { event: p.index, position: p.position, cue: 'probe' },
