@@ -96,11 +96,13 @@ export function methodEnv(
   base: Pick<MethodEnv, 'model' | 'context'> & Partial<Omit<MethodEnv, 'model' | 'context'>>,
 ): MethodEnv {
   const env: MethodEnv = {
-    sampler: { ...DEFAULT_SAMPLER },
-    maxTokens: 16384,
-    exitCue: 'paper',
-    seed: 0,
-    ...base,
+    model: base.model,
+    context: base.context,
+    sampler: { ...(base.sampler ?? DEFAULT_SAMPLER) },
+    maxTokens: base.maxTokens ?? 16384,
+    exitCue: base.exitCue ?? 'paper',
+    answerMaxTokens: base.answerMaxTokens,
+    seed: base.seed ?? 0,
   };
   if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
     throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
