@@ -128,7 +128,8 @@ export function hfVocabToGguf(folder: string, nVocab: number, config: Record<str
   const byId = new Map<number, string>();
   for (const [text, id] of Object.entries(m.vocab)) byId.set(id, text);
   for (const a of added) byId.set(a.id, a.content);
-  const maxId = Math.max(...byId.keys());
+  let maxId = -1;
+  for (const id of byId.keys()) if (id > maxId) maxId = id;
   if (maxId >= nVocab) {
     throw new InvalidInputError(
       `${folder}: the tokenizer has token id ${maxId} but the model has only ${nVocab} embedding rows (config.json vocab_size): tokenizer.json does not belong to this model`,

@@ -2,6 +2,7 @@
  * The Hugging Face tokenizer of a model folder (`tokenizer.json` + `tokenizer_config.json`) through
  * @huggingface/tokenizers: the reference tokenization the GGUF written for llama.cpp must reproduce.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -24,25 +25,23 @@ export class HfTokenizer {
   static load(folder: string): HfTokenizer {
     const path = join(folder, 'tokenizer.json');
     if (!existsSync(path)) throw new InvalidInputError(`${folder} has no tokenizer.json`);
-    let json: { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
-    try {
-      json = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (e) {
-      throw new InvalidInputError(`${path} is not valid JSON: ${(e as Error).message}`);
-    }
+    const text = readFileSync(path, 'utf8');
     const cfgPath = join(folder, 'tokenizer_config.json');
-    let config: Record<string, unknown> = {};
-    if (existsSync(cfgPath)) {
-      try {
-        config = JSON.parse(readFileSync(cfgPath, 'utf8'));
-      } catch (e) {
-        throw new InvalidInputError(`${cfgPath} is not valid JSON: ${(e as Error).message}`);
-      }
+    const cfgText = existsSync(cfgPath) ? readFileSync(cfgPath, 'utf8') : '{}';
+    // Building a 150k-token BPE tokenizer takes a while; folders with identical files share one.
+    const key = createHash('sha256').update(text).update('\0').update(cfgText).digest('hex');
+    let built = built_.get(key);
+    if (!built) {
+      const json = parseJson<{ model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] }>(text, path);
+      const config = parseJson<Record<string, unknown>>(cfgText, cfgPath);
+      const vocab = json.model?.vocab;
+      let size = Array.isArray(vocab) ? vocab.length : 0;
+      if (!Array.isArray(vocab)) for (const id of Object.values(vocab ?? {})) if (id >= size) size = id + 1;
+      for (const a of json.added_tokens ?? []) if (a.id >= size) size = a.id + 1;
+      built = { tok: new Tokenizer(json, config), config, size };
+      built_.set(key, built);
     }
-    const vocab = json.model?.vocab;
-    const ids = Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab ?? {});
-    const size = Math.max(-1, ...ids, ...(json.added_tokens ?? []).map((a) => a.id)) + 1;
-    return new HfTokenizer(new Tokenizer(json, config), folder, config, size);
+    return new HfTokenizer(built.tok, folder, built.config, built.size);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -71,14 +70,17 @@ export class HfTokenizer {
   }
 }
 
-const cache = new Map<string, HfTokenizer>();
+const built_ = new Map<string, { tok: Tokenizer; config: Record<string, unknown>; size: number }>();
 
-/** Load (once per folder and process) the Hugging Face tokenizer of a model folder. */
-export function loadHfTokenizer(folder: string): HfTokenizer {
-  let t = cache.get(folder);
-  if (!t) {
-    t = HfTokenizer.load(folder);
-    cache.set(folder, t);
+function parseJson<T>(text: string, path: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new InvalidInputError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
-  return t;
+}
+
+/** The Hugging Face tokenizer of a model folder (built once per distinct tokenizer.json in a process). */
+export function loadHfTokenizer(folder: string): HfTokenizer {
+  return HfTokenizer.load(folder);
 }
