@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { buildDemoTokenizer, exampleText, renderDemoPrompt, trainDemoTokenizerSpec } from '../src/demo/corpus.js';
-import { CHAT_TEMPLATE, DemoTokenizer, preTokenize, SPECIAL, trainBpe } from '../src/demo/tokenizer.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CHAT_TEMPLATE, DemoTokenizer, preTokenize, SPECIAL, trainBpe, writeHfTokenizerFiles } from '../src/demo/tokenizer.js';
 import { generateTraces } from '../src/demo/traces.js';
 import { InvalidInputError } from '../src/util/errors.js';
 
@@ -69,6 +72,22 @@ describe('demo tokenizer', () => {
     expect(hf.encode('Hi', { add_special_tokens: true }).ids).toEqual(tok.encode('Hi', { addBos: true }));
     // And it loads back into the same tokenizer.
     expect(DemoTokenizer.fromHfTokenizerJson(tok.toHfTokenizerJson()).toSpec()).toEqual(tok.toSpec());
+  });
+
+  it('writes tokenizer.json and tokenizer_config.json that load as they were', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lynx-demo-tok-'));
+    try {
+      const files = writeHfTokenizerFiles(dir, tok, 512);
+      const json = JSON.parse(readFileSync(files.tokenizer, 'utf8'));
+      const config = JSON.parse(readFileSync(files.config, 'utf8'));
+      expect(config.chat_template).toBe(CHAT_TEMPLATE);
+      expect(config.bos_token).toBe(SPECIAL.bos);
+      const hf = new Tokenizer(json, config);
+      expect(hf.encode(texts[0]!, { add_special_tokens: false }).ids).toEqual(tok.encode(texts[0]!));
+      expect(DemoTokenizer.fromHfTokenizerJson(json).toSpec()).toEqual(tok.toSpec());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('splits user-defined tokens even without parseSpecial, control tokens only with it', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyOp, generateProblems, opSymbol, type OpKind } from '../src/demo/problems.js';
 import { generateTrace, generateTraces, parseCompletion, traceRng, THINK_END } from '../src/demo/traces.js';
-import { formatTraceStats, traceStatistics } from '../src/demo/trace-stats.js';
+import { formatTraceStats, summarizeCompletion, thinkingTokenSplit, traceStatistics } from '../src/demo/trace-stats.js';
 import { buildDemoTokenizer } from '../src/demo/corpus.js';
 import { lastBoxedContent } from '../src/eval/answer-extract.js';
 import { findCueEvents } from '../src/reasoning/lynx/cues.js';
@@ -148,6 +148,26 @@ describe('demo traces', () => {
     expect(stats.meanCuesPerTrace).toBeGreaterThan(2);
     expect(Object.keys(stats.cuesByWord).sort()).toEqual(['Alternatively', 'Hmm', 'Wait']);
     expect(formatTraceStats(stats)).toContain('share of thinking after the first correct answer');
+  });
+
+  it('measure a completion from its text alone as from the generator marks', () => {
+    const tok = buildDemoTokenizer();
+    const count = (s: string) => tok.encode(s).length;
+    for (const t of traces.slice(0, 300)) {
+      const fromText = summarizeCompletion(t.completion, t.problem.answer, count);
+      const fromMarks = thinkingTokenSplit(t, count);
+      expect(fromText.thinkingTokens).toBe(fromMarks.thinking);
+      expect(fromText.afterFirstCorrect).toBe(fromMarks.afterFirstCorrect);
+      expect(fromText.correct).toBe(t.correct);
+      expect(fromText.firstCandidateCorrect).toBe(t.candidates[0]!.correct);
+      expect(fromText.cues).toBe(t.cues.length);
+      // Token counts are additive at the cut: the thinking splits cleanly at a round boundary.
+      if (fromMarks.firstCorrectIndex >= 0) expect(fromMarks.afterFirstCorrect).toBeLessThan(fromMarks.thinking);
+    }
+    const cut = summarizeCompletion('So the answer is 5.\n\nWait', 5, count);
+    expect(cut.finalAnswer).toBeNull();
+    expect(cut.correct).toBe(false);
+    expect(cut.afterFirstCorrect).toBe(1);
   });
 
   it('reject unusable options', () => {

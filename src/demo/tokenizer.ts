@@ -10,8 +10,10 @@
  * the model sees the same symbols for a number wherever it occurs, which is what exact arithmetic needs. All 256 byte
  * tokens are in the vocabulary, so any text encodes and decodes back exactly.
  */
+import { join } from 'node:path';
 import type { GgufWriter } from '../gguf/writer.js';
 import { InvalidInputError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/fs.js';
 
 /** R1-Distill-Qwen's special tokens (and its pad token). */
 export const SPECIAL = {
@@ -499,4 +501,13 @@ export function writeTokenizerToGguf(writer: GgufWriter, tok: DemoTokenizer): vo
   writer.set('tokenizer.ggml.add_bos_token', true, 'bool');
   writer.set('tokenizer.ggml.add_eos_token', false, 'bool');
   writer.set('tokenizer.chat_template', CHAT_TEMPLATE);
+}
+
+/** Write `tokenizer.json` and `tokenizer_config.json` into a folder (Hugging Face layout), atomically. */
+export function writeHfTokenizerFiles(dir: string, tok: DemoTokenizer, modelMaxLength = 512): { tokenizer: string; config: string } {
+  const tokenizer = join(dir, 'tokenizer.json');
+  const config = join(dir, 'tokenizer_config.json');
+  writeJsonAtomic(tokenizer, tok.toHfTokenizerJson());
+  writeJsonAtomic(config, tok.toHfTokenizerConfig(modelMaxLength));
+  return { tokenizer, config };
 }

@@ -3,7 +3,7 @@
  * the share of thinking after the first correct candidate answer (the room early exit has), cue words per trace,
  * and how often slips are made and fixed.
  */
-import type { Trace } from './traces.js';
+import { parseCompletion, type Trace } from './traces.js';
 
 /** Counts tokens of a text (for the demo: the demo tokenizer). Must be additive at line boundaries. */
 export type TokenCounter = (text: string) => number;
@@ -161,4 +161,42 @@ export function formatTraceStats(s: TraceStats): string {
     ),
   ];
   return lines.join('\n');
+}
+
+export interface CompletionSummary {
+  /** Final boxed answer after `</think>`, or null (no end of thinking, or no box). */
+  finalAnswer: number | null;
+  correct: boolean;
+  /** The first candidate ("the answer is N") is right; null when there is none. */
+  firstCandidateCorrect: boolean | null;
+  candidates: number;
+  cues: number;
+  thinkingTokens: number;
+  /** Thinking tokens after the first correct candidate's sentence (0 when none is correct). */
+  afterFirstCorrect: number;
+}
+
+/**
+ * The same measures from a completion's text alone, for what a model writes (the model card measures rollouts of the
+ * trained model with this). `count` must count tokens as the model's tokenizer does.
+ */
+export function summarizeCompletion(completion: string, answer: number, count: TokenCounter): CompletionSummary {
+  const parsed = parseCompletion(completion);
+  const thinkingTokens = count(parsed.thinking);
+  const first = parsed.candidates.findIndex((c) => c.value === answer);
+  let afterFirstCorrect = 0;
+  if (first >= 0) {
+    let cut = parsed.candidates[first]!.end + 1;
+    while (parsed.thinking[cut] === '\n') cut++;
+    afterFirstCorrect = count(parsed.thinking.slice(cut));
+  }
+  return {
+    finalAnswer: parsed.finalAnswer,
+    correct: parsed.finalAnswer === answer,
+    firstCandidateCorrect: parsed.candidates.length > 0 ? parsed.candidates[0]!.value === answer : null,
+    candidates: parsed.candidates.length,
+    cues: parsed.cues.length,
+    thinkingTokens,
+    afterFirstCorrect,
+  };
 }
