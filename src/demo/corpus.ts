@@ -190,9 +190,11 @@ export function buildCorpus(tok: DemoTokenizer, opts: CorpusOptions): Corpus {
 }
 
 /**
- * Targets for a trainer that takes loss at every position (llama.cpp's `llama_opt_epoch` does: it has no ignore
- * index). Positions without a label get the pad token as target: the model then learns "pad follows end of text",
- * which never matters at inference because generation stops at EOS.
+ * Targets for a trainer that takes loss at every position. llama.cpp's `llama_opt_epoch` does, and has no ignore
+ * index: it writes a one-hot row per target, and a negative target fails its bounds assertion and aborts the whole
+ * process. Positions without a label get the pad token as target: build the corpus with `loss: 'all'` for it, so that
+ * only padding (and the position after EOS) predicts pad, which never matters at inference because generation stops
+ * at EOS.
  */
 export function labelsEverywhere(corpus: Corpus, padId: number): Int32Array {
   const out = new Int32Array(corpus.labels.length);
