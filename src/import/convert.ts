@@ -234,14 +234,15 @@ function addHfTensors(w: GgufWriter, st: SafetensorsModel, c: HfConfig, type: Te
     throw new InvalidInputError(`the checkpoint lacks ${missing.length} tensor(s) its config.json implies: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
   }
 
-  const expectShape = (name: string, shape: number[]) => {
-    const got = st.info(name).shape;
-    if (got.join(',') !== shape.join(',')) {
-      throw new InvalidInputError(`tensor ${name} has shape [${got.join(', ')}] but config.json implies [${shape.join(', ')}]`);
+  // Every tensor must have the shape config.json implies, or llama.cpp would refuse the file (or worse, misread it).
+  const expected = expectedShapes(c);
+  for (const n of names) {
+    const want = expected.get(n);
+    const got = st.info(n).shape;
+    if (want && got.join(',') !== want.join(',')) {
+      throw new InvalidInputError(`tensor ${n} has shape [${got.join(', ')}] but config.json implies [${want.join(', ')}]`);
     }
-  };
-  expectShape('model.embed_tokens.weight', [c.nVocab, c.nEmbd]);
-  if (st.has('lm_head.weight')) expectShape('lm_head.weight', [c.nVocab, c.nEmbd]);
+  }
 
   // llama.cpp order: embeddings, output norm and head, then blocks; llama3 rope factors first as its converter does.
   if (c.ropeScaling.type === 'llama3') w.addTensor('rope_freqs.weight', [c.headDim / 2], llama3RopeFactors(c.ropeScaling, c.ropeTheta, c.headDim), 'f32');
@@ -262,6 +263,41 @@ function addHfTensors(w: GgufWriter, st: SafetensorsModel, c: HfConfig, type: Te
     else data = () => st.tensor(hf);
     w.addTensor(name, dims, data, t);
   }
+}
+
+/** The shape ([out, in] for matrices) of every tensor a checkpoint with this config has. */
+function expectedShapes(c: HfConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const q = c.nHead * c.headDim;
+  const kv = c.nHeadKv * c.headDim;
+  m.set('model.embed_tokens.weight', [c.nVocab, c.nEmbd]);
+  m.set('lm_head.weight', [c.nVocab, c.nEmbd]);
+  m.set('model.norm.weight', [c.nEmbd]);
+  for (let l = 0; l < c.nLayer; l++) {
+    const p = `model.layers.${l}.`;
+    const shapes: [string, number[]][] = [
+      ['input_layernorm.weight', [c.nEmbd]],
+      ['post_attention_layernorm.weight', [c.nEmbd]],
+      ['self_attn.q_proj.weight', [q, c.nEmbd]],
+      ['self_attn.k_proj.weight', [kv, c.nEmbd]],
+      ['self_attn.v_proj.weight', [kv, c.nEmbd]],
+      ['self_attn.o_proj.weight', [c.nEmbd, q]],
+      ['self_attn.q_proj.bias', [q]],
+      ['self_attn.k_proj.bias', [kv]],
+      ['self_attn.v_proj.bias', [kv]],
+      ['self_attn.o_proj.bias', [c.nEmbd]],
+      ['self_attn.q_norm.weight', [c.headDim]],
+      ['self_attn.k_norm.weight', [c.headDim]],
+      ['mlp.gate_proj.weight', [c.nFf, c.nEmbd]],
+      ['mlp.up_proj.weight', [c.nFf, c.nEmbd]],
+      ['mlp.down_proj.weight', [c.nEmbd, c.nFf]],
+      ['mlp.gate_proj.bias', [c.nFf]],
+      ['mlp.up_proj.bias', [c.nFf]],
+      ['mlp.down_proj.bias', [c.nEmbd]],
+    ];
+    for (const [n, shape] of shapes) m.set(p + n, shape);
+  }
+  return m;
 }
 
 function tensorOrder(hf: string): number {
