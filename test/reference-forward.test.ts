@@ -3,6 +3,7 @@
  * conversion: a coherent story, the same greedy tokens, the same logits and hidden states.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -47,6 +48,23 @@ describe('stories260K (llama2.c)', () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it('`lynx generate --bos` on the converted GGUF gives the reference\'s 64 greedy tokens', () => {
+    const ref = ReferenceModel.fromLlama2c(join(STORIES, 'stories260K.bin')).greedy([1], 64);
+    const out = join(dir, 'stories-cli.gguf');
+    convertToGguf(join(STORIES, 'stories260K.bin'), out, { tokenizer: join(STORIES, 'tok512.bin'), progress: false });
+    const cli = join(packageRoot(), 'src', 'cli', 'main.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', cli, 'generate', '--model', out, '--bos', '--prompt', '', '--max-tokens', '64', '--json'], {
+      encoding: 'utf8',
+      cwd: packageRoot(),
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout.trim()) as { promptTokens: number[]; tokens: number[]; text: string };
+    expect(json.promptTokens).toEqual([1]);
+    expect(json.tokens).toEqual(ref);
+    // The CLI prints each token's piece; SentencePiece's first piece keeps its leading space.
+    expect(json.text.trimStart().startsWith('Once upon a time')).toBe(true);
   });
 
   it('the reference forward pass matches llama.cpp logits and hidden states on stories260K', async () => {
