@@ -14,6 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { readJson } from '../util/fs.js';
+import { readSentencePieceModel, SP_TYPE } from './sentencepiece.js';
 import { loadHfTokenizer } from './tokenizer.js';
 
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -113,15 +114,20 @@ export function readChatTemplate(folder: string, tokenizerConfig = readTokenizer
   return undefined;
 }
 
-/** Build the GGUF vocabulary of a Hugging Face folder whose embedding matrix has `nVocab` rows. */
+/**
+ * Build the GGUF vocabulary of a Hugging Face folder whose embedding matrix has `nVocab` rows: from
+ * `tokenizer.model` (SentencePiece) when the folder has one, as llama.cpp's converter prefers, else from the
+ * byte-level BPE `tokenizer.json`.
+ */
 export function hfVocabToGguf(folder: string, nVocab: number, config: Record<string, unknown> = {}): GgufVocab {
+  if (existsSync(join(folder, 'tokenizer.model'))) return hfSentencePieceVocab(folder, nVocab, config);
   const tj = readTokenizerJson(folder);
   const tc = readTokenizerConfig(folder);
   const m = tj.model;
   if (m.type !== 'BPE' || m.byte_fallback) {
     throw new UnsupportedError(
-      `${folder}/tokenizer.json: a ${m.type}${m.byte_fallback ? ' (SentencePiece, byte_fallback)' : ''} tokenizer is not supported yet; ` +
-        'only byte-level BPE tokenizers (Llama 3, Qwen, Mistral Tekken) convert from a Hugging Face folder',
+      `${folder}/tokenizer.json: a ${m.type}${m.byte_fallback ? ' (SentencePiece-style, byte_fallback)' : ''} tokenizer converts only ` +
+        'with its tokenizer.model (download tokenizer.model too); without it only byte-level BPE tokenizers (Llama 3, Qwen) convert',
     );
   }
   const added = tj.added_tokens ?? [];
@@ -208,6 +214,52 @@ export function detectPreTokenizer(folder: string, tj: TokenizerJson = readToken
     `${folder}/tokenizer.json: its pre-tokenizer is not one llama.cpp implements that this converter recognises ` +
       `(known: ${KNOWN_PRE_TOKENIZERS.join(', ')}); converting it anyway would tokenize differently from Hugging Face`,
   );
+}
+
+/**
+ * A SentencePiece vocabulary (`tokenizer.model`) as llama.cpp's `_create_vocab_sentencepiece` writes it: ids the
+ * model lacks are `[PAD<id>]` UNUSED with score -10000; piece types UNKNOWN/CONTROL/UNUSED/BYTE kept, everything
+ * else NORMAL; added tokens (added_tokens.json, tokenizer_config.json's added_tokens_decoder) override with score
+ * -1000, CONTROL when special or special-looking, else USER_DEFINED.
+ */
+export function hfSentencePieceVocab(folder: string, nVocab: number, config: Record<string, unknown> = {}): GgufVocab {
+  const sp = readSentencePieceModel(join(folder, 'tokenizer.model'));
+  if (sp.pieces.length > nVocab) {
+    throw new InvalidInputError(
+      `${folder}: tokenizer.model has ${sp.pieces.length} pieces but the model has only ${nVocab} embedding rows (config.json vocab_size): the tokenizer does not belong to this model`,
+    );
+  }
+  const tokens = Array.from({ length: nVocab }, (_, i) => `[PAD${i}]`);
+  const scores: number[] = new Array(nVocab).fill(-10000);
+  const types: number[] = new Array(nVocab).fill(TOKEN_TYPE.UNUSED);
+  sp.pieces.forEach((p, i) => {
+    tokens[i] = p.piece;
+    scores[i] = p.score;
+    types[i] = [SP_TYPE.UNKNOWN, SP_TYPE.CONTROL, SP_TYPE.UNUSED, SP_TYPE.BYTE].includes(p.type as 2) ? p.type : TOKEN_TYPE.NORMAL;
+  });
+  const addedPath = join(folder, 'added_tokens.json');
+  if (existsSync(addedPath)) {
+    for (const [text, id] of Object.entries(readJson<Record<string, number>>(addedPath))) {
+      if (id >= nVocab) continue;
+      tokens[id] = text;
+      scores[id] = -1000;
+      types[id] = TOKEN_TYPE.USER_DEFINED;
+    }
+  }
+  const tc = readTokenizerConfig(folder);
+  for (const [key, t] of Object.entries((tc.added_tokens_decoder ?? {}) as Record<string, { content: string; special?: boolean }>)) {
+    const id = Number(key);
+    if (id >= nVocab) continue;
+    const special = t.special || looksSpecial(t.content);
+    tokens[id] = special ? t.content : t.content.replaceAll('\u2581', ' ');
+    types[id] = special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    scores[id] = -1000;
+  }
+  const tj: TokenizerJson = existsSync(join(folder, 'tokenizer.json')) ? readTokenizerJson(folder) : { model: { type: 'none', vocab: {} } };
+  const vocab: GgufVocab = { model: 'llama', pre: 'default', tokens, scores, types, special: {}, chatTemplate: readChatTemplate(folder, tc) };
+  if (typeof tc.add_prefix_space === 'boolean') vocab.addSpacePrefix = tc.add_prefix_space;
+  setSpecialTokens(vocab, tj, tc, config, nVocab);
+  return vocab;
 }
 
 const SPECIAL_TYPES = ['bos', 'eos', 'unk', 'sep', 'pad', 'cls', 'mask'] as const;
