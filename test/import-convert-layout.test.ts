@@ -54,6 +54,9 @@ describe('GGUF metadata and layout', () => {
       expect(g.get('tokenizer.ggml.padding_token_id')).toBe(R1.ids.eos);
       expect(g.get('tokenizer.ggml.add_bos_token')).toBe(true);
       expect(g.get('tokenizer.chat_template')).toBe(R1.chatTemplate);
+      // generation_config.json's sampling defaults (R1-Distill recommends temperature 0.6, top-p 0.95).
+      expect(g.get('general.sampling.temp')).toBe(Math.fround(0.6));
+      expect(g.get('general.sampling.top_p')).toBe(Math.fround(0.95));
       // Norms stay F32, matrices take the requested type; an untied model keeps output.weight.
       expect(g.tensorInfo('blk.0.attn_q_norm.weight')!.type).toBe('f32');
       expect(g.tensorInfo('blk.0.attn_q_norm.weight')!.dims).toEqual([32]);

@@ -8,8 +8,8 @@
  * Llama rotates halves (i, i + d/2), so q_proj/k_proj rows (and biases) are permuted within each head; qwen2/qwen3
  * use llama.cpp's NeoX rotation, which is the halves convention, and are written as they are.
  */
-import { existsSync, statSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { existsSync, statSync, readdirSync, openSync, readSync, closeSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { GgufWriter, type TensorData } from '../gguf/writer.js';
 import { type TensorType } from '../gguf/encode.js';
@@ -91,6 +91,7 @@ function convertHf(folder: string, out: string, opts: ConvertOptions): ConvertRe
     w.set('general.name', opts.name ?? basename(resolve(folder)));
     w.set('general.file_type', FILE_TYPE[type], 'u32');
     w.set('general.quantization_version', 2, 'u32');
+    writeSamplingDefaults(w, folder);
     writeHyperParameters(w, cfg);
     writeVocab(w, vocab);
     addHfTensors(w, st, cfg, type);
@@ -107,6 +108,26 @@ function resolveType(type: ConvertType, st: SafetensorsModel): TensorType {
   }
   const first = st.names.map((n) => st.info(n)).find((t) => t.shape.length === 2);
   return first?.dtype === 'BF16' ? 'bf16' : 'f16';
+}
+
+/** generation_config.json's sampling defaults as `general.sampling.*` (as llama.cpp's converter writes them). */
+function writeSamplingDefaults(w: GgufWriter, folder: string): void {
+  const path = join(folder, 'generation_config.json');
+  if (!existsSync(path)) return;
+  let g: Record<string, unknown>;
+  try {
+    g = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return; // as llama.cpp: an unreadable generation_config.json is ignored
+  }
+  const keys: [string, string, 'f32' | 'i32'][] = [
+    ['temperature', 'temp', 'f32'],
+    ['top_p', 'top_p', 'f32'],
+    ['top_k', 'top_k', 'i32'],
+    ['min_p', 'min_p', 'f32'],
+    ['repetition_penalty', 'penalty_repeat', 'f32'],
+  ];
+  for (const [hf, gguf, type] of keys) if (typeof g[hf] === 'number') w.set(`general.sampling.${gguf}`, g[hf] as number, type);
 }
 
 function writeHyperParameters(w: GgufWriter, c: HfConfig): void {

@@ -99,6 +99,9 @@ export function parseHfConfig(raw: Record<string, unknown>, where = 'config.json
   if (arch === 'qwen2' && headDim * nHead !== nEmbd) {
     throw new UnsupportedError(`${where}: Qwen2 with head_dim ${headDim} × ${nHead} heads ≠ hidden_size ${nEmbd} is not supported by llama.cpp's qwen2`);
   }
+  if ((arch === 'qwen2' || arch === 'qwen3') && c.use_sliding_window === true) {
+    throw new UnsupportedError(`${where}: use_sliding_window is true; llama.cpp's ${arch} attends to the whole context, so the converted model would differ`);
+  }
   // transformers: tie_word_embeddings defaults to true in PretrainedConfig, but Llama/Mistral/Qwen2/Qwen3 configs
   // set it explicitly to false by default.
   const tiedEmbeddings = c.tie_word_embeddings === true;
