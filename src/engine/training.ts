@@ -461,7 +461,7 @@ export interface TrainOptions {
   seed?: number;
   /** Shuffle the training sequences each epoch. Default true. */
   shuffle?: boolean;
-  /** Held-out data (same rules) evaluated before training, every `evalEvery` steps, and at the end. */
+  /** Held-out data (same rules) evaluated before training, every `evalEvery` steps (0: never), and at the end. */
   validation?: TrainingData;
   evalEvery?: number;
   /** Sequences per native call; between calls the event loop runs and `signal` is checked. Default 8. */
@@ -469,6 +469,11 @@ export interface TrainOptions {
   /** Called after every optimizer step. Exceptions stop training at the next chunk boundary and are rethrown. */
   onStep?: (step: TrainingStep) => void;
   onEval?: (evaluation: EvalRecord) => void;
+  /**
+   * Called between chunks, outside llama.cpp (the weights are consistent: for example to save a checkpoint with
+   * `model.save`). Awaited; an exception stops training and is rethrown.
+   */
+  betweenChunks?: (step: number) => void | Promise<void>;
   /** Stops training at the next chunk boundary; the report says `stopped: true`. */
   signal?: AbortSignal;
   /**
@@ -750,14 +755,18 @@ class TrainingSession {
       this.epoch = epoch;
       const order = Array.from({ length: nRows }, (_, i) => i);
       if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
-      for (let at = 0; at < order.length; at += o.chunkSize) {
+      for (let at = 0; at < order.length; ) {
         if (opts.signal?.aborted) {
           stopped = true;
           break outer;
         }
-        this.trainChunk(rows, order.slice(at, at + o.chunkSize));
+        // A chunk ends at the next evaluation, so evaluations fall exactly on multiples of evalEvery.
+        const size = Math.min(o.chunkSize, order.length - at, nextEval - this.step);
+        this.trainChunk(rows, order.slice(at, at + size));
+        at += size;
         this.throwIfCallbackFailed();
         await new Promise((r) => setImmediate(r));
+        if (opts.betweenChunks) await opts.betweenChunks(this.step);
         if (this.step >= nextEval) {
           nextEval += o.evalEvery;
           await evaluate();
