@@ -20,22 +20,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const CASES: [string, TinyHfOptions][] = [
   ['qwen2 (R1-Distill style: QKV bias, tied embeddings, GQA 4/2)', { arch: 'qwen2', seed: 1 }],
   ['qwen3 (QK-norm, head_dim 32 ≠ hidden/heads, GQA 4/1, untied, theta 1e6)', { arch: 'qwen3', headDim: 32, kvHeads: 1, ropeTheta: 1e6, seed: 2 }],
-  ['llama (Q/K permutation, GQA 4/2, untied, linear rope scaling)', { arch: 'llama', ropeTheta: 50000, ropeScaling: { rope_type: 'linear', factor: 2 }, seed: 3 }],
-  [
-    'llama (llama3 rope scaling, q/k/v/o biases, tied, no GQA)',
-    {
-      arch: 'llama',
-      tied: true,
-      attentionBias: true,
-      heads: 2,
-      kvHeads: 2,
-      ropeTheta: 500000,
-      // A short original context so that the scaled band covers the frequencies this tiny head uses.
-      ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
-      seed: 4,
-    },
-  ],
-  ['mistral (as llama, 3 layers, F32 weights)', { arch: 'mistral', layers: 3, dtype: 'F32', seed: 5 }],
 ];
 
 describe('Hugging Face folder → GGUF (F32): llama.cpp matches the reference forward pass', () => {
