@@ -78,13 +78,31 @@ describe('probe', () => {
     expect(c.probe.layers[0]!.weight).not.toEqual(a.probe.layers[0]!.weight);
   });
 
-  it('splits work over threads without changing a single bit (first layer wide enough to split)', () => {
-    const { X, y } = synth(260, 300, 3, 0.3);
-    const cfg = { hidden: [64, 8], maxEpochs: 4, seed: 1, batchSize: 50 };
-    const one = trainProbe(X, y, cfg, { threads: 1 });
-    const two = trainProbe(X, y, cfg, { threads: 2 });
+  it.each(['js', 'wasm'] as const)('splits work over threads without changing a single bit (%s kernels)', (kernels) => {
+    const { X, y } = synth(261, 300, 3, 0.3); // odd batch sizes too
+    const cfg = { hidden: [64, 8], maxEpochs: 4, seed: 1, batchSize: 51 };
+    const one = trainProbe(X, y, cfg, { threads: 1, kernels });
+    const two = trainProbe(X, y, cfg, { threads: 2, kernels });
+    expect(one.history.kernels).toBe(kernels);
+    expect(two.history.threads).toBe(2);
     expect(two.probe.layers[0]!.weight).toEqual(one.probe.layers[0]!.weight);
     expect(two.probe.predict(X.data, X.rows)).toEqual(one.probe.predict(X.data, X.rows));
+  });
+
+  it('trains alike with the js and wasm kernels', () => {
+    const { X, y } = synth(400, 32, 8, 0.2);
+    const cfg = { hidden: [16, 8], maxEpochs: 3, earlyStopping: false, seed: 2 };
+    const a = trainProbe(X, y, cfg, { threads: 1, kernels: 'js' });
+    const b = trainProbe(X, y, cfg, { threads: 1, kernels: 'wasm' });
+    expect(b.history.kernels).toBe('wasm');
+    // float32 vs double rounding only: the training trajectories stay together
+    b.history.loss.forEach((l, i) => expect(l).toBeCloseTo(a.history.loss[i]!, 4));
+    const pa = a.probe.predict(X.data, X.rows);
+    const pb = b.probe.predict(X.data, X.rows);
+    let maxDiff = 0;
+    pa.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - pb[i]!))));
+    expect(maxDiff).toBeLessThan(1e-3);
+    expect(() => trainProbe(synth(50, 6, 1).X, synth(50, 6, 1).y, { hidden: [5], maxEpochs: 1 }, { kernels: 'wasm' })).toThrow(/divisible by 4/);
   });
 
   it('saves and loads with identical predictions', () => {
@@ -121,25 +139,29 @@ describe('probe', () => {
     }
   });
 
-  it('takes the same Adam steps as a naive implementation of scikit-learn', () => {
-    const { X, y } = synth(40, 6, 12, 1);
-    const hidden = [5, 4];
+  it.each([
+    ['js', 6, [5, 4]],
+    ['wasm', 8, [8, 4]],
+  ] as const)('takes the same Adam steps as a naive implementation of scikit-learn (%s kernels)', (kernels, D, hiddenSizes) => {
+    const { X, y } = synth(41, D, 12, 1);
+    const hidden = [...hiddenSizes];
     const seed = 3;
-    const cfg = { hidden, seed, maxEpochs: 2, earlyStopping: false, batchSize: 40, alpha: 0.01 };
-    const { probe } = trainProbe(X, y, cfg, { threads: 1 });
+    const cfg = { hidden, seed, maxEpochs: 2, earlyStopping: false, batchSize: 41, alpha: 0.01 };
+    const { probe, history } = trainProbe(X, y, cfg, { threads: 1, kernels });
+    expect(history.kernels).toBe(kernels);
     // reference: same initial weights, full-batch, two steps
-    const ref: ProbeLayer[] = initLayers([6, ...hidden, 1], Rng.derive(seed, 'init'));
+    const ref: ProbeLayer[] = initLayers([D, ...hidden, 1], Rng.derive(seed, 'init'));
     const W = ref.map((l) => Array.from(l.weight));
     const B = ref.map((l) => Array.from(l.bias));
     const mW = W.map((w) => w.map(() => 0));
     const vW = W.map((w) => w.map(() => 0));
     const mB = B.map((b) => b.map(() => 0));
     const vB = B.map((b) => b.map(() => 0));
-    const n = 40;
+    const n = 41;
     const nPos = y.reduce((s, v) => s + v, 0);
     const w = Array.from(y, (v) => (v ? n / (2 * nPos) : n / (2 * (n - nPos))));
     const sw = w.reduce((s, v) => s + v, 0);
-    const xs = Array.from({ length: n }, (_, i) => Array.from({ length: 6 }, (_, k) => Math.fround((X.data[i * 6 + k]! - probe.mean[k]!) / probe.scale[k]!)));
+    const xs = Array.from({ length: n }, (_, i) => Array.from({ length: D }, (_, k) => Math.fround((X.data[i * D + k]! - probe.mean[k]!) / probe.scale[k]!)));
     for (let t = 1; t <= 2; t++) {
       const acts: number[][][] = [xs];
       ref.forEach((l, li) => {
@@ -193,7 +215,7 @@ describe('probe', () => {
       });
     });
     // weights whose gradient is ~0 can flip Adam's sign on rounding; nearly all must agree to float32 precision
-    expect(total).toBe(6 * 5 + 5 + 5 * 4 + 4 + 4 + 1);
+    expect(total).toBe(D * hidden[0]! + hidden[0]! + hidden[0]! * hidden[1]! + hidden[1]! + hidden[1]! + 1);
     expect(bad / total).toBeLessThan(0.005);
     // and training moved the weights at all
     expect(probe.layers[0]!.weight).not.toEqual(ref[0]!.weight);

@@ -19,7 +19,7 @@ import { readJson, writeJsonAtomic } from '../../util/fs.js';
 import { Rng } from '../../util/rng.js';
 import { availableParallelism } from 'node:os';
 import { denseAdamStep, denseBackward, denseForward } from './probe-kernels.js';
-import { allocSharedLayer, ParallelLayer } from './probe-parallel.js';
+import { ParallelLayer, resolveKernels, type KernelBackend, type KernelChoice } from './probe-parallel.js';
 import { binaryMetrics, type BinaryMetrics } from './stats.js';
 import { TensorFile, writeSafetensors, type F32Tensor } from './tensor-io.js';
 
@@ -256,6 +256,9 @@ export interface TrainHistory {
   nValidation: number;
   wPos: number;
   wNeg: number;
+  /** The first-layer kernels and threads used. */
+  kernels: KernelBackend;
+  threads: number;
 }
 
 export interface TrainOptions {
@@ -263,6 +266,12 @@ export interface TrainOptions {
   indices?: ArrayLike<number>;
   /** Threads for the first layer (results do not depend on it). Default: min(2, available cores). */
   threads?: number;
+  /**
+   * First-layer training kernels: 'wasm' (SIMD, float32, 5-6x faster), 'js' (scalar, double accumulation), or 'auto'
+   * (default: wasm when the runtime has WebAssembly SIMD and both sizes are multiples of 4). Results are reproducible
+   * for a seed and backend; the two backends differ in rounding.
+   */
+  kernels?: KernelChoice;
   onEpoch?: (epoch: number, loss: number, validationScore: number | undefined) => void;
 }
 
@@ -316,7 +325,8 @@ export function trainProbe(
 
   const layers = initLayers([d, ...cfg.hidden, 1], rngInit);
   const batch = Math.min(nTrain, cfg.batchSize === 'auto' ? 200 : Math.max(1, cfg.batchSize));
-  const trainer = new Trainer(layers, cfg, batch, opts.threads ?? Math.min(2, availableParallelism()));
+  const backend = resolveKernels(opts.kernels ?? 'auto', d, cfg.hidden[0] ?? 1);
+  const trainer = new Trainer(layers, cfg, batch, opts.threads ?? Math.min(2, availableParallelism()), backend);
   try {
     return trainLoop();
   } finally {
@@ -337,6 +347,8 @@ export function trainProbe(
       nValidation: nVal,
       wPos,
       wNeg,
+      kernels: backend,
+      threads: trainer.threads,
     };
     let bestLoss = Infinity;
     let noImprovement = 0;
@@ -456,15 +468,16 @@ class Trainer {
     private readonly cfg: ProbeConfig,
     readonly batch: number,
     threads: number,
+    backend: KernelBackend,
   ) {
     const first = layers[0]!;
-    const shared = allocSharedLayer(first.inDim, first.outDim, batch);
+    this.par = new ParallelLayer(first.inDim, first.outDim, batch, threads, backend);
+    const shared = this.par.layer;
     shared.weight.set(first.weight);
     shared.bias.set(first.bias);
     // From here on the first layer's parameters are the shared arrays.
     first.weight = shared.weight;
     first.bias = shared.bias;
-    this.par = new ParallelLayer(shared, threads);
     this.xb = shared.x;
     this.acts = layers.map((l, i) => (i === 0 ? shared.out : new Float32Array(batch * l.outDim)));
     this.deltas = layers.map((l, i) => (i === 0 ? shared.delta : new Float32Array(batch * l.outDim)));
@@ -476,6 +489,10 @@ class Trainer {
     this.idx = new Int32Array(batch * Math.max(1, ...small.map((l) => l.outDim)));
     this.coef = new Float64Array(batch * Math.max(1, ...small.map((l) => l.outDim)));
     this.cnt = new Int32Array(Math.max(1, ...small.map((l) => l.outDim)));
+  }
+
+  get threads(): number {
+    return this.par.threads;
   }
 
   dispose(): void {
@@ -587,13 +604,13 @@ export interface ProbeMetrics {
 export function trainProbeLynx(
   X: FeatureMatrix,
   y: ArrayLike<number>,
-  opts: { valSplit?: number; config?: Partial<ProbeConfig>; onEpoch?: TrainOptions['onEpoch'] } = {},
+  opts: { valSplit?: number; config?: Partial<ProbeConfig> } & Pick<TrainOptions, 'onEpoch' | 'threads' | 'kernels'> = {},
 ): { probe: Probe; metrics: ProbeMetrics; history: TrainHistory; validation: BinaryMetrics } {
   const valSplit = opts.valSplit ?? 0.2;
   const seed = opts.config?.seed ?? DEFAULT_PROBE_CONFIG.seed;
   const validationFraction = opts.config?.validationFraction ?? Math.max(0.1, valSplit);
   const { train, test } = stratifiedSplit(y, valSplit, Rng.derive(seed, 'holdout'));
-  const { probe, history } = trainProbe(X, y, { ...opts.config, validationFraction }, { indices: train, onEpoch: opts.onEpoch });
+  const { probe, history } = trainProbe(X, y, { ...opts.config, validationFraction }, { indices: train, onEpoch: opts.onEpoch, threads: opts.threads, kernels: opts.kernels });
   const Xval = new Float32Array(test.length * X.cols);
   const yval = new Uint8Array(test.length);
   test.forEach((r, i) => {
