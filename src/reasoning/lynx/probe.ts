@@ -595,6 +595,8 @@ export interface ProbeMetrics {
   best_epoch: number;
   seed: number;
   n_features: number;
+  /** First-layer training backend ('wasm' or 'js'): training is reproducible for a seed and backend. */
+  kernels: KernelBackend;
 }
 
 /**
@@ -642,6 +644,7 @@ export function trainProbeLynx(
     best_epoch: history.bestEpoch,
     seed,
     n_features: X.cols,
+    kernels: history.kernels,
   };
   return { probe, metrics, history, validation: m };
 }
