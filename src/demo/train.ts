@@ -65,8 +65,8 @@ export interface DemoRecipe {
 
 /**
  * The shipped model and the small one. Sizes and token budgets follow the measured speed on 2 cores
- * (docs/demo-training.md): the default is 15.4M tokens (about 1.5-2 hours at 2-3k tokens/s), the small one 4.1M
- * (about 15-25 minutes). The shipped file is F16: 5.8 MB for the default.
+ * (docs/demo-training.md): the default is 12.3M tokens (about 1.4-1.8 hours at 1.9-2.5k tokens/s on 2 idle cores),
+ * the small one 4.1M (about 10-20 minutes). The shipped file is F16: 5.8 MB for the default.
  */
 export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
   default: {
@@ -76,7 +76,7 @@ export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
     seqLen: 512,
     initSeed: 1,
     tokenizer: {},
-    data: { seed: 101, sequences: 30_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
+    data: { seed: 101, sequences: 24_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
     optim: { lr: 2e-3, lrMin: 1e-4, warmupSteps: 200, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
   },

@@ -809,6 +809,7 @@ class TrainingSession {
       n_threads_batch: this.threads,
       flash_attn_type: 0, // FLASH_ATTN_EXT has no backward pass
       op_offload: false, // the whole step runs on the CPU backend, where this path is tested
+      offload_kqv: false,
       type_k: GGML_TYPE_F32, // OUT_PROD has no F16 support in the backward pass
       type_v: GGML_TYPE_F32,
       no_perf: true,
