@@ -67,6 +67,8 @@ describe('defect workarounds of the llama.cpp training path', () => {
     const plain = await run({}, 8);
     const withEval = await run({ validation: sequences.slice(40, 42) }, 8);
     expect(withEval.report.evals[0]!.step).toBe(0);
+    expect(plain.report.gradientsZeroed).toBe(7);
+    expect(withEval.report.gradientsZeroed).toBe(8);
     expect(withEval.report.steps.map((s) => s.loss)).toEqual(plain.report.steps.map((s) => s.loss));
   });
 

@@ -67,6 +67,8 @@ describe('training a tiny random model through llama_opt_epoch', () => {
     expect(lr.at(-1)).toBeCloseTo(3e-4, 8);
     for (let i = 5; i < lr.length; i++) expect(lr[i]!).toBeLessThanOrEqual(lr[i - 1]! + 1e-12);
     expect(report.tokens).toBe(120 * SEQ_LEN);
+    // Defect 1's workaround ran before every step but the first (whose accumulators ggml has just zeroed).
+    expect(report.gradientsZeroed).toBe(119);
     expect(report.tokensPerSecond).toBeGreaterThan(0);
   });
 

@@ -529,6 +529,11 @@ export interface TrainingReport {
   trained: string[];
   frozen: string[];
   nTrainable: number;
+  /**
+   * Optimizer steps whose gradient accumulators were zeroed before they ran (defect 1): every step but the first,
+   * which starts from freshly zeroed accumulators (all steps when a validation pass came first).
+   */
+  gradientsZeroed: number;
 }
 
 /**
@@ -787,12 +792,8 @@ class TrainingSession {
       trained: this.params.map((p) => p.name),
       frozen: this.frozen,
       nTrainable: this.params.reduce((n, p) => n + p.ne.reduce((a, b) => a * b, 1), 0),
+      gradientsZeroed: this.zeroedSteps,
     };
-  }
-
-  /** Number of optimizer steps whose gradient accumulators were zeroed before the step ran (for tests). */
-  get zeroed(): number {
-    return this.zeroedSteps;
   }
 
   private createContext(): void {
@@ -1044,11 +1045,12 @@ class TrainingSession {
       this.optCtx ??= optCtx;
     }) as never, lynx_epoch_callback);
     this.api.ggml_opt_result_reset(this.resultEval!);
+    const lines: string[] = [];
     for (let at = 0; at < n; at += chunkSize) {
       const which = Array.from({ length: Math.min(chunkSize, n - at) }, (_, i) => at + i);
       const ds = this.dataset(which.length);
       this.fill(ds, rows, which);
-      const restore = setErrorSink(() => {});
+      const restore = setErrorSink((l) => lines.push(l.trim()));
       try {
         this.api.llama_opt_epoch(this.ctx!, ds, null, this.resultEval, 0, null, this.evalCb);
       } finally {
@@ -1061,7 +1063,7 @@ class TrainingSession {
     this.api.ggml_opt_result_loss(this.resultEval!, this.f64a, null);
     this.api.ggml_opt_result_accuracy(this.resultEval!, this.f64b, null);
     if (Number(nd[0]) !== n * this.seqLen) {
-      throw new TrainingError(`evaluation covered ${nd[0]} tokens, expected ${n * this.seqLen}`);
+      throw new TrainingError(`evaluation covered ${nd[0]} tokens, expected ${n * this.seqLen}${lines.length ? `: ${lines.filter(Boolean).join('; ')}` : ''}`);
     }
     return { step: this.step, loss: this.f64a[0]!, accuracy: this.f64b[0]!, rows: n };
   }
