@@ -148,6 +148,9 @@ describe('bad training data and options are refused before llama.cpp is called',
       await expect(train(model, seqs, { ...ok, epochs: 0 })).rejects.toThrow(/epochs/);
       await expect(train(model, [], ok)).rejects.toThrow(/no training data/);
       await expect(train(model, seqs, { ...ok, validation: [new Int32Array(3)] })).rejects.toThrow(/validation data/);
+      // A step that cannot fit in memory would crash inside ggml: refused from an estimate.
+      const huge = { tokens: new Int32Array(65536), labels: new Int32Array(65536) };
+      await expect(train(model, huge, { ...ok, seqLen: 65536 })).rejects.toThrow(/GiB .* use shorter rows/);
       // None of these reached llama.cpp: the same model still trains.
       const r = await train(model, seqs.slice(0, 2), ok);
       expect(r.steps).toHaveLength(2);

@@ -26,7 +26,7 @@
  * GGML_ASSERT aborts the whole process, so every size, type and token id is validated in TypeScript first.
  */
 import koffi from 'koffi';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { GgufFile } from '../gguf/reader.js';
@@ -595,6 +595,20 @@ export function rowCount(rows: TokenRows, seqLen: number): number {
   return rows.tokens.length / seqLen;
 }
 
+/**
+ * A generous estimate of the memory one training step takes: weights with their gradient accumulators and AdamW
+ * moments, per-layer activations kept for the backward pass, attention scores (forward, softmax, gradient), and the
+ * logits with their dense one-hot labels, softmax and gradient.
+ */
+export function estimateTrainingBytes(shape: Pick<TrainableShape, 'nParams' | 'nEmbd' | 'nLayer' | 'nHead' | 'nVocab'>, seqLen: number): number {
+  const f = 4;
+  const params = shape.nParams * f * 4;
+  const activations = shape.nLayer * seqLen * shape.nEmbd * 24 * f * 2;
+  const attention = shape.nLayer * shape.nHead * seqLen * seqLen * f * 4;
+  const logits = seqLen * shape.nVocab * f * 6;
+  return params + activations + attention + logits;
+}
+
 /** Learning rate of 1-based step `step` of `total`: linear warm-up, then cosine from lr to lrMin. */
 export function cosineLr(step: number, total: number, lr: number, lrMin: number, warmupSteps: number): number {
   if (warmupSteps > 0 && step <= warmupSteps) return Math.max(lrMin, (lr * step) / warmupSteps);
@@ -675,6 +689,15 @@ export async function train(model: TrainableModel, data: TrainingData, opts: Tra
   if (rows.tokens.length === 0) throw new InvalidInputError('no training data');
   const validation = checkTrainingData('validation data', opts.validation ?? [], opts.seqLen, nVocab);
   if (model.wasTrained) throw new TrainingError('this model was already trained in this process; llama_opt_init works once per model: reload it');
+  // ggml does not check its allocations on this path: a step that does not fit in memory crashes the process.
+  const need = estimateTrainingBytes(model.shape, opts.seqLen);
+  const have = totalmem();
+  if (need > 0.75 * have) {
+    throw new TrainingError(
+      `training this model on ${opts.seqLen}-token rows needs about ${(need / 2 ** 30).toFixed(1)} GiB (weights, gradients, AdamW moments, ` +
+        `activations, ${opts.seqLen}² attention scores, ${opts.seqLen} x ${nVocab} logits); this machine has ${(have / 2 ** 30).toFixed(1)} GiB: use shorter rows`,
+    );
+  }
   const session = new TrainingSession(model, opts.seqLen, o.threads, opts.workarounds ?? {});
   try {
     return await session.run(rows, validation, opts, o);
