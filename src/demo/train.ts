@@ -65,7 +65,7 @@ export interface DemoRecipe {
 
 /**
  * The shipped model and the small one. Sizes and token budgets follow the measured speed on 2 cores
- * (docs/demo-training.md): the default is 12.3M tokens (about 1.4-1.8 hours at 1.9-2.5k tokens/s on 2 idle cores),
+ * (docs/demo-training.md): the default is 12.3M tokens (about 1.4-1.7 hours at 2.0-2.5k tokens/s on 2 idle cores),
  * the small one 4.1M (about 10-20 minutes). The shipped file is F16: 5.8 MB for the default.
  */
 export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
