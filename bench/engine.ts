@@ -154,8 +154,12 @@ async function timeAggregate(model: LlamaModel, sequences: number, tokensEach: n
 
 async function peerDecode(path: string, tokens: number, reps: number): Promise<EngineBenchResult['peer']> {
   try {
-    const { getLlama } = (await import('node-llama-cpp')) as typeof import('node-llama-cpp');
-    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+    // The peer is not a dependency: npm's registry mirror here lacks some of its platform packages, which breaks
+    // `npm ci`, and it pulls ~700 MB. Install it next to the project with `npm run bench:peer` to compare.
+    const peerModule = 'node-llama-cpp';
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const { getLlama } = (await import(peerModule)) as any;
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
     const model = await llama.loadModel({ modelPath: path });
     const ctx = await model.createContext({ contextSize: 1024, sequences: 1 });
     const rates: number[] = [];
@@ -175,7 +179,9 @@ async function peerDecode(path: string, tokens: number, reps: number): Promise<E
     await model.dispose();
     return { name: 'node-llama-cpp@3.22.1 (LlamaContextSequence.evaluate)', decodeTokensPerSecond: median(rates) };
   } catch (e) {
-    return { name: 'node-llama-cpp', decodeTokensPerSecond: NaN, error: (e as Error).message };
+    const missing = (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    const error = missing ? 'not installed (run `npm run bench:peer` once)' : (e as Error).message;
+    return { name: 'node-llama-cpp', decodeTokensPerSecond: NaN, error };
   }
 }
 
