@@ -12,6 +12,8 @@ export function buildProgram(): Command {
     .description('Confidence-controlled early exit for reasoning models (LYNX) on llama.cpp')
     .version(readPackageVersion())
     .showHelpAfterError()
+    // `lynx demo train --seed 3`: options after a subcommand belong to it, not to its parent.
+    .enablePositionalOptions()
     .exitOverride();
   registerCommands(program);
   return program;

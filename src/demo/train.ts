@@ -65,7 +65,7 @@ export interface DemoRecipe {
 
 /**
  * The shipped model and the small one. Sizes and token budgets follow the measured speed on 2 cores
- * (docs/demo-training.md): the default is 12.3M tokens (about 1.4-1.7 hours at 2.0-2.5k tokens/s on 2 idle cores),
+ * (docs/demo-training.md): the default is 8.2M tokens (about 1-1.2 hours at 2.0-2.5k tokens/s on 2 idle cores),
  * the small one 4.1M (about 10-20 minutes). The shipped file is F16: 5.8 MB for the default.
  */
 export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
@@ -76,7 +76,7 @@ export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
     seqLen: 512,
     initSeed: 1,
     tokenizer: {},
-    data: { seed: 101, sequences: 24_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
+    data: { seed: 101, sequences: 16_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
     optim: { lr: 2e-3, lrMin: 1e-4, warmupSteps: 200, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
   },

@@ -5,9 +5,11 @@ import { registerEval } from './eval.js';
 import { registerData } from './data.js';
 import { registerConvert } from './convert.js';
 import { registerReport } from '../../report/command.js';
+import { registerDemo } from './demo.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
 export function registerCommands(program: Command): void {
+  registerDemo(program);
   registerGenerate(program);
   registerRun(program);
   registerEval(program);

@@ -1,0 +1,148 @@
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { LlamaModel } from '../../engine/index.js';
+import { demoBenchmark } from '../../demo/benchmark.js';
+import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.js';
+import { measureBehaviour, writeModelCard } from '../../demo/model-card.js';
+import { requireShippedDemo } from '../../demo/shipped.js';
+import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
+import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { floatOption, intOption } from '../options.js';
+import { progressBar } from '../progress.js';
+import { paint } from '../terminal.js';
+
+interface DemoArgs {
+  problems: number;
+  benchmark: string;
+  delta: number;
+  rule: string;
+  seed: number;
+  temperature: number;
+  maxTokens: number;
+  concurrency: number;
+  json?: boolean;
+  dir?: string;
+}
+
+export function registerDemo(program: Command): void {
+  const demo = program
+    .command('demo')
+    .description("answer held-out problems with the shipped demo reasoner, thinking to the end and with LYNX early exit (same seed), and compare")
+    .enablePositionalOptions()
+    .option('-n, --problems <n>', 'problems (interleaved over the 5 difficulty levels)', intOption('--problems', 1), 20)
+    .option('-b, --benchmark <name>', 'demo problem set: demo:test, demo:test:1-2, ...', 'demo:test')
+    .option('--delta <d>', 'error level of the stop rule', floatOption('--delta', 0, 1), 0.1)
+    .option('--rule <name>', 'lynx (per event, the paper), ltt or crc (per problem)', 'lynx')
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
+    .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 1024)
+    .option('--concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
+    .option('--dir <dir>', 'a demo folder other than the shipped one (model.gguf, probe/, conformal/)')
+    .option('--json', 'print one JSON object (per problem: baseline and early-exit tokens and answers)')
+    .action(async (args: DemoArgs) => {
+      const shipped = requireShippedDemo(args.dir ? resolve(args.dir) : undefined);
+      const model = LlamaModel.load(shipped.model);
+      try {
+        const policy = loadLynxPolicy(shipped.root, { rule: args.rule, delta: args.delta });
+        const problems = demoBenchmark(args.benchmark, { limit: args.problems });
+        if (problems.length === 0) throw new InvalidInputError(`no problems in '${args.benchmark}'`);
+        const bar = args.json ? progressBar('demo', problems.length) : undefined;
+        if (!args.json) {
+          process.stdout.write(
+            `${paint('bold', 'Lynx demo')}: ${problems.length} held-out problems, each solved twice with the same seed: thinking to the end, and with LYNX early exit (rule ${policy.rule.rule}, delta ${policy.rule.delta}).\n\n`,
+          );
+        }
+        const { results, summary } = await compareWithBaseline({
+          model,
+          policy,
+          problems,
+          seed: args.seed,
+          temperature: args.temperature,
+          maxTokens: args.maxTokens,
+          concurrency: args.concurrency,
+          onProblem: (r) => (args.json ? bar!.tick() : process.stdout.write(problemLine(r) + '\n')),
+        });
+        bar?.stop();
+        if (args.json) {
+          process.stdout.write(JSON.stringify({ model: shipped.model, summary, problems: results }) + '\n');
+          return;
+        }
+        const p = (x: number) => `${(100 * x).toFixed(0)}%`;
+        process.stdout.write(
+          '\n' +
+            paint('bold', `Baseline:   accuracy ${p(summary.baselineAccuracy)}, ${summary.baselineAvgTokens.toFixed(0)} tokens per problem\n`) +
+            paint('bold', `Early exit: accuracy ${p(summary.earlyExitAccuracy)}, ${summary.earlyExitAvgTokens.toFixed(0)} tokens per problem`) +
+            ` — ${p(summary.tokenSavings)} fewer tokens, exited early on ${p(summary.exitRate)} of problems; ` +
+            `${summary.harmed} answer(s) lost, ${summary.helped} gained.\n` +
+            paint('dim', `Try: lynx demo --delta 0.3 (exit more), --delta 0.02 (exit only when sure), --json; lynx run -m ${shipped.model} --probe ${shipped.root} -p "..."\n`),
+        );
+      } finally {
+        model.dispose();
+      }
+    });
+
+  demo
+    .command('train')
+    .description('train the demo reasoner from random initialisation (writes <name>.gguf and <name>.loss.json)')
+    .option('--recipe <name>', 'default (the shipped model) or small', 'default')
+    .option('-o, --out <dir>', 'output folder', '.')
+    .option('--threads <n>', 'CPU threads', intOption('--threads', 1), 2)
+    .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
+    .option('--checkpoint-every <n>', 'save a weights-only checkpoint every n steps', intOption('--checkpoint-every', 0), 0)
+    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number }) => {
+      const base = DEMO_RECIPES[args.recipe as keyof typeof DEMO_RECIPES];
+      if (!base) throw new InvalidInputError(`unknown recipe '${args.recipe}': use ${Object.keys(DEMO_RECIPES).join(' or ')}`);
+      const recipe = args.sequences ? recipeWith(base, { data: { sequences: args.sequences } }) : base;
+      const t0 = Date.now();
+      const r = await trainDemoModel({
+        recipe,
+        outDir: resolve(args.out),
+        threads: args.threads,
+        checkpointEvery: args.checkpointEvery,
+        log: (line) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${line}\n`),
+      });
+      process.stdout.write(`${r.modelPath}\n${r.lossCurvePath}\n`);
+    });
+
+  demo
+    .command('card')
+    .description("measure a demo model on the 500 held-out problems and write its model card (card.md, loss-curve.svg, behaviour.json)")
+    .requiredOption('-m, --model <path>', 'the trained GGUF')
+    .requiredOption('--loss <file>', 'its <name>.loss.json')
+    .option('-o, --out <dir>', 'folder for the card', '.')
+    .option('--per-level <n>', 'problems per level', intOption('--per-level', 1), 100)
+    .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .action(async (args: { model: string; loss: string; out: string; perLevel: number; maxTokens: number; seed: number }) => {
+      const curve = JSON.parse(readFileSync(args.loss, 'utf8')) as LossCurveFile;
+      if (!Array.isArray(curve.steps) || !curve.recipe) throw new InvalidInputError(`${args.loss} is not a demo loss curve file`);
+      const model = LlamaModel.load(args.model);
+      try {
+        const bar = progressBar('rollouts', args.perLevel * 5);
+        const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
+        bar.stop();
+        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour });
+        process.stdout.write(`${card}\n`);
+        for (const r of behaviour.rows) {
+          process.stdout.write(`level ${r.level}: accuracy ${(100 * r.accuracy).toFixed(1)}%, ${r.meanThinkingTokens.toFixed(0)} thinking tokens, ${(100 * r.meanShareAfterFirstCorrect).toFixed(1)}% after first correct, ${r.meanCues.toFixed(2)} cues\n`);
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+}
+
+function problemLine(r: DemoProblemResult): string {
+  const mark = (ok: boolean) => (ok ? paint('green', '✓') : paint('red', '✗'));
+  const exit = r.earlyExit.exit
+    ? `exit at '${r.earlyExit.exit.cue}' #${r.earlyExit.exit.event} (p=${r.earlyExit.exit.score?.toFixed(2)})`
+    : 'no exit';
+  const level = r.level !== undefined ? `L${r.level} ` : '';
+  return (
+    `${level}${r.id.padEnd(14)} gold ${r.gold.padStart(4)} | full: ${String(r.baseline.answer ?? '—').padStart(4)} ${mark(r.baseline.correct)} ${String(r.baseline.tokens).padStart(4)} tok` +
+    ` | early: ${String(r.earlyExit.answer ?? '—').padStart(4)} ${mark(r.earlyExit.correct)} ${String(r.earlyExit.tokens).padStart(4)} tok, ${exit}` +
+    (r.tokensSaved > 0 ? paint('dim', `  (−${r.tokensSaved})`) : '')
+  );
+}

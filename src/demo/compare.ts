@@ -1,0 +1,154 @@
+/**
+ * `lynx demo`: the same problems answered twice by the same model with the same sampling seed — once thinking to
+ * the end (the baseline), once with LYNX early exit — so the tokens saved and the answers can be compared one to one.
+ * With the same seed the early-exit trace is the baseline's trace up to the exit (exact-mode context), so every
+ * saved token is a token the baseline spent after the exit point.
+ */
+import { LlamaContext, type LlamaModel } from '../engine/index.js';
+import type { Problem } from '../eval/benchmarks.js';
+import { extractAnswer } from '../eval/answer-extract.js';
+import { answersEquivalentSync } from '../eval/answer-equiv.js';
+import { fullRollout, methodEnv, type MethodOutcome } from '../reasoning/method.js';
+import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
+import { solveWithLynx, type LynxPolicy, type ScoredCueEvent } from '../reasoning/lynx/online.js';
+
+export interface DemoCompareOptions {
+  model: LlamaModel;
+  policy: LynxPolicy;
+  problems: readonly Problem[];
+  seed?: number;
+  temperature?: number;
+  topP?: number;
+  maxTokens?: number;
+  /** Problems solved at once (their sequences decode together). Default 4. */
+  concurrency?: number;
+  onProblem?: (r: DemoProblemResult, done: number, total: number) => void;
+}
+
+export interface DemoAnswer {
+  answer: string | null;
+  correct: boolean;
+  /** reasoning + exit cue + answer tokens */
+  tokens: number;
+  reasoningTokens: number;
+  wallMs: number;
+}
+
+export interface DemoProblemResult {
+  id: string;
+  problem: string;
+  gold: string;
+  level?: number;
+  baseline: DemoAnswer;
+  earlyExit: DemoAnswer & {
+    exit: { event: number; position: number; cue?: string; score?: number } | null;
+    events: Pick<ScoredCueEvent, 'index' | 'position' | 'cue' | 'score' | 'exit'>[];
+  };
+  /** baseline tokens - early-exit tokens */
+  tokensSaved: number;
+}
+
+export interface DemoSummary {
+  problems: number;
+  rule: string;
+  delta: number;
+  baselineAccuracy: number;
+  earlyExitAccuracy: number;
+  baselineAvgTokens: number;
+  earlyExitAvgTokens: number;
+  /** 1 - early-exit tokens / baseline tokens, over all problems */
+  tokenSavings: number;
+  exitRate: number;
+  /** Problems right at the end but wrong after the early exit, and the reverse. */
+  harmed: number;
+  helped: number;
+  baselineWallSec: number;
+  earlyExitWallSec: number;
+}
+
+function scored(o: MethodOutcome, p: Problem): DemoAnswer {
+  const answer = extractAnswer(o.answerText, p).answer;
+  return {
+    answer,
+    correct: answersEquivalentSync(answer, p.gold, { policy: 'zst' }).equivalent,
+    tokens: o.tokens.total,
+    reasoningTokens: o.tokens.reasoning,
+    wallMs: o.wallMs,
+  };
+}
+
+export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ results: DemoProblemResult[]; summary: DemoSummary }> {
+  const { model, policy, problems } = opts;
+  const concurrency = Math.max(1, opts.concurrency ?? 4);
+  const maxTokens = opts.maxTokens ?? 1024;
+  const prompts = problems.map((p) => problemPromptTokens(model, p));
+  const longest = Math.max(0, ...prompts.map((t) => t.length));
+  // Exact mode (F32 K/V, no flash attention): a sequence's numbers do not depend on its batch neighbours, so the
+  // early-exit trace is token for token the baseline's until the exit.
+  const context = new LlamaContext(model, {
+    nCtx: 2 * concurrency * (longest + maxTokens + 128),
+    nSeqMax: 2 * concurrency,
+    kvType: 'f32',
+    flashAttention: false,
+  });
+  const env = methodEnv({
+    model,
+    context,
+    sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 },
+    maxTokens,
+    seed: opts.seed ?? 0,
+  });
+  const baseline = fullRollout();
+  const results: DemoProblemResult[] = new Array(problems.length);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < problems.length) {
+      const i = next++;
+      const p = problems[i]!;
+      const input = { problemId: p.id, promptTokens: prompts[i]! };
+      const [full, early] = await Promise.all([baseline.solve(input, env), solveWithLynx(policy, input, env)]);
+      const b = scored(full, p);
+      const e = scored(early, p);
+      const events = (early.extra.events as ScoredCueEvent[]).map(({ index, position, cue, score, exit }) => ({ index, position, cue, score, exit }));
+      results[i] = {
+        id: p.id,
+        problem: p.problem,
+        gold: p.gold,
+        level: typeof p.meta?.level === 'number' ? p.meta.level : undefined,
+        baseline: b,
+        earlyExit: { ...e, exit: early.exit, events },
+        tokensSaved: b.tokens - e.tokens,
+      };
+      opts.onProblem?.(results[i]!, ++done, problems.length);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, problems.length) }, worker));
+  } finally {
+    context.dispose();
+  }
+  return { results, summary: summarize(results, policy) };
+}
+
+export function summarize(results: readonly DemoProblemResult[], policy: Pick<LynxPolicy, 'rule'>): DemoSummary {
+  const n = Math.max(1, results.length);
+  const sum = (f: (r: DemoProblemResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  const baseTokens = sum((r) => r.baseline.tokens);
+  const earlyTokens = sum((r) => r.earlyExit.tokens);
+  return {
+    problems: results.length,
+    rule: policy.rule.rule,
+    delta: policy.rule.delta,
+    baselineAccuracy: sum((r) => +r.baseline.correct) / n,
+    earlyExitAccuracy: sum((r) => +r.earlyExit.correct) / n,
+    baselineAvgTokens: baseTokens / n,
+    earlyExitAvgTokens: earlyTokens / n,
+    tokenSavings: baseTokens > 0 ? 1 - earlyTokens / baseTokens : 0,
+    exitRate: sum((r) => +(r.earlyExit.exit !== null)) / n,
+    harmed: sum((r) => +(r.baseline.correct && !r.earlyExit.correct)),
+    helped: sum((r) => +(!r.baseline.correct && r.earlyExit.correct)),
+    baselineWallSec: sum((r) => r.baseline.wallMs) / 1000,
+    earlyExitWallSec: sum((r) => r.earlyExit.wallMs) / 1000,
+  };
+}
