@@ -40,8 +40,6 @@ export interface ModelInfo {
 export interface LoadModelOptions {
   /** Layers to offload to the GPU: 'auto' (all when a GPU build is loaded), or a number. Default 'auto'. */
   gpuLayers?: number | 'auto';
-  /** Load only the tokenizer (no weights): for tokenization-only work. */
-  vocabOnly?: boolean;
   /** Options for loading llama.cpp itself if it is not loaded yet. */
   llama?: LoadLlamaOptions;
 }
@@ -101,7 +99,7 @@ export class LlamaModel {
     const params = { ...api.llama_model_default_params().p };
     const gpu = llama.devices.some((d) => d.type === 'gpu' || d.type === 'igpu');
     params.n_gpu_layers = opts.gpuLayers === undefined || opts.gpuLayers === 'auto' ? (gpu ? -1 : 0) : opts.gpuLayers;
-    params.vocab_only = opts.vocabOnly ?? false;
+    // vocab_only stays off: this build aborts (GGML_ASSERT) when model info is read from a vocabulary-only model.
     const errors = captureErrors(llama, () => api.llama_model_load_from_file(path, params));
     if (!errors.result) {
       const reason = errors.lines.map((l) => l.trim()).filter(Boolean).join('; ');
