@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
 import { buildDemoTokenizer, exampleText, tokenizeExample } from '../src/demo/corpus.js';
-import { parameterCount, writeInitialDemoModel } from '../src/demo/model-init.js';
-import { SPECIAL } from '../src/demo/tokenizer.js';
+import { countParams, writeInitialModel } from '../src/demo/init-model.js';
+import { SPECIAL, writeTokenizerToGguf } from '../src/demo/tokenizer.js';
 import { generateTraces } from '../src/demo/traces.js';
 import { problemPromptTokens } from '../src/reasoning/prompt-tokens.js';
 import { EXIT_CUES } from '../src/reasoning/forced-exit.js';
@@ -18,12 +18,12 @@ const tok = buildDemoTokenizer();
 const traces = generateTraces(120, { seed: 41, split: 'any' });
 let dir: string;
 let model: LlamaModel;
-const shape = { nEmbd: 32, nLayer: 2, nHead: 2, nFf: 64, nCtx: 256 };
+const shape = { nEmbd: 32, nLayer: 2, nHead: 2, nFf: 64, contextLength: 256 };
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'lynx-demo-gguf-'));
   const path = join(dir, 'demo-init.gguf');
-  writeInitialDemoModel(path, tok, shape, { seed: 3 });
+  writeInitialModel(path, { shape, seed: 3, tokenizer: { nVocab: tok.vocabSize, writeTo: (w) => writeTokenizerToGguf(w, tok) } });
   model = LlamaModel.load(path, { gpuLayers: 0 });
 });
 
@@ -37,7 +37,7 @@ describe('demo tokenizer in llama.cpp', () => {
     expect(model.info.architecture).toBe('qwen2');
     expect(model.info.vocabType).toBe('bpe');
     expect(model.info.nVocab).toBe(tok.vocabSize);
-    expect(model.info.nParams).toBe(parameterCount(shape, tok.vocabSize));
+    expect(model.info.nParams).toBe(countParams(shape, tok.vocabSize).total);
     expect(model.info.special.bos).toBe(tok.bos);
     expect(model.info.special.eos).toBe(tok.eos);
     expect(model.info.special.thinkStart).toBe(tok.thinkStart);
