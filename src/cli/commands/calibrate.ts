@@ -1,0 +1,98 @@
+import type { Command } from 'commander';
+import { DEFAULT_DELTAS } from '../../reasoning/lynx/conformal.js';
+import { DEFAULT_HELD_OUT_FRACTION, calibrateExperiment, type CalibrationSummary, type RuleName } from '../../reasoning/lynx/experiment.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { floatOption, intOption, listOption } from '../options.js';
+
+interface CalibrateArgs {
+  probe: string;
+  data: string[];
+  out: string;
+  deltas?: string[];
+  rules?: string[];
+  heldOut: number;
+  seed: number;
+  alpha: number;
+  gridStep: number;
+  quiet?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** `--deltas 0.01,0.05` */
+export function parseDeltas(xs: readonly string[] | undefined): number[] {
+  if (!xs || xs.length === 0) return [...DEFAULT_DELTAS];
+  return xs.map((x) => {
+    const d = Number(x);
+    if (!(Number.isFinite(d) && d > 0 && d < 1)) throw new InvalidInputError(`--deltas: '${x}' is not a number in (0, 1)`);
+    return d;
+  });
+}
+
+export function registerCalibrate(program: Command): void {
+  program
+    .command('calibrate')
+    .description(
+      'calibrate the exit rules (lynx per event, ltt and crc per problem) at every delta on calibration datasets scored by the probe; ' +
+        'writes one rule file per rule and delta and summary.json (held-out rates next to delta)',
+    )
+    .requiredOption('--probe <dir>', 'probe folder (EXP/probe) or experiment folder')
+    .option('--data <dir>', 'calibration dataset folder, disjoint from the probe training data (repeat for several)', collect, [])
+    .requiredOption('-o, --out <dir>', 'rule folder (EXP/conformal)')
+    .option('--deltas <list>', `error levels (default ${DEFAULT_DELTAS.join(',')})`, listOption)
+    .option('--rules <list>', 'lynx, ltt, crc (default all)', listOption)
+    .option('--held-out <f>', 'share of the calibration problems held out to measure each rule (0: none)', floatOption('--held-out', 0, 1), DEFAULT_HELD_OUT_FRACTION)
+    .option('-s, --seed <n>', 'seed of the problem split', intOption('--seed', 0), 0)
+    .option('--alpha <a>', 'ltt: probability that the risk bound fails', floatOption('--alpha', 0, 1), 0.1)
+    .option('--grid-step <x>', 'ltt, crc: threshold grid step', floatOption('--grid-step', 0, 1), 0.001)
+    .option('-q, --quiet', 'no progress lines')
+    .action((args: CalibrateArgs) => {
+      if (args.data.length === 0) throw new InvalidInputError('give the calibration data with --data DIR (repeat for several folders)');
+      if (!(args.heldOut >= 0 && args.heldOut < 1)) throw new InvalidInputError('--held-out must be in [0, 1)');
+      const { summary } = calibrateExperiment({
+        probeDir: args.probe,
+        datasets: args.data,
+        outDir: args.out,
+        deltas: parseDeltas(args.deltas),
+        rules: (args.rules ?? ['lynx', 'ltt', 'crc']) as RuleName[],
+        heldOutFraction: args.heldOut,
+        seed: args.seed,
+        trajectory: { alpha: args.alpha, gridStep: args.gridStep },
+        log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(formatCalibration(summary) + `wrote ${summary.rules.length} rule files and summary.json to ${args.out}\n`);
+    });
+}
+
+/** The delta × rule table `lynx calibrate` prints. */
+export function formatCalibration(s: CalibrationSummary): string {
+  const rows: string[][] = [['delta', 'rule', 'threshold', s.split.heldOut ? 'held-out rate (guaranteed <= delta)' : 'held-out rate', 'exit rate', 'token savings', 'accuracy (full)']];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  for (const delta of [...new Set(s.rules.map((r) => r.delta))].sort((a, b) => a - b)) {
+    for (const r of s.rules.filter((x) => x.delta === delta)) {
+      let threshold = r.threshold === null ? 'never exits' : `p >= ${r.threshold.toFixed(4)}`;
+      if (r.rule === 'lynx') {
+        threshold += ` (q+ ${r.qPos == null ? 'inf' : r.qPos.toFixed(4)}, q- ${r.qNeg == null ? 'inf' : r.qNeg.toFixed(4)}${r.valid ? '' : ', not valid: too few wrong exits'})`;
+      }
+      const h = r.heldOut;
+      const kind = r.guaranteedRate === 'eventErrorRate' ? 'per event' : 'per problem';
+      rows.push([
+        String(delta),
+        r.rule,
+        threshold,
+        h ? `${h.empiricalRate.toFixed(4)} ${h.withinDelta ? '<=' : '>'} ${delta} ${kind}` : '-',
+        h ? pct(h.exitRate) : '-',
+        h ? (h.avgSavings === null ? 'n/a' : `${h.avgSavings.toFixed(0)} tok${h.savingsRate === null ? '' : ` (${pct(h.savingsRate)})`}`) : '-',
+        h ? `${pct(h.accuracy)} (${pct(h.baselineAccuracy)})` : '-',
+      ]);
+    }
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const c = s.split.calibration;
+  const head =
+    `calibration: ${c.problems} problems, ${c.rollouts} rollouts, ${c.events} events (${c.correctExits} correct / ${c.wrongExits} wrong exits)` +
+    (s.split.heldOut
+      ? `; held out (by problem, ${s.split.heldOutFraction}): ${s.split.heldOut.problems} problems, ${s.split.heldOut.rollouts} rollouts, ${s.split.heldOut.events} events\n`
+      : '; nothing held out\n');
+  return head + rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
