@@ -139,12 +139,13 @@ export function loadEventDatasets(dirs: readonly string[]): EventData {
   const prefix = (i: number) => (uniqueNames ? names[i]! : `${i}.${names[i]!}`) + ':';
   const d = first.spec.nFeatures;
   const rows = loaded.reduce((s, l) => s + l.ds.rows, 0);
-  const features = new Float32Array(rows * d);
+  // One dataset: use its matrix as is (real feature matrices run to gigabytes); several: one copy.
+  const features = loaded.length === 1 ? first.ds.features.subarray(0, rows * d) : new Float32Array(rows * d);
   const meta: EventMeta[] = [];
   let units = 0;
   const datasets: DatasetSummary[] = [];
   loaded.forEach((l, i) => {
-    features.set(l.ds.features.subarray(0, l.ds.rows * d), meta.length * d);
+    if (loaded.length > 1) features.set(l.ds.features.subarray(0, l.ds.rows * d), meta.length * d);
     for (const m of l.ds.meta) {
       if (!collide) meta.push(m);
       else {
