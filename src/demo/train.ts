@@ -64,26 +64,26 @@ export interface DemoRecipe {
 }
 
 /**
- * The shipped model and the small one. Sizes and token budgets follow the measured speed on 2 cores
- * (docs/demo-training.md): the default is 8.2M tokens (about 1-1.2 hours at 2.0-2.5k tokens/s on 2 idle cores),
- * the small one 4.1M (about 10-20 minutes). The shipped file is F16: 5.8 MB for the default.
+ * The shipped model and the small one. Sizes and token budgets follow the measured speed on this 2-core machine
+ * (docs/demo-training.md): the default is 6.1M tokens through a 1.0M-parameter model (about 30-50 minutes on one core),
+ * the small one 4.1M tokens through 0.4M parameters. The shipped file is F16: about 2 MB for the default.
  */
 export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
   default: {
     name: 'lynx-demo',
     description: 'Lynx demo reasoning model: R1-style traces for multi-step arithmetic word problems, trained from random initialisation by Lynx.',
-    shape: { nEmbd: 192, nLayer: 6, nHead: 6, nFf: 512, contextLength: 512 },
+    shape: { nEmbd: 128, nLayer: 4, nHead: 4, nFf: 384, contextLength: 512 },
     seqLen: 512,
     initSeed: 1,
     tokenizer: {},
-    data: { seed: 101, sequences: 16_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
-    optim: { lr: 2e-3, lrMin: 1e-4, warmupSteps: 200, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
+    data: { seed: 101, sequences: 12_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
+    optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 150, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
   },
   small: {
     name: 'lynx-demo-small',
     description: 'Lynx demo reasoning model (small): R1-style traces for multi-step arithmetic word problems, trained from random initialisation by Lynx.',
-    shape: { nEmbd: 128, nLayer: 4, nHead: 4, nFf: 384, contextLength: 512 },
+    shape: { nEmbd: 96, nLayer: 3, nHead: 4, nFf: 256, contextLength: 512 },
     seqLen: 512,
     initSeed: 2,
     tokenizer: {},
