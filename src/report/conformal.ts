@@ -98,6 +98,8 @@ export function readConformalResults(root: string): { results: LoadedConformalRe
       warnings.push(`conformal/${file}: skipped, ${(e as Error).message.replace(path, 'file')}`);
       continue;
     }
+    // The calibration's own summary (`lynx calibrate`'s summary.json) restates the rule files: not a result.
+    if (value && typeof value === 'object' && (value as { schema?: unknown }).schema === 'lynx.conformal-summary/1') continue;
     const items = Array.isArray(value) ? value : [value];
     items.forEach((item, i) => {
       const problem = conformalProblem(item);
