@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { LlamaModel } from '../../engine/index.js';
 import { demoBenchmark } from '../../demo/benchmark.js';
 import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.js';
 import { measureBehaviour, writeModelCard } from '../../demo/model-card.js';
-import { requireShippedDemo } from '../../demo/shipped.js';
+import { requireShippedDemo, shippedDemo } from '../../demo/shipped.js';
+import { runDemoExperiment } from '../../demo/experiment.js';
 import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
@@ -83,6 +84,8 @@ export function registerDemo(program: Command): void {
       }
     });
 
+  registerDemoPipeline(demo);
+
   demo
     .command('train')
     .description('train the demo reasoner from random initialisation (writes <name>.gguf and <name>.loss.json)')
@@ -131,6 +134,54 @@ export function registerDemo(program: Command): void {
       } finally {
         model.dispose();
       }
+    });
+}
+
+function registerDemoPipeline(demo: Command): void {
+  demo
+    .command('experiment')
+    .description('the whole LYNX pipeline on a demo model: datasets, probe, calibration, simulated and online evaluation with the peer methods, report (resumable)')
+    .option('-m, --model <path>', 'the demo model (default: the shipped one)')
+    .option('-o, --out <dir>', 'experiment folder', 'experiments/demo')
+    .option('--problems <n>', 'problems per held-out part (probe, calib, test; at most 500)', intOption('--problems', 5), 500)
+    .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 640)
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .option('--concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 8)
+    .option('--skip-peers', 'only full rollouts, budgets and LYNX')
+    .action(async (args: { model?: string; out: string; problems: number; maxTokens: number; seed: number; concurrency: number; skipPeers?: boolean }) => {
+      const model = args.model ?? shippedDemo().model;
+      if (!existsSync(model)) throw new InvalidInputError(`no model at ${model}: train one with 'lynx demo train' and pass it with -m`);
+      const { main } = await import('../main.js');
+      const n = Math.min(500, args.problems);
+      await runDemoExperiment({
+        out: resolve(args.out),
+        model: resolve(model),
+        problems: { probe: n, calib: n, test: n },
+        maxTokens: args.maxTokens,
+        seed: args.seed,
+        concurrency: args.concurrency,
+        skipPeers: args.skipPeers,
+        lynx: main,
+      });
+      process.stdout.write(`${join(resolve(args.out), 'report.html')}\n`);
+    });
+
+  demo
+    .command('ship')
+    .description("copy a demo model and an experiment's probe and calibrated rules into a demo folder (default: the package's models/lynx-demo), so 'lynx demo' uses them")
+    .requiredOption('-m, --model <path>', 'the trained demo GGUF')
+    .requiredOption('--exp <dir>', 'experiment folder with probe/ and conformal/')
+    .option('--to <dir>', 'demo folder (default: the shipped one)')
+    .action((args: { model: string; exp: string; to?: string }) => {
+      const d = shippedDemo(args.to ? resolve(args.to) : undefined);
+      for (const need of [args.model, join(args.exp, 'probe', 'probe.json'), join(args.exp, 'conformal')]) {
+        if (!existsSync(need)) throw new InvalidInputError(`missing ${need}`);
+      }
+      mkdirSync(d.root, { recursive: true });
+      if (resolve(args.model) !== resolve(d.model)) cpSync(args.model, d.model);
+      cpSync(join(args.exp, 'probe'), d.probe, { recursive: true });
+      cpSync(join(args.exp, 'conformal'), d.conformal, { recursive: true });
+      process.stdout.write(`${d.root}\n`);
     });
 }
 
