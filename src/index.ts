@@ -1,0 +1,76 @@
+/**
+ * Public API of `lynx-early-exit`, in the order data flows: engine → model import → reasoning methods (LYNX and its
+ * peers) → evaluation → report. Each part is documented in docs/ (engine-api.md, model-import.md, lynx.md, peers.md,
+ * evaluation.md, report.md, demo-model.md).
+ */
+
+// Engine: llama.cpp through koffi (models, contexts, sequences with taps and forks, sampling).
+export * from './engine/index.js';
+
+// GGUF files and model import (Hugging Face folders, llama2.c checkpoints, tokenizers, chat templates).
+export * from './gguf/index.js';
+export * from './import/index.js';
+export { ReferenceModel, ReferenceSession, type ReferenceConfig } from './reference/index.js';
+
+// Reasoning: rollouts, forced exits, the method interface and the baselines.
+export { runRollout, type RolloutOptions, type RolloutResult, type RolloutStep, type StepDecision } from './reasoning/rollout.js';
+export { EXIT_CUES, exitCueText, forcedExit, type ExitCueName, type ForcedExitOptions, type ForcedExitResult } from './reasoning/forced-exit.js';
+export {
+  DEFAULT_SAMPLER,
+  fullRollout,
+  methodEnv,
+  tokenBudget,
+  traceSeed,
+  type MethodEnv,
+  type MethodInput,
+  type MethodOutcome,
+  type ReasoningMethod,
+  type ReasoningSweep,
+} from './reasoning/method.js';
+export { problemPromptTokens, renderChatForModel } from './reasoning/prompt-tokens.js';
+
+// LYNX: cue events, features, dataset, probe, conformal rules, simulated and online early exit.
+export { CueDetector, findCueEvents, CUE_VARIANTS, type CueHit, type CueOptions } from './reasoning/lynx/cues.js';
+export { defaultHiddenStateLayers, tapLayersFor } from './reasoning/lynx/features.js';
+export { buildDataset, type BuildOptions } from './reasoning/lynx/dataset-builder.js';
+export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset-store.js';
+export { Probe, trainProbeLynx, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe.js';
+export {
+  calibrateLynx,
+  calibrateLtt,
+  calibrateCrc,
+  conformalSweep,
+  ruleExits,
+  parseRule,
+  DEFAULT_DELTAS,
+  type ExitRule,
+  type LynxRule,
+  type TrajectoryRule,
+} from './reasoning/lynx/conformal.js';
+export { simulate, lynxMetrics, type SimRollout, type LynxMetrics } from './reasoning/lynx/simulate.js';
+export { solveWithLynx, lynxMethod, type LynxPolicy, type ScoredCueEvent } from './reasoning/lynx/online.js';
+export { loadLynxPolicy } from './reasoning/lynx/policy.js';
+export { trainProbeOnDatasets, calibrateExperiment, simulateExperiment } from './reasoning/lynx/experiment.js';
+
+// Peer methods on the same harness.
+export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';
+export { deepConf, deepConfSweep, type DeepConfOptions } from './reasoning/peers/deepconf.js';
+export { dynasorCot, dynasorSweep, type DynasorOptions } from './reasoning/peers/dynasor.js';
+export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reasoning/peers/deer-rollouts.js';
+
+// Evaluation and reports.
+export { loadBenchmark, type Problem } from './eval/benchmarks.js';
+export { extractAnswer } from './eval/answer-extract.js';
+export { answersEquivalent, answersEquivalentSync, type Policy } from './eval/answer-equiv.js';
+export { runEvaluation, type RunOptions, type RunResult } from './eval/runner.js';
+export { evaluateMethod, type EvaluateOptions } from './eval/evaluate-method.js';
+export type { PredictionRecord, RunMetrics } from './eval/records.js';
+export { writeReport, scanExperiment } from './report/index.js';
+
+// The demo reasoner.
+export { demoBenchmark } from './demo/benchmark.js';
+export { shippedDemo } from './demo/shipped.js';
+export { compareWithBaseline, type DemoProblemResult, type DemoSummary } from './demo/compare.js';
+export { DEMO_RECIPES, trainDemoModel } from './demo/train.js';
+
+export { LynxError, InvalidInputError, UnsupportedError } from './util/errors.js';
