@@ -19,6 +19,13 @@ export interface RolloutStep {
   topLogprobs?: GeneratedToken['topLogprobs'];
 }
 
+/** How the thinking ended: the think-end token, the model stopping while thinking, or the token budget. */
+export interface ThinkingEnd {
+  reason: 'think-end' | 'stopped' | 'budget';
+  /** Generated tokens so far (the think-end token included). */
+  tokens: number;
+}
+
 /** What a method decides after a token. */
 export type StepDecision =
   | { action: 'continue' }
@@ -41,6 +48,13 @@ export interface RolloutOptions {
   logprobs?: boolean;
   /** Called after every decoded thinking token; may fork `seq` to probe. */
   onStep?: (step: RolloutStep, seq: Sequence) => StepDecision | Promise<StepDecision>;
+  /**
+   * Called once when the thinking ends and no decision has stopped it: right after the think-end token (before the
+   * answer is generated; `onStep` does not see that token), or when generation ends while still thinking (the model
+   * stopped, or the budget ran out). A decision point that only the end of the thinking completes (a cue word right
+   * before `</think>` or at the very end) can still exit here, with a `cut` before it.
+   */
+  onThinkingEnd?: (end: ThinkingEnd, seq: Sequence) => StepDecision | Promise<StepDecision>;
   /**
    * Observes every decoded generated token (thinking, the `</think>` token and answer tokens alike), before `onStep`;
    * it cannot change the rollout. DeepConf needs it: its group confidence runs over the whole trace.
@@ -110,9 +124,16 @@ export async function runRollout(seq: Sequence, opts: RolloutOptions): Promise<R
       topLogprobs: t.topLogprobs,
     };
     opts.onToken?.(step);
+    if (endsThinking && opts.onThinkingEnd) {
+      decision = await opts.onThinkingEnd({ reason: 'think-end', tokens: tokens.length }, seq);
+      if (decision.action !== 'continue') break;
+    }
     if (endsThinking || !thinking || !opts.onStep) continue;
     decision = await opts.onStep(step, seq);
     if (decision.action !== 'continue') break;
+  }
+  if (thinking && decision.action === 'continue' && opts.onThinkingEnd) {
+    decision = await opts.onThinkingEnd({ reason: naturalEnd ? 'stopped' : 'budget', tokens: tokens.length }, seq);
   }
 
   const answerMax = opts.answerMaxTokens ?? 64;

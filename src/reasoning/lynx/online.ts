@@ -58,6 +58,30 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
   let seen = 0;
   let confirmed: readonly CueHit[] = [];
 
+  /** Score the confirmed hits in order; the first one the rule accepts exits, cut before its token. */
+  const decide = (hits: readonly CueHit[]): StepDecision => {
+    for (const hit of hits) {
+      const features = captured.get(hit.tokenIndex);
+      // Cannot happen: every hit's token was flagged for capture, and the capture is kept while its word is pending.
+      if (!features) throw new Error(`LYNX: no features captured for the cue at token ${hit.tokenIndex}`);
+      const score = policy.probe.predictOne(features);
+      const exit = ruleExits(policy.rule, score);
+      const ev: ScoredCueEvent = {
+        index: events.length,
+        position: hit.tokenIndex,
+        charOffset: hit.charStart,
+        cue: hit.cue,
+        word: hit.word,
+        score,
+        exit,
+      };
+      events.push(ev);
+      hooks.onEvent?.(ev);
+      if (exit) return { action: 'exit', cut: hit.tokenIndex, info: { event: ev.index, score, cue: hit.cue } };
+    }
+    return { action: 'continue' };
+  };
+
   return withPrompt(env, input.promptTokens, async (seq) => {
     const r = await runRollout(seq, {
       maxTokens: env.maxTokens,
@@ -76,28 +100,21 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
       onStep: (step): StepDecision => {
         hooks.onToken?.(step.piece);
         if (step.hidden) captured.set(step.index, concatFeatures(step.hidden, taps));
-        for (const hit of confirmed) {
-          const features = captured.get(hit.tokenIndex);
-          if (!features) continue; // cannot happen: every hit's token was flagged for capture
-          const score = policy.probe.predictOne(features);
-          const exit = ruleExits(policy.rule, score);
-          const ev: ScoredCueEvent = {
-            index: events.length,
-            position: hit.tokenIndex,
-            charOffset: hit.charStart,
-            cue: hit.cue,
-            word: hit.word,
-            score,
-            exit,
-          };
-          events.push(ev);
-          hooks.onEvent?.(ev);
-          if (exit) return { action: 'exit', cut: hit.tokenIndex, info: { event: ev.index, score, cue: hit.cue } };
-        }
+        const d = decide(confirmed);
         confirmed = [];
-        // Keep only the captures a later confirmation may still need.
-        for (const k of captured.keys()) if (k < step.index - 1) captured.delete(k);
-        return { action: 'continue' };
+        // Keep only the capture a later confirmation may still need: the pending cue word's. (Not "the last two
+        // tokens": tokens with empty text, e.g. the first bytes of a UTF-8 character, can delay a confirmation.)
+        const keep = detector.pending?.tokenIndex;
+        for (const k of captured.keys()) if (k !== keep) captured.delete(k);
+        return d;
+      },
+      // Every cue event of the thinking is a decision point (and a dataset event), including a word that only the end
+      // of the thinking completes (`wait</think>`, or a cue in the last token when the model stops or the budget runs
+      // out; `onStep` never sees these confirmations): decide there too, exactly as simulate replays them.
+      onThinkingEnd: (): StepDecision => {
+        const d = decide(confirmed);
+        confirmed = [];
+        return d.action === 'continue' ? decide(detector.finish()) : d;
       },
     });
     const exitEvent = r.end === 'exit' ? events[events.length - 1]! : undefined;
