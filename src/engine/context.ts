@@ -10,6 +10,7 @@ import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from '
 import { logprobs, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';
 import { setErrorSink } from './library.js';
+import { InvalidInputError } from '../util/errors.js';
 
 /** A tap point: block index N (tensor `l_out-N`, = HF hidden_states[N+1]) or 'final' (after the final norm). */
 export type TapLayer = number | 'final';
@@ -21,7 +22,10 @@ export interface ContextOptions {
   nSeqMax?: number;
   /** Maximum tokens in one llama_decode call. Default 512. */
   nBatch?: number;
-  /** CPU threads. Default: all available cores. */
+  /**
+   * CPU threads. Default: $LYNX_THREADS, else all available cores. On a machine whose cores are busy with other work,
+   * fewer threads are much faster: llama.cpp's workers spin at a barrier, so one that loses its core stalls the rest.
+   */
   threads?: number;
   /** Install the hidden-state tap hook. Default true; false removes even its per-node check. */
   taps?: boolean;
@@ -98,7 +102,7 @@ export class LlamaContext {
     const api = model.llama.api;
     const nBatch = opts.nBatch ?? 512;
     const nSeqMax = opts.nSeqMax ?? 16;
-    const threads = opts.threads ?? availableParallelism();
+    const threads = opts.threads ?? defaultThreads();
     const params = { ...api.llama_context_default_params().p };
     Object.assign(params, {
       n_ctx: opts.nCtx ?? 4096,
@@ -364,4 +368,15 @@ export class LlamaContext {
     }
     return true;
   }
+}
+
+/** $LYNX_THREADS when it is a positive integer, else the number of available cores. */
+export function defaultThreads(): number {
+  const env = process.env.LYNX_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`LYNX_THREADS must be a positive integer (got '${env}')`);
+    return n;
+  }
+  return availableParallelism();
 }
