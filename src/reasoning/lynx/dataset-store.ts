@@ -49,8 +49,12 @@ export interface EventMeta {
   exitCueTokens: number;
   fullAnswer: string | null;
   fullCorrect: boolean;
-  /** Generated tokens of the full rollout (reasoning + answer). */
+  /** Generated tokens of the full rollout (reasoning + exit cue + answer). */
   fullTokens: number;
+  /** Reasoning tokens of the full rollout (the exit cue and answer tokens come on top), when known. */
+  fullReasoningTokens?: number;
+  /** The problem's gold answer, when recorded. */
+  gold?: string;
   /** Character offset of the cue word in the generated text, when known. */
   charOffset?: number;
   /** The work unit (rollout) the row belongs to; set by the writer. */
@@ -108,9 +112,25 @@ function stableJson(v: unknown): string {
   );
 }
 
-function readManifest(dir: string): DatasetManifest {
-  const m = readJson<DatasetManifest>(join(dir, MANIFEST_FILE));
+/** Read and check a dataset manifest: a damaged one is an InvalidInputError naming the bad field, never a crash later. */
+export function readManifest(dir: string): DatasetManifest {
+  const path = join(dir, MANIFEST_FILE);
+  const m = readJson<DatasetManifest>(path);
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new InvalidInputError(`${path} is not a LYNX dataset manifest (not a JSON object)`);
   if (m.schema !== DATASET_SCHEMA) throw new InvalidInputError(`${dir} is not a LYNX event dataset (schema ${String(m.schema)})`);
+  const bad = (field: string, want: string) =>
+    new InvalidInputError(`${path} is damaged: '${field}' should be ${want}; delete the folder and build it again`);
+  const count = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
+  if (!(count(m.nFeatures) && m.nFeatures > 0)) throw bad('nFeatures', 'a positive integer');
+  if (m.info === null || typeof m.info !== 'object' || Array.isArray(m.info)) throw bad('info', 'an object');
+  if (!Array.isArray(m.units) || !m.units.every((u) => typeof u === 'string')) throw bad('units', 'a list of strings');
+  if (!Array.isArray(m.chunks)) throw bad('chunks', 'a list');
+  m.chunks.forEach((c, i) => {
+    const ok = c !== null && typeof c === 'object' && typeof c.features === 'string' && typeof c.meta === 'string' && count(c.rows);
+    if (!ok) throw bad(`chunks[${i}]`, '{ features, meta, rows }');
+  });
+  if (!count(m.rows) || m.rows !== m.chunks.reduce((n, c) => n + c.rows, 0)) throw bad('rows', 'the sum of the chunks\' rows');
+  if (typeof m.complete !== 'boolean') throw bad('complete', 'true or false');
   return m;
 }
 
@@ -300,7 +320,15 @@ export function readDataset(dirs: string | readonly string[], opts: { requireCom
     m.chunks.forEach((c, ci) => {
       const lines = readFileSync(join(list[s]!, c.meta), 'utf8').split('\n').filter((l) => l.trim() !== '');
       if (lines.length !== c.rows) throw new InvalidInputError(`${join(list[s]!, c.meta)} has ${lines.length} rows, the manifest says ${c.rows}`);
-      lines.forEach((l, r) => where.push({ meta: JSON.parse(l) as EventMeta, source: s, chunk: ci, row: r }));
+      lines.forEach((l, r) => {
+        let meta: EventMeta;
+        try {
+          meta = JSON.parse(l) as EventMeta;
+        } catch {
+          throw new InvalidInputError(`${join(list[s]!, c.meta)}:${r + 1} is not valid JSON: the dataset is damaged`);
+        }
+        where.push({ meta, source: s, chunk: ci, row: r });
+      });
     });
   });
   const order = where.map((_, i) => i).sort((a, b) => canonicalCompare(where[a]!.meta, where[b]!.meta) || a - b);
