@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { registerGenerate } from './generate.js';
 import { registerRun } from './run.js';
 import { registerEval } from './eval.js';
+import { registerBuildDataset } from './build-dataset.js';
+import { registerMerge } from './merge.js';
 import { registerTrainProbe } from './train-probe.js';
 import { registerCalibrate } from './calibrate.js';
 import { registerSimulate } from './simulate.js';
@@ -16,6 +18,8 @@ export function registerCommands(program: Command): void {
   registerGenerate(program);
   registerRun(program);
   registerEval(program);
+  registerBuildDataset(program);
+  registerMerge(program);
   registerTrainProbe(program);
   registerCalibrate(program);
   registerSimulate(program);

@@ -1,0 +1,199 @@
+/**
+ * `lynx build-dataset`: sample rollouts on a benchmark, label every cue event by a forced exit, and write the event
+ * dataset (features + metadata) into a folder; resumable after any interruption, shardable (`--shard i/N`, joined with
+ * `lynx merge`).
+ */
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { LlamaModel } from '../../engine/index.js';
+import { loadBenchmark, type Problem } from '../../eval/benchmarks.js';
+import { checkPolicy } from '../../eval/answer-equiv.js';
+import type { PromptStyle } from '../../eval/prompts.js';
+import { CUE_VARIANTS, type CueOptions } from '../../reasoning/lynx/cues.js';
+import { buildDatasetToDir, summarizeDataset } from '../../reasoning/lynx/dataset-builder.js';
+import { parseShard } from '../../reasoning/lynx/dataset-store.js';
+import { defaultHiddenStateLayers } from '../../reasoning/lynx/features.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { resolveModelPath } from '../model-arg.js';
+import { floatOption, intOption, listOption } from '../options.js';
+import { progressBar } from '../progress.js';
+
+export interface BuildDatasetArgs {
+  model: string;
+  benchmark: string;
+  out: string;
+  rollouts: number;
+  limit?: number;
+  limitPerSubset?: number;
+  subsetOffset?: number;
+  subsets?: string[];
+  split?: string;
+  dataDir?: string;
+  shard?: string;
+  maxTokens: number;
+  answerMaxTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  layers?: string[];
+  cues: string;
+  exitCue: string;
+  maxEvents?: number;
+  skipFirst: number;
+  concurrency: number;
+  threads?: number;
+  flushEvery: number;
+  batched?: boolean;
+  policy: string;
+  promptStyle?: string;
+}
+
+export function registerBuildDataset(program: Command): void {
+  program
+    .command('build-dataset')
+    .description('sample rollouts, label every cue event with a forced exit, and write the event dataset (resumable; --shard i/N, then lynx merge)')
+    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .requiredOption('-b, --benchmark <name>', 'gsm8k, math, math500, aime24, amc23, commonsenseqa, demo[:probe|:calib|:test], or a .jsonl file')
+    .requiredOption('-o, --out <dir>', 'dataset folder (an existing one is resumed)')
+    .option('-r, --rollouts <n>', 'rollouts per problem', intOption('--rollouts', 1), 1)
+    .option('--limit <n>', 'first n problems', intOption('--limit', 1))
+    .option('--limit-per-subset <n>', 'MATH: problems per subject', intOption('--limit-per-subset', 1))
+    .option('--subset-offset <n>', 'MATH: skip this many per subject (disjoint splits)', intOption('--subset-offset', 0))
+    .option('--subsets <list>', 'MATH: subjects', listOption)
+    .option('--split <split>', 'train or test (gsm8k, math)')
+    .option('--data-dir <dir>', 'benchmark data folder (default $LYNX_DATA_DIR or ../shared/data)')
+    .option('--shard <i/N>', 'build only problems j with j mod N = i (one folder per shard; join with lynx merge)')
+    .option('-n, --max-tokens <n>', 'token budget of a rollout', intOption('--max-tokens', 1), 4096)
+    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
+    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-s, --seed <n>', 'base seed (each rollout derives its own from it, the problem id and the rollout number)', intOption('--seed', 0), 0)
+    .option('--layers <list>', "Hugging Face hidden-state indices read at each event, e.g. 9,16,28 (default: LYNX's for the model's depth)", listOption)
+    .option('--cues <cues>', `cue words: ${Object.keys(CUE_VARIANTS).join(', ')}, or a comma-separated list (e.g. wait,hmm+)`, 'default')
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--max-events <n>', 'keep at most n events per rollout (LYNX --events-per-rollout)', intOption('--max-events', 1))
+    .option('--skip-first <n>', 'skip the first n events of each rollout (LYNX --skip-first-hmmwait)', intOption('--skip-first', 0), 0)
+    .option('-c, --concurrency <n>', 'rollouts decoded together', intOption('--concurrency', 1), 4)
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('--threads', 1))
+    .option('--batched', 'decode the rollouts in flight in one shared context: faster, but features then vary by ~1e-6 with what runs together (resumed or sharded builds are not byte-identical)')
+    .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
+    .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
+    .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
+    .action(async (args: BuildDatasetArgs) => {
+      await runBuildDataset(args);
+    });
+}
+
+function parseCues(spec: string): NonNullable<CueOptions['cues']> {
+  const s = spec.trim();
+  if (s in CUE_VARIANTS) return s as keyof typeof CUE_VARIANTS;
+  const words = listOption(s);
+  if (words.length === 0) throw new InvalidInputError(`--cues: give ${Object.keys(CUE_VARIANTS).join(', ')} or a list of words`);
+  return words;
+}
+
+function parseLayers(list: string[] | undefined, nLayer: number): number[] {
+  if (!list) return defaultHiddenStateLayers(nLayer);
+  const layers = list.map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 1 || n > nLayer) {
+      throw new InvalidInputError(`--layers: '${x}' is not a hidden-state index of this model (1..${nLayer}; 0, the embeddings, is not tapped)`);
+    }
+    return n;
+  });
+  if (new Set(layers).size !== layers.length) throw new InvalidInputError(`--layers: ${list.join(',')} names a layer twice`);
+  return layers;
+}
+
+async function loadProblems(args: BuildDatasetArgs): Promise<Problem[]> {
+  if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
+    const { demoBenchmark } = await import('../../demo/benchmark.js');
+    return demoBenchmark(args.benchmark, { limit: args.limit });
+  }
+  if (args.split !== undefined && args.split !== 'train' && args.split !== 'test') throw new InvalidInputError(`--split must be train or test, got '${args.split}'`);
+  return loadBenchmark(args.benchmark, {
+    dataDir: args.dataDir,
+    split: args.split as 'train' | 'test' | undefined,
+    limit: args.limit,
+    limitPerSubset: args.limitPerSubset,
+    subsetOffset: args.subsetOffset,
+    subsets: args.subsets,
+  });
+}
+
+export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
+  const policy = checkPolicy(args.policy);
+  const shard = args.shard ? parseShard(args.shard) : undefined;
+  const cues = parseCues(args.cues);
+  if (args.promptStyle !== undefined && args.promptStyle !== 'zst' && args.promptStyle !== 'csqa') {
+    throw new InvalidInputError(`--prompt-style must be zst or csqa, got '${args.promptStyle}'`);
+  }
+  const problems = await loadProblems(args);
+  if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
+  const model = LlamaModel.load(await resolveModelPath(args.model));
+  const controller = new AbortController();
+  const interrupt = (signal: NodeJS.Signals) => {
+    // Write the rollouts that finished, then leave: the same command resumes from there.
+    controller.abort(new Error(signal));
+    process.stderr.write(`\nlynx: interrupted (${signal}); finished rollouts are saved in ${args.out}: run the same command to resume\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  let bar: ReturnType<typeof progressBar> | undefined;
+  let shown = 0;
+  try {
+    const r = await buildDatasetToDir({
+      model,
+      problems,
+      outDir: args.out,
+      info: {
+        benchmark: args.benchmark.endsWith('.jsonl') ? basename(args.benchmark) : args.benchmark,
+        selection: {
+          split: args.split ?? null,
+          limit: args.limit ?? null,
+          limitPerSubset: args.limitPerSubset ?? null,
+          subsetOffset: args.subsetOffset ?? null,
+          subsets: args.subsets ?? null,
+        },
+      },
+      rolloutsPerProblem: args.rollouts,
+      hiddenStateLayers: parseLayers(args.layers, model.info.nLayer),
+      cues,
+      exitCue: args.exitCue,
+      answerMaxTokens: args.answerMaxTokens,
+      maxTokens: args.maxTokens,
+      maxEventsPerRollout: args.maxEvents,
+      skipFirstEvents: args.skipFirst,
+      sampler: { temperature: args.temperature, topP: args.topP },
+      seed: args.seed,
+      policy,
+      promptStyle: args.promptStyle as PromptStyle | undefined,
+      shard,
+      numerics: args.batched ? 'batched' : 'exact',
+      concurrency: args.concurrency,
+      threads: args.threads,
+      chunkUnits: args.flushEvery,
+      signal: controller.signal,
+      onProgress: (p) => {
+        bar ??= progressBar(`build-dataset${shard ? ` ${shard.index}/${shard.count}` : ''}`, p.total);
+        bar.tick(p.done - shown);
+        shown = p.done;
+      },
+    });
+    bar?.stop();
+    const s = summarizeDataset(r.dir);
+    const pct = (a: number, b: number) => (b > 0 ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
+    process.stdout.write(
+      `${s.rows} rows, ${s.rollouts} rollouts (${r.rollouts} built, ${r.skipped} already done), label-1 rate ${pct(s.labelOnes, s.rows)}, ` +
+        `${s.rollouts > 0 ? (s.rows / s.rollouts).toFixed(2) : '0'} events per rollout, ${s.synthetic} synthetic events, ` +
+        `full-rollout accuracy ${pct(s.fullCorrect, s.rolloutsWithEvents)}, ` +
+        `${r.seconds.toFixed(1)} s -> ${r.dir}\n`,
+    );
+  } finally {
+    bar?.stop();
+    process.removeListener('SIGINT', interrupt);
+    process.removeListener('SIGTERM', interrupt);
+    model.dispose();
+  }
+}
