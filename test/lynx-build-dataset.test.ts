@@ -210,6 +210,32 @@ describe('lynx build-dataset', () => {
     expect(files(dir)).toEqual(files(ref));
   });
 
+  it('Ctrl-C (SIGINT) writes the finished rollouts before leaving; the same command then completes the build', async () => {
+    // A longer build than the reference, with no chunk written before the interruption (--flush-every 1000).
+    const args = (out: string) => [...buildArgs(out, '--limit', '40', '--max-tokens', '32', '--flush-every', '1000')];
+    const dir = fresh();
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args(dir)], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.on('data', (b) => (stderr += b));
+    const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
+    const t0 = Date.now();
+    // The manifest appears once the signal handler is installed; give the build a second to finish some rollouts.
+    while (!existsSync(join(dir, MANIFEST_FILE)) && proc.exitCode === null && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 1000));
+    proc.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('interrupted (SIGINT); finished rollouts are saved in');
+    const m = manifest(dir);
+    expect(m.complete).toBe(false);
+    expect(m.units.length).toBeGreaterThan(0); // written by the interruption: no chunk was due
+    expect(m.units.length).toBeLessThan(80);
+    const r = await cli(args(dir));
+    expect(r.out).toContain(`(${80 - m.units.length} built, ${m.units.length} already done)`);
+    const once = fresh();
+    expect((await cli(args(once))).code).toBe(0);
+    expect(files(dir)).toEqual(files(once));
+  });
+
   it('aborted (finished rollouts written at once) and resumed, it ends with the same bytes', async () => {
     const dir = fresh();
     const model = LlamaModel.load(modelPath);
