@@ -32,7 +32,7 @@ export { problemPromptTokens, renderChatForModel } from './reasoning/prompt-toke
 // LYNX: cue events, features, dataset, probe, conformal rules, simulated and online early exit.
 export { CueDetector, findCueEvents, CUE_VARIANTS, type CueHit, type CueOptions } from './reasoning/lynx/cues.js';
 export { defaultHiddenStateLayers, tapLayersFor } from './reasoning/lynx/features.js';
-export { buildDataset, type BuildOptions } from './reasoning/lynx/dataset-builder.js';
+export { buildDataset, buildDatasetToDir, mergeShards, summarizeDataset, type BuildOptions, type BuildToDirOptions } from './reasoning/lynx/dataset-builder.js';
 export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset-store.js';
 export { Probe, trainProbeLynx, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe.js';
 export {

@@ -42,10 +42,9 @@ const LAYERS = [2, 4]; // Hugging Face hidden-state indices of the 4-block model
 const EXIT_CUE = 'paper';
 const MAX_TOKENS = 64;
 const ANSWER_MAX = 16;
-// The builder comparison's seed. Its rollouts have cues that only the end of the budget confirms, but no cue that
-// `</think>` confirms and no confirmation more than two tokens late: the builder at this commit drops the first (its
-// onStep never sees the think-end token's confirmations) and fails on the second (it keeps only the last two tokens'
-// captures). Online LYNX handles both; the second describe checks them without the builder (seeds 2, 6, 11).
+// The builder comparison's seed: its rollouts have cues that only the end of the budget confirms. The second describe
+// checks online LYNX on seeds whose rollouts have cues that `</think>` confirms and confirmations more than two tokens
+// late (seeds 2, 6, 11) against the offline cue finder and re-decoded hidden states.
 const SEED = 8;
 const N_PROBLEMS = 10;
 

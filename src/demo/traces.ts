@@ -57,6 +57,12 @@ export interface TraceOptions {
    * tokenizer's vocabulary turns into about as many tokens; the chat template adds about 10.
    */
   maxTokens: number;
+  /**
+   * The first working line: 'starts' ("Tom starts with 13 beads.") or 'restate' (the problem's first sentence
+   * verbatim, "Tom has 13 beads."). Verbatim restating lets a model copy the start quantity the way it copies the
+   * operation clauses (an induction pattern), which a model trained with frozen K/V learns far more easily.
+   */
+  firstLine: 'starts' | 'restate';
 }
 
 export const DEFAULT_TRACE_OPTIONS: TraceOptions = {
@@ -71,6 +77,7 @@ export const DEFAULT_TRACE_OPTIONS: TraceOptions = {
   midWorkCue: 0.15,
   spaceEnding: 0.4,
   maxTokens: 490,
+  firstLine: 'starts',
 };
 
 export type RoundKind = 'recompute' | 'spot' | 'backward';
@@ -203,6 +210,7 @@ export function validateTraceOptions(o: TraceOptions): void {
   const kw = Object.values(o.kindWeights);
   if (kw.some((w) => w < 0) || kw.every((w) => w === 0)) throw new InvalidInputError('trace option kindWeights needs a positive weight');
   if (!(o.maxTokens > 0)) throw new InvalidInputError(`trace option maxTokens must be positive, got ${o.maxTokens}`);
+  if (o.firstLine !== 'starts' && o.firstLine !== 'restate') throw new InvalidInputError(`trace option firstLine must be 'starts' or 'restate', got ${String(o.firstLine)}`);
   if (o.kindWeights.recompute + o.kindWeights.spot <= 0) {
     throw new InvalidInputError('trace option kindWeights needs recompute or spot (backward checks are not always possible)');
   }
@@ -242,7 +250,7 @@ export function generateTrace(problem: Problem, rng: Rng, options: Partial<Trace
   // First pass: the working steps.
   let belief: number[] = [problem.start];
   const midCueStep = n > 1 && rng.next() < o.midWorkCue ? rng.int(1, n - 1) : -1;
-  b.mark(`${problem.name} starts with ${problem.start} ${problem.item}.\n`);
+  b.mark(o.firstLine === 'restate' ? `${problem.name} has ${problem.start} ${problem.item}.\n` : `${problem.name} starts with ${problem.start} ${problem.item}.\n`);
   for (let i = 0; i < n; i++) {
     const op = ops[i]!;
     const x = belief[i]!;

@@ -25,6 +25,7 @@ import { countParams, validateShape, writeInitialModel, type ModelShape, type To
 // ---- adapter point: the demo tokenizer and corpus (src/demo/tokenizer.ts, src/demo/corpus.ts) ----
 import { writeTokenizerToGguf, type DemoTokenizer } from './tokenizer.js';
 import { buildCorpus, buildDemoTokenizer, labelsEverywhere } from './corpus.js';
+import type { TraceOptions } from './traces.js';
 
 export interface DemoRecipe {
   /** File name stem and `general.name`. */
@@ -48,6 +49,8 @@ export interface DemoRecipe {
      */
     loss: 'all' | 'completion';
     levels?: readonly number[];
+    /** Trace generator options (src/demo/traces.ts) that differ from its defaults. */
+    trace?: Partial<TraceOptions>;
   };
   optim: {
     lr: number;
@@ -182,6 +185,7 @@ export function recipeRows(tok: DemoTokenizer, r: DemoRecipe, which: 'train' | '
     nSequences: which === 'train' ? r.data.sequences : r.data.validationSequences,
     levels: r.data.levels,
     loss: r.data.loss,
+    trace: r.data.trace,
   });
   return {
     rows: { tokens: corpus.tokens, labels: labelsEverywhere(corpus, tok.pad) },
