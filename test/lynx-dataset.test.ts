@@ -11,14 +11,13 @@ import {
   datasetRollouts,
   MANIFEST_FILE,
   mergeDatasets,
-  parseShard,
   readDataset,
-  shardItems,
   unitKey,
   type DatasetRow,
   type EventMeta,
 } from '../src/reasoning/lynx/dataset-store.js';
 import { Rng } from '../src/util/rng.js';
+import { parseShard, shardItems } from '../src/util/shard.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = mkdtempSync(join(tmpdir(), 'lynx-dataset-'));

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { InvalidInputError } from '../util/errors.js';
 import { appendJsonl } from '../util/jsonl.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { checkShard, inShard, type Shard } from '../util/shard.js';
 import type { Problem } from './benchmarks.js';
 import { scoreText, type Policy } from './answer-equiv.js';
 import type { SymbolicChecker } from './symbolic.js';
@@ -64,7 +65,7 @@ export interface RunOptions {
   setting: string;
   /** answer-equivalence policy; default 'zst' */
   policy?: Policy;
-  shard?: { index: number; count: number };
+  shard?: Shard;
   /** problems solved at the same time (a batching engine can use more than 1); default 1 */
   concurrency?: number;
   /** recorded in config.json (model, seed, delta, ...) */
@@ -84,18 +85,10 @@ export interface RunResult {
   skipped: number;
 }
 
-function checkShard(shard: { index: number; count: number } | undefined): void {
-  if (!shard) return;
-  const { index, count } = shard;
-  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count)
-    throw new InvalidInputError(`invalid shard ${index} of ${count}: need 0 <= index < count`);
-}
-
 /** The problems of a shard, with their positions in the full list. */
-export function shardProblems(problems: readonly Problem[], shard?: { index: number; count: number }): { problem: Problem; index: number }[] {
+export function shardProblems(problems: readonly Problem[], shard?: Shard): { problem: Problem; index: number }[] {
   checkShard(shard);
-  const all = problems.map((problem, index) => ({ problem, index }));
-  return shard && shard.count > 1 ? all.filter((x) => x.index % shard.count === shard.index) : all;
+  return problems.map((problem, index) => ({ problem, index })).filter((x) => inShard(x.index, shard));
 }
 
 /**

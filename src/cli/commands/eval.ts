@@ -10,6 +10,7 @@ import { dynasorCot, dynasorSweep } from '../../reasoning/peers/dynasor.js';
 import { lynxMethod } from '../../reasoning/lynx/online.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
+import { parseShard } from '../../util/shard.js';
 import { resolveModelPath } from '../model-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -87,13 +88,6 @@ export function methodFromArgs(args: EvalArgs): ReasoningMethod | ReasoningSweep
   }
 }
 
-export function parseShard(s: string | undefined): { index: number; count: number } | undefined {
-  if (!s) return undefined;
-  const m = /^(\d+)\/(\d+)$/.exec(s);
-  if (!m) throw new InvalidInputError(`--shard must look like i/N (0-based i), got '${s}'`);
-  return { index: Number(m[1]), count: Number(m[2]) };
-}
-
 export function registerEval(program: Command): void {
   program
     .command('eval')
@@ -134,6 +128,7 @@ export function registerEval(program: Command): void {
 
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
   const policy = checkPolicy(args.policy);
+  const shard = args.shard ? parseShard(args.shard) : undefined;
   const problems = await loadProblems(args);
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
   const model = LlamaModel.load(await resolveModelPath(args.model));
@@ -168,7 +163,7 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
         env,
         policy,
         promptStyle: args.promptStyle,
-        shard: parseShard(args.shard),
+        shard,
         concurrency: args.concurrency,
         config: { method: args.method, rule: args.rule, probe: args.probe },
         onProgress: () => bar.tick(),

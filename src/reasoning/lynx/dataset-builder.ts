@@ -23,13 +23,13 @@ import { answerTextOf, traceSampler, DEFAULT_SAMPLER, type MethodEnv } from '../
 import { problemPromptTokens } from '../prompt-tokens.js';
 import { runRollout } from '../rollout.js';
 import { InvalidInputError } from '../../util/errors.js';
+import { inShard, parseShard, type Shard } from '../../util/shard.js';
 import { CueDetector, resolveCues, selectEvents, syntheticEventIndex, type CueHit, type CueOptions } from './cues.js';
 import { concatFeatures, defaultHiddenStateLayers, tapLayersFor } from './features.js';
 import {
   DatasetWriter,
   MANIFEST_FILE,
   mergeDatasets,
-  parseShard,
   readManifest,
   unitKey,
   type DatasetManifest,
@@ -71,7 +71,7 @@ export interface BuildOptions {
   policy?: Policy;
   promptStyle?: PromptStyle;
   /** Build only the problems at positions j with j mod count = index (`--shard i/N`). */
-  shard?: { index: number; count: number };
+  shard?: Shard;
   /**
    * 'exact' (default): every rollout decodes in a fresh context of its own, so its tokens, features and labels are
    * bit-for-bit the same whatever else runs: an interrupted, resumed or sharded build equals an uninterrupted one byte
@@ -99,7 +99,7 @@ export function buildJobs(opts: Pick<BuildOptions, 'problems' | 'rolloutsPerProb
   const jobs: { problemIndex: number; rollout: number; unit: string }[] = [];
   const rollouts = opts.rolloutsPerProblem ?? 1;
   opts.problems.forEach((p, problemIndex) => {
-    if (opts.shard && problemIndex % opts.shard.count !== opts.shard.index) return;
+    if (!inShard(problemIndex, opts.shard)) return;
     for (let r = 0; r < rollouts; r++) jobs.push({ problemIndex, rollout: r, unit: unitKey(p.id, r) });
   });
   return jobs;

@@ -383,21 +383,6 @@ export function unitKey(problemId: string, rollout: number): string {
   return `${problemId}#${rollout}`;
 }
 
-/** Parse `--shard i/N`. */
-export function parseShard(spec: string): { index: number; count: number } {
-  const m = /^(\d+)\/(\d+)$/.exec(spec.trim());
-  if (!m) throw new InvalidInputError(`--shard must look like i/N (e.g. 0/4), got '${spec}'`);
-  const index = Number(m[1]);
-  const count = Number(m[2]);
-  if (count < 1 || index >= count) throw new InvalidInputError(`--shard ${spec}: need 0 <= i < N`);
-  return { index, count };
-}
-
-/** The items of one shard: those at positions j with j mod N = i (LYNX's split of its item list). */
-export function shardItems<T>(items: readonly T[], shard: { index: number; count: number }): T[] {
-  return items.filter((_, j) => j % shard.count === shard.index);
-}
-
 /** 0/1 labels of a dataset's rows. */
 export function datasetLabels(ds: Pick<Dataset, 'meta'>): Uint8Array {
   return Uint8Array.from(ds.meta, (m) => m.label);
