@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaModel } from '../src/engine/index.js';
 import { ChatTemplate, opensThinking } from '../src/import/chat-template.js';
+import type { ChatMessage } from '../src/eval/prompts.js';
 import { GgufFile } from '../src/gguf/reader.js';
 import { loadHfTokenizer, type HfTokenizer } from '../src/import/tokenizer.js';
+import { renderChatForModel } from '../src/reasoning/prompt-tokens.js';
 import { readJsonl } from '../src/util/jsonl.js';
 import { dataDir } from '../src/util/paths.js';
 import { Rng } from '../src/util/rng.js';
@@ -209,6 +211,12 @@ describe('chat template', () => {
     // Through the engine's metadata too.
     const t2 = ChatTemplate.fromGguf((k) => model.meta(k), (id) => Buffer.from(model.tokenBytes(id)).toString('utf8'));
     expect(t2.render(messages)).toBe(ChatTemplate.fromFolder(folder).render(messages));
+    // And as prompts are built: llama.cpp's template and BOS/EOS (renderChatForModel).
+    const turns: ChatMessage[] = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'What is 6 × 7?' },
+    ];
+    expect(renderChatForModel(model, turns)).toBe(ChatTemplate.fromFolder(folder).render(messages));
   });
 
   it('passes extra variables (Qwen3 enable_thinking) and reports template errors clearly', () => {

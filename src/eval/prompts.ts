@@ -13,10 +13,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import type { Problem } from './benchmarks.js';
 
-export interface ChatMessage {
+// A type, not an interface, so that it is assignable to the chat template's open message type (ChatTemplate.render).
+export type ChatMessage = {
   role: 'system' | 'user' | 'assistant';
   content: string;
-}
+};
 
 export type PromptStyle = 'zst' | 'csqa';
 

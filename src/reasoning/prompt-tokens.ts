@@ -3,30 +3,30 @@
  * rendered through the model's own chat template (from the GGUF) with the generation prompt, then tokenized with
  * special tokens parsed.
  */
-import { Template } from '@huggingface/jinja';
 import type { LlamaModel } from '../engine/index.js';
 import { buildPrompt, type ChatMessage, type PromptStyle } from '../eval/prompts.js';
 import type { Problem } from '../eval/benchmarks.js';
+import { ChatTemplate } from '../import/chat-template.js';
 import { InvalidInputError } from '../util/errors.js';
 
-const templates = new WeakMap<LlamaModel, Template>();
+const templates = new WeakMap<LlamaModel, ChatTemplate>();
 
-/** Render chat messages with the model's chat template (`add_generation_prompt` on). */
-export function renderChatForModel(model: LlamaModel, messages: ChatMessage[]): string {
+/** The model's chat template as llama.cpp reads it from the GGUF, with the texts of llama.cpp's BOS and EOS tokens. */
+function chatTemplateOf(model: LlamaModel): ChatTemplate {
   let template = templates.get(model);
   if (!template) {
     const source = model.info.chatTemplate;
     if (!source) throw new InvalidInputError(`${model.info.path} has no chat template (tokenizer.chat_template): give a prompt template`);
-    template = new Template(source);
+    const piece = (id: number | undefined) => (id === undefined ? '' : model.detokenize([id]));
+    template = new ChatTemplate(source, { bos_token: piece(model.info.special.bos), eos_token: piece(model.info.special.eos) });
     templates.set(model, template);
   }
-  const piece = (id: number | undefined) => (id === undefined ? '' : model.detokenize([id]));
-  return template.render({
-    messages,
-    add_generation_prompt: true,
-    bos_token: piece(model.info.special.bos),
-    eos_token: piece(model.info.special.eos),
-  });
+  return template;
+}
+
+/** Render chat messages with the model's chat template (`add_generation_prompt` on). */
+export function renderChatForModel(model: LlamaModel, messages: ChatMessage[]): string {
+  return chatTemplateOf(model).render(messages);
 }
 
 /** Prompt tokens of a problem: chat template render, then tokenization with special tokens parsed and no extra BOS. */
