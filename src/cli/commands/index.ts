@@ -7,6 +7,7 @@ import { registerMerge } from './merge.js';
 import { registerTrainProbe } from './train-probe.js';
 import { registerCalibrate } from './calibrate.js';
 import { registerSimulate } from './simulate.js';
+import { registerDeerRollouts } from './deer-rollouts.js';
 import { registerData } from './data.js';
 import { registerConvert } from './convert.js';
 import { registerReport } from '../../report/command.js';
@@ -23,6 +24,7 @@ export function registerCommands(program: Command): void {
   registerTrainProbe(program);
   registerCalibrate(program);
   registerSimulate(program);
+  registerDeerRollouts(program);
   registerData(program);
   registerConvert(program);
   registerReport(program);
