@@ -2,6 +2,7 @@
  * Small statistics used by the probe metrics, the conformal rules and the simulated evaluation: binomial tails,
  * the Hoeffding–Bentkus p-value, a seeded cluster bootstrap, and binary classification metrics.
  */
+import { quantile } from '../../eval/metrics.js';
 import { Rng } from '../../util/rng.js';
 
 // Lanczos approximation (g = 7, n = 9); relative error below 1e-14 for x > 0.
@@ -97,18 +98,9 @@ export function bootstrapCi(
   }
   if (values.length === 0) return [NaN, NaN];
   values.sort((x, y) => x - y);
-  const lo = quantileSorted(values, (1 - level) / 2);
-  const hi = quantileSorted(values, 1 - (1 - level) / 2);
+  const lo = quantile(values, (1 - level) / 2);
+  const hi = quantile(values, 1 - (1 - level) / 2);
   return [lo, hi];
-}
-
-/** Linear-interpolated quantile of a sorted array (numpy's default). */
-export function quantileSorted(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
 export interface BinaryMetrics {

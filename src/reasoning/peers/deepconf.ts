@@ -20,6 +20,7 @@
  * decimals) and use the top-k candidates only (vLLM's stopping rule), the same for warm-up and online traces.
  */
 import type { Sequence } from '../../engine/index.js';
+import { quantile } from '../../eval/metrics.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText } from '../forced-exit.js';
 import {
@@ -145,11 +146,7 @@ export function lowestGroupConfidence(confs: readonly number[], window: number):
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) throw new InvalidInputError('percentile of an empty list');
   if (!(p >= 0 && p <= 100)) throw new InvalidInputError(`a percentile must be in [0, 100] (got ${p})`);
-  const s = [...values].sort((a, b) => a - b);
-  const rank = (p / 100) * (s.length - 1);
-  const lo = Math.floor(rank);
-  const hi = Math.ceil(rank);
-  return s[lo]! + (s[hi]! - s[lo]!) * (rank - lo);
+  return quantile([...values].sort((a, b) => a - b), p / 100);
 }
 
 /** DeepConf-low keeps the top 10% of warm-up traces (90th percentile), DeepConf-high the top 90% (10th). */
