@@ -32,7 +32,7 @@ import {
 import { MANIFEST_FILE, datasetRollouts, readDataset, unitKey, type EventMeta } from './dataset-store.js';
 import { DEFAULT_PROBE_CONFIG, loadProbe, saveProbe, trainProbeLynx, type Probe, type ProbeConfig, type ProbeHeader, type ProbeMetrics } from './probe.js';
 import type { KernelChoice } from './probe-parallel.js';
-import { simulate, lynxMetrics, simulateRollout, type LynxMetrics, type SimRollout } from './simulate.js';
+import { simulate, lynxMetrics, rolloutEventRecords, rolloutId, simulateRollout, type LynxMetrics, type SimRollout } from './simulate.js';
 
 export type RuleName = ExitRule['rule'];
 export const RULE_NAMES: readonly RuleName[] = ['lynx', 'ltt', 'crc'];
@@ -685,7 +685,7 @@ function writeBaseline(
   const predictions = rollouts.map((r, i): PredictionRecord => {
     const o = outcomes[i]!;
     const rec: PredictionRecord = {
-      id: r.rollout === undefined ? r.problemId : `${r.problemId}#${r.rollout}`,
+      id: rolloutId(r),
       benchmark,
       method: 'full',
       setting: 'full',
@@ -697,16 +697,7 @@ function writeBaseline(
       wallMs: r.wallMs ?? 0,
       exit: null,
       baseline: { tokens: o.tokens.total, correct: r.fullCorrect, extracted: r.fullAnswer },
-      events: r.events.map((ev, k) => ({
-        index: k,
-        position: ev.tokenIndex,
-        charOffset: ev.charOffset ?? -1,
-        cue: ev.cue ?? (ev.synthetic ? 'synthetic' : ''),
-        score: ev.score,
-        label: ev.correct ? 1 : 0,
-        synthetic: ev.synthetic,
-        exitAnswer: ev.answer,
-      })),
+      events: rolloutEventRecords(r),
       extra: { simulated: true },
     };
     if (r.index !== undefined) rec.index = r.index;

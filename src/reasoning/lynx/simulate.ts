@@ -269,8 +269,23 @@ export interface SimulationResult {
   metrics: RunMetrics;
 }
 
-function rolloutId(r: SimRollout): string {
+/** A rollout's prediction id: the problem id, with `#rollout` when a problem has several. */
+export function rolloutId(r: SimRollout): string {
   return r.rollout === undefined ? r.problemId : `${r.problemId}#${r.rollout}`;
+}
+
+/** A rollout's cue events as prediction-record events (the report's trace viewer shows them). */
+export function rolloutEventRecords(r: SimRollout): CueEventRecord[] {
+  return r.events.map((ev, k) => ({
+    index: k,
+    position: ev.tokenIndex,
+    charOffset: ev.charOffset ?? -1,
+    cue: ev.cue ?? (ev.synthetic ? 'synthetic' : ''),
+    score: ev.score,
+    label: ev.correct ? 1 : 0,
+    synthetic: ev.synthetic,
+    exitAnswer: ev.answer,
+  }));
 }
 
 function checkRollouts(rollouts: readonly SimRollout[]): void {
@@ -318,20 +333,7 @@ export function simulate(rollouts: readonly SimRollout[], rules: readonly ExitRu
         extra: { simulated: true, rule: rule.rule, delta: rule.delta },
       };
       if (r.index !== undefined) rec.index = r.index;
-      if (includeEvents) {
-        rec.events = r.events.map(
-          (ev, k): CueEventRecord => ({
-            index: k,
-            position: ev.tokenIndex,
-            charOffset: ev.charOffset ?? -1,
-            cue: ev.cue ?? (ev.synthetic ? 'synthetic' : ''),
-            score: ev.score,
-            label: ev.correct ? 1 : 0,
-            synthetic: ev.synthetic,
-            exitAnswer: ev.answer,
-          }),
-        );
-      }
+      if (includeEvents) rec.events = rolloutEventRecords(r);
       return rec;
     });
     const lynx = lynxMetrics(rollouts, outcomes, { seed: opts.seed, resamples: opts.resamples });
