@@ -3,8 +3,7 @@ import { LlamaContext, LlamaModel } from '../../engine/index.js';
 import { methodEnv } from '../../reasoning/method.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { solveWithLynx, type ScoredCueEvent } from '../../reasoning/lynx/online.js';
-import { renderChatForModel } from '../../reasoning/prompt-tokens.js';
-import { zstMessages } from '../../eval/prompts.js';
+import { problemPromptTokens } from '../../reasoning/prompt-tokens.js';
 import { extractAnswer } from '../../eval/answer-extract.js';
 import { resolveModelPath } from '../model-arg.js';
 import { floatOption, intOption } from '../options.js';
@@ -53,8 +52,7 @@ export function registerRun(program: Command): void {
         exitCue: args.exitCue,
         seed: args.seed,
       });
-      const promptText = renderChatForModel(model, zstMessages(args.prompt));
-      const promptTokens = model.tokenize(promptText, { parseSpecial: true });
+      const promptTokens = problemPromptTokens(model, { problem: args.prompt }, 'zst');
       const stream = !args.json && !args.quiet;
       const out = process.stdout;
       const outcome = await solveWithLynx(policy, { problemId: 'prompt', promptTokens }, env, {
