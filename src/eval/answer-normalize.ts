@@ -305,6 +305,18 @@ export type AnswerNode =
   /** an equation that is not "x = value" */
   | { k: 'eq'; lhs: AnswerNode; rhs: AnswerNode };
 
+/**
+ * The bracket depth change of the character at `i` and how many characters it spans: ( [ { open, ) ] } close, the
+ * escaped braces `\{ \}` open and close (2 characters), any other escape is skipped whole (2 characters).
+ */
+function bracketAt(s: string, i: number): { depth: number; width: number } {
+  const c = s[i]!;
+  if (c === '\\') return { depth: s[i + 1] === '{' ? 1 : s[i + 1] === '}' ? -1 : 0, width: 2 };
+  if (c === '(' || c === '[' || c === '{') return { depth: 1, width: 1 };
+  if (c === ')' || c === ']' || c === '}') return { depth: -1, width: 1 };
+  return { depth: 0, width: 1 };
+}
+
 /** Split at separators that are not inside any bracket or brace (`\\{ \\}` count as braces). */
 export function splitTopLevel(s: string, sep: string | RegExp): string[] {
   const sticky = typeof sep === 'string' ? null : new RegExp(sep.source.replace(/^\^/, ''), 'y');
@@ -327,15 +339,9 @@ export function splitTopLevel(s: string, sep: string | RegExp): string[] {
         continue;
       }
     }
-    const c = s[i]!;
-    if (c === '\\') {
-      if (s[i + 1] === '{') depth++;
-      else if (s[i + 1] === '}') depth--;
-      i++;
-      continue;
-    }
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') depth--;
+    const b = bracketAt(s, i);
+    depth += b.depth;
+    i += b.width - 1;
   }
   parts.push(s.slice(start));
   return parts;
@@ -345,18 +351,11 @@ export function splitTopLevel(s: string, sep: string | RegExp): string[] {
 function closingBracket(s: string): number {
   let depth = 0;
   for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (c === '\\') {
-      if (s[i + 1] === '{') depth++;
-      else if (s[i + 1] === '}') depth--;
-      i++;
-      continue;
-    }
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') {
-      depth--;
-      if (depth === 0) return i;
-    }
+    const b = bracketAt(s, i);
+    depth += b.depth;
+    // Only a plain bracket closes it; an escaped brace \} is part of the content.
+    if (b.depth < 0 && b.width === 1 && depth === 0) return i;
+    i += b.width - 1;
   }
   return -1;
 }
