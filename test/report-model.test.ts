@@ -137,6 +137,10 @@ describe('scanExperiment', () => {
     const data = scanExperiment(root);
     expect(data.benchmarks).toEqual(['csqa', 'gsm8k', 'math500']);
     expect(data.methods[0]).toBe('full');
+    // every setting once, numbers compared as numbers (the page's Setting column sorts by this order)
+    expect(new Set(data.settings)).toEqual(new Set(data.runs.map((r) => r.setting)));
+    expect(data.settings.length).toBe(new Set(data.settings).size);
+    expect(data.settings.filter((x) => x.startsWith('delta='))).toEqual(['delta=0.05', 'delta=0.1', 'delta=0.2']);
     expect(data.runs).toHaveLength(13);
     expect(data.runs.map((r) => r.key).filter((k) => k.startsWith('gsm8k/lynx'))).toEqual(['gsm8k/lynx/delta=0.05', 'gsm8k/lynx/delta=0.1', 'gsm8k/lynx/delta=0.2']);
     const fromPreds = data.runs.find((r) => r.key === 'math500/lynx/delta=0.2')!;
@@ -223,7 +227,7 @@ describe('page assembly', () => {
     expect(JSON.parse(s)).toEqual({ t: '</script><!-- & \u2028' });
     expect(inlineScript('var a = "</SCRIPT>";')).toBe('var a = "<\\/SCRIPT>";');
     expect(() => inlineScript('x = "<!--"')).toThrow();
-    const html = renderReportHtml({ version: 1, title: 'T <b>', rootName: 'r&d', generatedAt: '2026-01-01T00:00:00.000Z', benchmarks: [], methods: [], runs: [], baselines: [], premature: [], texts: [], hasConformalFolder: false, warnings: [] });
+    const html = renderReportHtml({ version: 1, title: 'T <b>', rootName: 'r&d', generatedAt: '2026-01-01T00:00:00.000Z', benchmarks: [], methods: [], settings: [], runs: [], baselines: [], premature: [], texts: [], hasConformalFolder: false, warnings: [] });
     expect(html).toContain('<title>T &lt;b&gt; · r&amp;d</title>');
   });
 });

@@ -158,6 +158,10 @@ describe('report page', () => {
     const first = await page.locator('#summary tbody tr').first().getAttribute('data-run');
     const min = [...data.runs].sort((a, b) => a.metrics.avgTokens - b.metrics.avgTokens)[0]!;
     expect(first).toBe(min.key);
+    // by setting: numbers inside setting names compare as numbers (delta=0.05 < delta=0.1 < delta=0.2)
+    await page.locator('#summary th', { hasText: 'Setting' }).click();
+    const keys = (await page.locator('#summary tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run')!))).filter((k) => k.startsWith('gsm8k/lynx/'));
+    expect(keys).toEqual(['gsm8k/lynx/delta=0.05', 'gsm8k/lynx/delta=0.1', 'gsm8k/lynx/delta=0.2']);
     // the two unreadable conformal files are reported in the notes
     expect(await count(page, '#notes li')).toBeGreaterThanOrEqual(exp.brokenConformalFiles);
   });

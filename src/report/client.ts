@@ -35,17 +35,6 @@ export function reportClient(data: ReportData): void {
   };
   const natural = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
   const uniq = <T,>(xs: T[]) => [...new Set(xs)];
-  // Same order as compareSettings in model.ts: numbers inside setting names compare as numbers.
-  function compareSettings(a: string, b: string): number {
-    const split = (x: string) => x.split(/(\d*\.?\d+(?:e-?\d+)?)/i);
-    const pa = split(a);
-    const pb = split(b);
-    for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-      const r = i % 2 === 1 ? Number(pa[i]) - Number(pb[i]) : natural.compare(pa[i]!, pb[i]!);
-      if (r !== 0) return r;
-    }
-    return pa.length - pb.length || natural.compare(a, b);
-  }
 
   // Observable's categorical palette; full-rollout references are drawn in neutral dark grey.
   const PALETTE = ['#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0'];
@@ -400,7 +389,6 @@ export function reportClient(data: ReportData): void {
         return;
       }
       const runs = data.runs;
-      const settingOrder = uniq(runs.map((r) => r.setting)).sort(compareSettings);
       const best = new Map<string, number>();
       for (const r of runs) best.set(r.benchmark, Math.max(best.get(r.benchmark) ?? -1, r.metrics.accuracy));
       const refAcc = (r: ReportRun): number | null => {
@@ -445,7 +433,7 @@ export function reportClient(data: ReportData): void {
           [
             { label: 'Benchmark', key: (i) => runs[i]!.benchmark },
             { label: 'Method', key: (i) => runs[i]!.method },
-            { label: 'Setting', key: (i) => settingOrder.indexOf(runs[i]!.setting) },
+            { label: 'Setting', key: (i) => data.settings.indexOf(runs[i]!.setting) },
             { label: 'n', num: true, key: (i) => runs[i]!.metrics.n },
             { label: 'Accuracy [95% CI]', num: true, key: (i) => runs[i]!.metrics.accuracy },
             { label: 'Δ vs full', num: true, title: 'accuracy minus the full rollout’s, percentage points', key: (i) => { const d = refAcc(runs[i]!); return d === null ? -9 : runs[i]!.metrics.accuracy - d; } },

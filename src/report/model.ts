@@ -117,6 +117,8 @@ export interface ReportData {
   generatedAt: string;
   benchmarks: string[];
   methods: string[];
+  /** Every run's setting, in compareSettings order (the summary table sorts its Setting column by it). */
+  settings: string[];
   runs: ReportRun[];
   baselines: BaselinePoint[];
   premature: PrematurePoint[];
@@ -437,6 +439,7 @@ export function buildReportData(
   const methods = [...new Set(out.map((r) => r.method))].sort(
     (a, b) => Number(isReferenceMethod(b)) - Number(isReferenceMethod(a)) || natural.compare(a, b),
   );
+  const settings = [...new Set(out.map((r) => r.setting))].sort(compareSettings);
   return {
     version: 1,
     title: opts.title ?? 'Lynx evaluation report',
@@ -444,6 +447,7 @@ export function buildReportData(
     generatedAt: (meta.generatedAt ?? new Date()).toISOString(),
     benchmarks,
     methods,
+    settings,
     runs: out,
     baselines,
     premature,
