@@ -14,6 +14,7 @@
  * the residual stream (`attn_output`, `ffn_down`), ones for norms, zeros for biases.
  */
 import { GgufWriter } from '../gguf/writer.js';
+import { GgufFile } from '../gguf/reader.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 
@@ -229,4 +230,25 @@ export function byteLevelTokenizer(specials: readonly string[] = ['<|endoftext|>
       w.set('tokenizer.ggml.add_bos_token', false, 'bool');
     },
   };
+}
+
+/**
+ * A trained model as the starting point of more training: every tensor decoded to F32 (the training path needs F32
+ * weights), metadata kept except the keys in `metadata`, which replace or add. Written atomically.
+ */
+export function writeF32Copy(src: string, dst: string, metadata: Record<string, string | number | boolean> = {}): void {
+  const f = GgufFile.open(src);
+  try {
+    const w = new GgufWriter();
+    for (const [k, e] of f.metadata) w.set(k, e.value, e.type);
+    w.set('general.file_type', 0, 'u32');
+    for (const [k, v] of Object.entries(metadata)) w.set(k, v);
+    for (const t of f.tensors) {
+      const name = t.name;
+      w.addTensor(name, [...t.dims], () => f.tensor(name), 'f32');
+    }
+    w.write(dst);
+  } finally {
+    f.close();
+  }
 }

@@ -21,7 +21,8 @@ import {
   type TrainingStep,
 } from '../engine/training.js';
 import type { TensorType } from '../gguf/encode.js';
-import { countParams, validateShape, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
+import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
+import { GgufFile } from '../gguf/reader.js';
 // ---- adapter point: the demo tokenizer and corpus (src/demo/tokenizer.ts, src/demo/corpus.ts) ----
 import { writeTokenizerToGguf, type DemoTokenizer } from './tokenizer.js';
 import { buildCorpus, buildDemoTokenizer, labelsEverywhere } from './corpus.js';
@@ -134,6 +135,11 @@ export interface DemoTrainOptions {
   /** Folder for `<name>.gguf` and `<name>.loss.json`. */
   outDir: string;
   threads?: number;
+  /**
+   * Start from this trained demo model instead of a random initialisation (a second training stage: the recipe's data
+   * and schedule run again from these weights; AdamW moments start at zero, as this path cannot save them).
+   */
+  initFrom?: string;
   /** Evaluate the validation windows every this many steps (default: about 20 times per run). */
   evalEvery?: number;
   /** Save `<name>.checkpoint.gguf` every this many steps (0: never). */
@@ -211,14 +217,27 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
     const initPath = join(work, 'init.gguf');
     const counts = countParams(r.shape, spec.nVocab);
     log(`model: ${(counts.total / 1e6).toFixed(2)}M parameters (${(counts.trainable / 1e6).toFixed(2)}M trainable), vocabulary ${spec.nVocab}`);
-    writeInitialModel(initPath, {
-      shape: r.shape,
-      tokenizer: spec,
-      seed: r.initSeed,
-      name: r.name,
-      description: r.description,
-      metadata: { 'lynx.demo.recipe': JSON.stringify(r) },
-    });
+    if (opts.initFrom) {
+      log(`init: continuing from ${opts.initFrom}`);
+      const before = GgufFile.open(opts.initFrom);
+      const earlier = before.getString('lynx.demo.recipe');
+      const stages = before.getString('lynx.demo.stages');
+      before.close();
+      writeF32Copy(opts.initFrom, initPath, {
+        'lynx.demo.recipe': JSON.stringify(r),
+        // Every stage's recipe, oldest first, so the shipped file says how it was made.
+        'lynx.demo.stages': JSON.stringify([...(stages ? (JSON.parse(stages) as unknown[]) : earlier ? [JSON.parse(earlier)] : []), r]),
+      });
+    } else {
+      writeInitialModel(initPath, {
+        shape: r.shape,
+        tokenizer: spec,
+        seed: r.initSeed,
+        name: r.name,
+        description: r.description,
+        metadata: { 'lynx.demo.recipe': JSON.stringify(r) },
+      });
+    }
     log(`corpus: ${r.data.sequences} windows of ${r.seqLen} tokens`);
     const trainData = recipeRows(tok, r, 'train');
     const validation = r.data.validationSequences > 0 ? recipeRows(tok, r, 'validation').rows : undefined;
