@@ -94,16 +94,24 @@ export function registerDemo(program: Command): void {
     .option('--threads <n>', 'CPU threads', intOption('--threads', 1), 2)
     .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
     .option('--checkpoint-every <n>', 'save a weights-only checkpoint every n steps', intOption('--checkpoint-every', 0), 0)
-    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number }) => {
+    .option('--init-from <gguf>', 'continue from a trained demo model (a second stage) instead of a random initialisation')
+    .option('--data-seed <n>', 'seed of the training traces (use a new one for a second stage)', intOption('--data-seed', 0))
+    .option('--lr <x>', 'peak learning rate', floatOption('--lr', 0))
+    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number; initFrom?: string; dataSeed?: number; lr?: number }) => {
       const base = DEMO_RECIPES[args.recipe as keyof typeof DEMO_RECIPES];
       if (!base) throw new InvalidInputError(`unknown recipe '${args.recipe}': use ${Object.keys(DEMO_RECIPES).join(' or ')}`);
-      const recipe = args.sequences ? recipeWith(base, { data: { sequences: args.sequences } }) : base;
+      if (args.initFrom && !existsSync(args.initFrom)) throw new InvalidInputError(`--init-from: no file at ${args.initFrom}`);
+      const recipe = recipeWith(base, {
+        data: { ...(args.sequences ? { sequences: args.sequences } : {}), ...(args.dataSeed !== undefined ? { seed: args.dataSeed } : {}) },
+        optim: args.lr !== undefined ? { lr: args.lr } : {},
+      });
       const t0 = Date.now();
       const r = await trainDemoModel({
         recipe,
         outDir: resolve(args.out),
         threads: args.threads,
         checkpointEvery: args.checkpointEvery,
+        initFrom: args.initFrom ? resolve(args.initFrom) : undefined,
         log: (line) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${line}\n`),
       });
       process.stdout.write(`${r.modelPath}\n${r.lossCurvePath}\n`);
