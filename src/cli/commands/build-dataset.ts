@@ -6,7 +6,6 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { LlamaModel } from '../../engine/index.js';
-import { loadBenchmark, type Problem } from '../../eval/benchmarks.js';
 import { checkPolicy } from '../../eval/answer-equiv.js';
 import type { PromptStyle } from '../../eval/prompts.js';
 import { CUE_VARIANTS, type CueOptions } from '../../reasoning/lynx/cues.js';
@@ -14,6 +13,7 @@ import { buildDatasetToDir, summarizeDataset } from '../../reasoning/lynx/datase
 import { defaultHiddenStateLayers } from '../../reasoning/lynx/features.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
+import { loadBenchmarkArg, problemSelectionOptions } from '../benchmark-arg.js';
 import { resolveModelPath } from '../model-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -49,19 +49,14 @@ export interface BuildDatasetArgs {
 }
 
 export function registerBuildDataset(program: Command): void {
-  program
+  const command = program
     .command('build-dataset')
     .description('sample rollouts, label every cue event with a forced exit, and write the event dataset (resumable; --shard i/N, then lynx merge)')
     .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
     .requiredOption('-b, --benchmark <name>', 'gsm8k, math, math500, aime24, amc23, commonsenseqa, demo[:probe|:calib|:test], or a .jsonl file')
     .requiredOption('-o, --out <dir>', 'dataset folder (an existing one is resumed)')
-    .option('-r, --rollouts <n>', 'rollouts per problem', intOption('--rollouts', 1), 1)
-    .option('--limit <n>', 'first n problems', intOption('--limit', 1))
-    .option('--limit-per-subset <n>', 'MATH: problems per subject', intOption('--limit-per-subset', 1))
-    .option('--subset-offset <n>', 'MATH: skip this many per subject (disjoint splits)', intOption('--subset-offset', 0))
-    .option('--subsets <list>', 'MATH: subjects', listOption)
-    .option('--split <split>', 'train or test (gsm8k, math)')
-    .option('--data-dir <dir>', 'benchmark data folder (default $LYNX_DATA_DIR or ../shared/data)')
+    .option('-r, --rollouts <n>', 'rollouts per problem', intOption('--rollouts', 1), 1);
+  problemSelectionOptions(command)
     .option('--shard <i/N>', 'build only problems j with j mod N = i (one folder per shard; join with lynx merge)')
     .option('-n, --max-tokens <n>', 'token budget of a rollout', intOption('--max-tokens', 1), 4096)
     .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
@@ -105,22 +100,6 @@ function parseLayers(list: string[] | undefined, nLayer: number): number[] {
   return layers;
 }
 
-async function loadProblems(args: BuildDatasetArgs): Promise<Problem[]> {
-  if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
-    const { demoBenchmark } = await import('../../demo/benchmark.js');
-    return demoBenchmark(args.benchmark, { limit: args.limit });
-  }
-  if (args.split !== undefined && args.split !== 'train' && args.split !== 'test') throw new InvalidInputError(`--split must be train or test, got '${args.split}'`);
-  return loadBenchmark(args.benchmark, {
-    dataDir: args.dataDir,
-    split: args.split as 'train' | 'test' | undefined,
-    limit: args.limit,
-    limitPerSubset: args.limitPerSubset,
-    subsetOffset: args.subsetOffset,
-    subsets: args.subsets,
-  });
-}
-
 export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   const policy = checkPolicy(args.policy);
   const shard = args.shard ? parseShard(args.shard) : undefined;
@@ -128,7 +107,7 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   if (args.promptStyle !== undefined && args.promptStyle !== 'zst' && args.promptStyle !== 'csqa') {
     throw new InvalidInputError(`--prompt-style must be zst or csqa, got '${args.promptStyle}'`);
   }
-  const problems = await loadProblems(args);
+  const problems = await loadBenchmarkArg(args);
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
   const model = LlamaModel.load(await resolveModelPath(args.model));
   const controller = new AbortController();

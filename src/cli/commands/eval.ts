@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { LlamaContext, LlamaModel } from '../../engine/index.js';
-import { loadBenchmark } from '../../eval/benchmarks.js';
 import { evaluateMethod } from '../../eval/evaluate-method.js';
 import { checkPolicy } from '../../eval/answer-equiv.js';
 import { methodEnv, fullRollout, tokenBudget, type ReasoningMethod, type ReasoningSweep } from '../../reasoning/method.js';
@@ -11,6 +10,7 @@ import { lynxMethod } from '../../reasoning/lynx/online.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
+import { loadBenchmarkArg, problemSelectionOptions } from '../benchmark-arg.js';
 import { resolveModelPath } from '../model-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -89,7 +89,7 @@ export function methodFromArgs(args: EvalArgs): ReasoningMethod | ReasoningSweep
 }
 
 export function registerEval(program: Command): void {
-  program
+  const command = program
     .command('eval')
     .description('evaluate a method on a benchmark; writes <out>/eval/<benchmark>/<method>/<setting>/{metrics.json,predictions.jsonl,config.json}')
     .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
@@ -105,13 +105,8 @@ export function registerEval(program: Command): void {
     .option('--variant <v>', 'deepconf: low or high', 'low')
     .option('--warmup <n>', 'deepconf: warm-up traces', intOption('--warmup', 1))
     .option('--agreement <list>', 'dynasor: agreeing probes needed', listOption)
-    .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32)
-    .option('--data-dir <dir>', 'benchmark data folder (default $LYNX_DATA_DIR or ../shared/data)')
-    .option('--split <split>', 'train or test (gsm8k, math)')
-    .option('--limit <n>', 'first n problems', intOption('--limit', 1))
-    .option('--limit-per-subset <n>', 'MATH: problems per subject', intOption('--limit-per-subset', 1))
-    .option('--subset-offset <n>', 'MATH: skip this many per subject (disjoint splits)', intOption('--subset-offset', 0))
-    .option('--subsets <list>', 'MATH: subjects', listOption)
+    .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32);
+  problemSelectionOptions(command)
     .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
     .option('--shard <i/N>', 'run shard i of N (merge with lynx merge)')
     .option('-n, --max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 4096)
@@ -129,7 +124,7 @@ export function registerEval(program: Command): void {
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
   const policy = checkPolicy(args.policy);
   const shard = args.shard ? parseShard(args.shard) : undefined;
-  const problems = await loadProblems(args);
+  const problems = await loadBenchmarkArg(args);
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
   const model = LlamaModel.load(await resolveModelPath(args.model));
   const methods = [methodFromArgs(args)].flat();
@@ -181,19 +176,4 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
     context.dispose();
     model.dispose();
   }
-}
-
-async function loadProblems(args: EvalArgs) {
-  if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
-    const { demoBenchmark } = await import('../../demo/benchmark.js');
-    return demoBenchmark(args.benchmark, { limit: args.limit, seed: args.seed });
-  }
-  return loadBenchmark(args.benchmark, {
-    dataDir: args.dataDir,
-    split: args.split,
-    limit: args.limit,
-    limitPerSubset: args.limitPerSubset,
-    subsetOffset: args.subsetOffset,
-    subsets: args.subsets,
-  });
 }
