@@ -10,7 +10,7 @@ import type { LlamaContext, LlamaModel, SamplerOptions, Sequence } from '../engi
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { exitCueText } from './forced-exit.js';
-import { runRollout, type RolloutResult } from './rollout.js';
+import { runRollout, type RolloutOptions, type RolloutResult } from './rollout.js';
 
 /** Sampling defaults of the field for reasoning models (DeepSeek-R1 and LYNX): temperature 0.6, top-p 0.95. */
 export const DEFAULT_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 0.6, topP: 0.95 });
@@ -123,6 +123,11 @@ export function traceSampler(env: MethodEnv, problemId: string, trace: number | 
   return { ...env.sampler, seed: traceSeed(env, problemId, trace) };
 }
 
+/** What every method's trace takes from the environment: its token budget, exit cue, answer budget and seeded sampler. */
+export function traceRolloutOptions(env: MethodEnv, problemId: string, trace: number | string = 0): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens'> {
+  return { maxTokens: env.maxTokens, sampler: traceSampler(env, problemId, trace), exitCue: env.exitCue, answerMaxTokens: env.answerMaxTokens };
+}
+
 /** Prefill the prompt in a new sequence, run `fn`, and free the sequence whatever happens. */
 export async function withPrompt<T>(env: MethodEnv, promptTokens: readonly number[], fn: (seq: Sequence) => Promise<T>): Promise<T> {
   if (promptTokens.length === 0) throw new InvalidInputError('the prompt is empty: give at least one prompt token');
@@ -176,10 +181,7 @@ export function fullRollout(): ReasoningMethod {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
         const r = await runRollout(seq, {
-          maxTokens: env.maxTokens,
-          sampler: traceSampler(env, input.problemId),
-          exitCue: env.exitCue,
-          answerMaxTokens: env.answerMaxTokens,
+          ...traceRolloutOptions(env, input.problemId),
         });
         return outcomeOf(r, exitCueText(env.exitCue), null, {}, performance.now() - t0);
       });
@@ -200,10 +202,7 @@ export function tokenBudget(budget: number): ReasoningMethod {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
         const r = await runRollout(seq, {
-          maxTokens: env.maxTokens,
-          sampler: traceSampler(env, input.problemId),
-          exitCue: env.exitCue,
-          answerMaxTokens: env.answerMaxTokens,
+          ...traceRolloutOptions(env, input.problemId),
           onStep: (step) => (step.index + 1 >= budget ? { action: 'exit', info: { reason: 'budget' } } : { action: 'continue' }),
         });
         const exit = r.end === 'exit' ? { event: 0, position: r.tokenCounts.reasoning, cue: 'budget' } : null;

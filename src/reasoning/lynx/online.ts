@@ -5,7 +5,7 @@
  */
 import type { TapLayer } from '../../engine/index.js';
 import { exitCueText } from '../forced-exit.js';
-import { outcomeOf, traceSampler, withPrompt, type MethodEnv, type MethodInput, type MethodOutcome, type ReasoningMethod } from '../method.js';
+import { outcomeOf, traceRolloutOptions, withPrompt, type MethodEnv, type MethodInput, type MethodOutcome, type ReasoningMethod } from '../method.js';
 import { runRollout, type StepDecision } from '../rollout.js';
 import { CueDetector, type CueHit, type CueOptions } from './cues.js';
 import { concatFeatures, tapLayersFor } from './features.js';
@@ -84,10 +84,7 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
 
   return withPrompt(env, input.promptTokens, async (seq) => {
     const r = await runRollout(seq, {
-      maxTokens: env.maxTokens,
-      sampler: traceSampler(env, input.problemId),
-      exitCue: env.exitCue,
-      answerMaxTokens: env.answerMaxTokens,
+      ...traceRolloutOptions(env, input.problemId),
       tapLayers: taps,
       // Called once per token, after sampling and before decoding: the detector sees the token's text and says
       // whether this token may complete a cue, so its hidden state is captured in this very decode step.

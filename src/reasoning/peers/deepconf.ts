@@ -24,7 +24,7 @@ import { quantile } from '../../eval/metrics.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText } from '../forced-exit.js';
 import {
-  traceSampler,
+  traceRolloutOptions,
   withPrompt,
   type MethodEnv,
   type MethodInput,
@@ -305,10 +305,7 @@ async function runDeepConf(promptSeq: Sequence, input: MethodInput, env: MethodE
     try {
       const g = new GroupConfidence(r.windowSize);
       const res = await runRollout(seq, {
-        maxTokens: env.maxTokens,
-        sampler: traceSampler(env, input.problemId, index),
-        exitCue: env.exitCue,
-        answerMaxTokens: env.answerMaxTokens,
+        ...traceRolloutOptions(env, input.problemId, index),
         topLogprobs: r.topK,
         onToken: (step) => g.push(tokenConfidence((step.topLogprobs ?? []).map((t) => t.logprob))),
         onStep:

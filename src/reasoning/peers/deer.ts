@@ -30,7 +30,7 @@ import { InvalidInputError } from '../../util/errors.js';
 import { EXIT_CUES, exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
 import {
   outcomeOf,
-  traceSampler,
+  traceRolloutOptions,
   withPrompt,
   type MethodEnv,
   type MethodInput,
@@ -296,10 +296,7 @@ async function runDeer(
   };
 
   const rollout = await runRollout(seq, {
-    maxTokens: env.maxTokens,
-    sampler: traceSampler(env, input.problemId),
-    exitCue: env.exitCue,
-    answerMaxTokens: env.answerMaxTokens,
+    ...traceRolloutOptions(env, input.problemId),
     logprobs: false,
     onStep,
   });

@@ -27,7 +27,7 @@ import { EXIT_CUES, exitCueText, type ForcedExitResult } from '../forced-exit.js
 import {
   outcomeOf,
   traceSeed,
-  traceSampler,
+  traceRolloutOptions,
   withPrompt,
   type MethodEnv,
   type MethodInput,
@@ -206,10 +206,7 @@ async function runDynasor(seq: Sequence, input: MethodInput, env: MethodEnv, o: 
     return { action: 'exit', answer: probeAsExit(probe), info: { probe: probe.index } };
   };
   const rollout = await runRollout(seq, {
-    maxTokens: env.maxTokens,
-    sampler: traceSampler(env, input.problemId),
-    exitCue: env.exitCue,
-    answerMaxTokens: env.answerMaxTokens,
+    ...traceRolloutOptions(env, input.problemId),
     onStep,
   });
   return { rollout, probes, cueTokens: cueTokens.length, wallMs: performance.now() - t0 };
