@@ -165,6 +165,8 @@ describe('any JSONL and errors', () => {
     writeFileSync(path, `${JSON.stringify({ problem: 'a', answer: '1' })}\n{"problem": "b", "answer":\n`);
     expect(() => loadJsonlBenchmark(path)).toThrow(InvalidInputError);
     expect(() => loadJsonlBenchmark(path)).toThrow(`${path}:2: malformed JSON line`);
+    writeFileSync(path, `\n${JSON.stringify({ problem: 'a', answer: '1' })}\n[1, 2]\n`);
+    expect(() => loadJsonlBenchmark(path)).toThrow(`${path}:3: expected a JSON object per line, got [1, 2]`);
     writeFileSync(path, `${JSON.stringify({ problem: 'a', answer: '1' })}\n${JSON.stringify({ problem: 'b' })}\n`);
     expect(() => loadJsonlBenchmark(path)).toThrow(`${path}:2: missing answer field "answer"`);
     const gsmDir = tmp();

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { dataDir } from '../util/paths.js';
+import { parseJsonlLines } from '../util/jsonl.js';
 import { Rng } from '../util/rng.js';
 import { lastBoxedContent } from './answer-extract.js';
 
@@ -78,22 +79,11 @@ function readRecords(path: string): { line: number; rec: Record<string, unknown>
     throw new InvalidInputError(
       `benchmark file not found: ${path}. Set --data-dir (or LYNX_DATA_DIR) to the data folder, or run 'lynx data fetch'.`,
     );
-  const out: { line: number; rec: Record<string, unknown> }[] = [];
-  const lines = readFileSync(path, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const text = lines[i]!.trim();
-    if (text === '') continue;
-    let rec: unknown;
-    try {
-      rec = JSON.parse(text);
-    } catch (e) {
-      throw new InvalidInputError(`${path}:${i + 1}: malformed JSON line (${(e as Error).message}): ${text.slice(0, 80)}`);
-    }
-    if (rec === null || typeof rec !== 'object' || Array.isArray(rec))
-      throw new InvalidInputError(`${path}:${i + 1}: expected a JSON object per line, got ${text.slice(0, 40)}`);
-    out.push({ line: i + 1, rec: rec as Record<string, unknown> });
-  }
-  return out;
+  return parseJsonlLines(readFileSync(path, 'utf8'), path).map(({ line, text, value }) => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      throw new InvalidInputError(`${path}:${line}: expected a JSON object per line, got ${text.slice(0, 40)}`);
+    return { line, rec: value as Record<string, unknown> };
+  });
 }
 
 function field(path: string, line: number, rec: Record<string, unknown>, names: readonly string[], kind = 'string'): string {

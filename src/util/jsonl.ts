@@ -2,25 +2,40 @@ import { existsSync, readFileSync, openSync, writeSync, fsyncSync, closeSync, mk
 import { dirname } from 'node:path';
 import { InvalidInputError } from './errors.js';
 
+/** One line of a JSONL text: its 1-based number, its trimmed text and its parsed value. */
+export interface JsonlLine {
+  line: number;
+  text: string;
+  value: unknown;
+}
+
+/**
+ * The lines of a JSONL text, blank ones skipped. A malformed line is an error naming `source:line`, unless `onBadLine`
+ * is given (for example to skip a torn last line left by an interrupted writer).
+ */
+export function parseJsonlLines(text: string, source: string, opts: { onBadLine?: (line: number, text: string) => void } = {}): JsonlLine[] {
+  const out: JsonlLine[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const t = lines[i]!.trim();
+    if (t === '') continue;
+    try {
+      out.push({ line: i + 1, text: t, value: JSON.parse(t) });
+    } catch (e) {
+      if (opts.onBadLine) opts.onBadLine(i + 1, t);
+      else throw new InvalidInputError(`${source}:${i + 1}: malformed JSON line (${(e as Error).message}): ${t.slice(0, 80)}`);
+    }
+  }
+  return out;
+}
+
 /**
  * Read a JSONL file. A malformed line is an error naming the file and line number, unless `onBadLine` is given
  * (for example to skip a torn last line left by an interrupted writer).
  */
 export function readJsonl<T = unknown>(path: string, opts: { onBadLine?: (line: number, text: string) => void } = {}): T[] {
   if (!existsSync(path)) throw new InvalidInputError(`file not found: ${path}`);
-  const out: T[] = [];
-  const lines = readFileSync(path, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const text = lines[i]!.trim();
-    if (text === '') continue;
-    try {
-      out.push(JSON.parse(text) as T);
-    } catch (e) {
-      if (opts.onBadLine) opts.onBadLine(i + 1, text);
-      else throw new InvalidInputError(`${path}:${i + 1}: malformed JSON line (${(e as Error).message}): ${text.slice(0, 80)}`);
-    }
-  }
-  return out;
+  return parseJsonlLines(readFileSync(path, 'utf8'), path, opts).map((l) => l.value as T);
 }
 
 /** Append records to a JSONL file, one line each, flushed to disk before returning. */
