@@ -74,7 +74,7 @@ put(
 put('tau/commonsense_qa', 'default', 'train', []);
 
 /** test knobs */
-const faults = { tooManyRequests: 0, dropLastRow: '', truncate: '', gsmOverride: null as string | null };
+const faults = { tooManyRequests: 0, dropLastRow: '', truncate: '', gsmOverride: null as string | null, notJson: '' };
 let requests = 0;
 let server: Server;
 let baseUrl = '';
@@ -91,6 +91,7 @@ beforeAll(async () => {
       faults.tooManyRequests--;
       return send(429, '{"error":"slow down"}');
     }
+    if (faults.notJson === url.pathname) return send(200, '<html>busy</html>', 'text/html');
     const gh = /^\/openai\/grade-school-math\/master\/grade_school_math\/data\/(test|train)\.jsonl$/.exec(url.pathname);
     if (gh) {
       if (gh[1] === 'test' && faults.gsmOverride !== null) return send(200, faults.gsmOverride, 'text/plain');
@@ -135,7 +136,7 @@ function tmp(): string {
 }
 afterEach(() => {
   while (dirs.length) rmSync(dirs.pop()!, { recursive: true, force: true });
-  Object.assign(faults, { tooManyRequests: 0, dropLastRow: '', truncate: '', gsmOverride: null });
+  Object.assign(faults, { tooManyRequests: 0, dropLastRow: '', truncate: '', gsmOverride: null, notJson: '' });
 });
 
 const fast = { retryDelayMs: 1 };
@@ -224,6 +225,13 @@ describe('fetchBenchmark', () => {
     await expect(fetchBenchmark('amc23', { dataDir: dir, baseUrl, ...fast })).rejects.toThrow(/truncated problem/);
     expect(existsSync(join(dir, 'math500'))).toBe(false);
     expect(existsSync(join(dir, 'amc23'))).toBe(false);
+  });
+
+  it('names the URL of an API response that is not JSON', async () => {
+    for (const path of ['/splits', '/rows']) {
+      faults.notJson = path;
+      await expect(fetchBenchmark('amc23', { dataDir: tmp(), baseUrl, ...fast })).rejects.toThrow(new RegExp(`${path}\\?dataset=.*: the response is not JSON`));
+    }
   });
 
   it('rejects unknown names and bad base URLs', async () => {

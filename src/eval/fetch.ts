@@ -239,6 +239,16 @@ async function httpGet(url: string, opts: FetchOptions): Promise<string> {
   throw new FetchError(`download failed: ${url}: ${last}. Check the network (or --base-url), then run 'lynx data fetch' again.`);
 }
 
+/** `httpGet` of a JSON document (the datasets-server API); a body that is not JSON is a FetchError naming the URL. */
+async function httpGetJson<T>(url: string, opts: FetchOptions): Promise<T> {
+  try {
+    return JSON.parse(await httpGet(url, opts)) as T;
+  } catch (e) {
+    if (e instanceof FetchError) throw e;
+    throw new FetchError(`${url}: the response is not JSON`);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -287,13 +297,7 @@ interface RowsResponse {
 
 async function resolveSplit(part: HfPart, base: string, opts: FetchOptions): Promise<{ config: string; split: string }> {
   const url = `${base}/splits?dataset=${encodeURIComponent(part.dataset)}`;
-  let parsed: SplitsResponse;
-  try {
-    parsed = JSON.parse(await httpGet(url, opts)) as SplitsResponse;
-  } catch (e) {
-    if (e instanceof FetchError) throw e;
-    throw new FetchError(`${url}: the response is not JSON`);
-  }
+  const parsed = await httpGetJson<SplitsResponse>(url, opts);
   const all = parsed.splits ?? [];
   const configs = [...new Set(all.map((s) => s.config))];
   const config = part.config ?? (configs.includes('default') ? 'default' : configs.length === 1 ? configs[0] : undefined);
@@ -312,13 +316,7 @@ async function fetchHfPart(part: HfPart, base: string, opts: FetchOptions): Prom
   let total = Infinity;
   for (let offset = 0; offset < total; offset += 100) {
     const url = `${base}/rows?${q}&offset=${offset}&length=100`;
-    let page: RowsResponse;
-    try {
-      page = JSON.parse(await httpGet(url, opts)) as RowsResponse;
-    } catch (e) {
-      if (e instanceof FetchError) throw e;
-      throw new FetchError(`${url}: the response is not JSON`);
-    }
+    const page = await httpGetJson<RowsResponse>(url, opts);
     if (!Array.isArray(page.rows) || typeof page.num_rows_total !== 'number')
       throw new FetchError(`${url}: unexpected response (no rows / num_rows_total)`);
     total = page.num_rows_total;
