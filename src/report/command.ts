@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { intOption } from '../cli/options.js';
 import { writeReport } from './index.js';
+import { experimentMarkdown } from './markdown.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TRACES_PER_RUN } from './model.js';
 
 interface ReportArgs {
@@ -8,6 +10,7 @@ interface ReportArgs {
   title?: string;
   maxTraces: number;
   maxTextChars: number;
+  markdown?: string;
 }
 
 /** `lynx report EXP_ROOT`: register in src/cli/commands/index.ts. */
@@ -20,7 +23,13 @@ export function registerReport(program: Command): void {
     .option('--title <text>', 'page title')
     .option('--max-traces <n>', 'problems per run whose reasoning text is embedded', intOption('--max-traces', 0), DEFAULT_MAX_TRACES_PER_RUN)
     .option('--max-text-chars <n>', 'longest reasoning text embedded per problem', intOption('--max-text-chars', 0), DEFAULT_MAX_TEXT_CHARS)
+    .option('--markdown <file>', "also write the results as Markdown tables ('-' for stdout)")
     .action((expRoot: string, args: ReportArgs) => {
+      if (args.markdown) {
+        const md = experimentMarkdown(expRoot);
+        if (args.markdown === '-') process.stdout.write(md + '\n');
+        else writeFileAtomic(args.markdown, md + '\n');
+      }
       const { path, bytes, data } = writeReport(expRoot, args.out, {
         title: args.title,
         maxTracesPerRun: args.maxTraces,

@@ -1,0 +1,55 @@
+/**
+ * `lynx report EXP --markdown FILE`: the experiment's results as Markdown tables (for BENCHMARKS.md, model cards,
+ * issue notes): one table per benchmark with every method and setting (accuracy with its 95% interval, average
+ * tokens, savings against the full rollout, exit rate, wall time), and the calibration summary (held-out error rate
+ * next to δ) when `conformal/summary.json` exists.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { discoverRuns, readMetrics, type RunMetrics } from '../eval/records.js';
+import { readJson } from '../util/fs.js';
+
+const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : `${(100 * x).toFixed(1)}%`);
+const ci = (c: [number, number] | undefined) => (c ? ` [${(100 * c[0]).toFixed(1)}, ${(100 * c[1]).toFixed(1)}]` : '');
+
+function settingOrder(s: string): number {
+  const m = /=(-?[\d.]+)/.exec(s);
+  return m ? Number(m[1]) : s === 'full' ? -Infinity : 0;
+}
+
+/** Markdown tables of every finished run under `root/eval` and of `root/conformal/summary.json`. */
+export function experimentMarkdown(root: string): string {
+  const runs = discoverRuns(root).map((f) => ({ ...f, m: readMetrics(f.dir) }));
+  const out: string[] = [];
+  for (const bench of [...new Set(runs.map((r) => r.benchmark))]) {
+    const rs = runs.filter((r) => r.benchmark === bench);
+    const full = rs.find((r) => r.method === 'full')?.m;
+    rs.sort((a, b) => (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || settingOrder(a.setting) - settingOrder(b.setting));
+    out.push(`### ${bench}`, '');
+    out.push('| method | setting | n | accuracy [95% CI] | avg tokens | tokens vs full | exit rate | wall time (s) |');
+    out.push('|---|---|---|---|---|---|---|---|');
+    for (const r of rs) {
+      const m: RunMetrics = r.m;
+      const rel = full && full.avgTokens > 0 ? `${m.avgTokens / full.avgTokens < 1 ? '−' : '+'}${Math.abs(100 * (1 - m.avgTokens / full.avgTokens)).toFixed(1)}%` : '—';
+      out.push(
+        `| ${m.method} | ${m.setting} | ${m.n} | ${pct(m.accuracy)}${ci(m.accuracyCi95)} | ${m.avgTokens.toFixed(1)} | ${r.method === 'full' ? '—' : rel} | ${pct(m.exitRate)} | ${m.wallSec ? m.wallSec.toFixed(1) : '—'} |`,
+      );
+    }
+    out.push('');
+  }
+  const summaryPath = join(root, 'conformal', 'summary.json');
+  if (existsSync(summaryPath)) {
+    const s = readJson<{ rules: { rule: string; delta: number; threshold: number | null; guaranteedRate: string; heldOut?: Record<string, number | boolean> }[] }>(summaryPath);
+    out.push('### Calibration: held-out rate next to δ', '');
+    out.push('| rule | δ | threshold | guaranteed rate | held-out rate | exit rate | token savings | accuracy (full) |');
+    out.push('|---|---|---|---|---|---|---|---|');
+    for (const e of s.rules) {
+      const h = e.heldOut ?? {};
+      out.push(
+        `| ${e.rule} | ${e.delta} | ${e.threshold === null ? 'never' : e.threshold.toFixed(4)} | ${e.guaranteedRate} | ${h.empiricalRate === undefined ? '—' : (h.empiricalRate as number).toFixed(3)} | ${pct(h.exitRate as number)} | ${pct(h.savingsRate as number)} | ${pct(h.accuracy as number)} (${pct(h.baselineAccuracy as number)}) |`,
+      );
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
