@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildDemoTokenizer } from '../src/demo/corpus.js';
@@ -19,6 +19,7 @@ import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe.js';
 import { CONFORMAL_SCHEMA, ruleFileName, type LynxRule } from '../src/reasoning/lynx/conformal.js';
 import { writeJsonAtomic } from '../src/util/fs.js';
 import { Rng } from '../src/util/rng.js';
+import { GgufFile } from '../src/gguf/reader.js';
 import type { DemoProblemResult, DemoSummary } from '../src/demo/compare.js';
 
 const ROOT = resolve(__dirname, '..');
@@ -130,5 +131,42 @@ describe('lynx demo', () => {
     const delta = lynx(['demo', '--dir', demoDir, '--delta', '0.05']);
     expect(delta.code).toBe(2);
     expect(delta.stderr).toMatch(/no calibrated lynx rule for delta 0\.05.*available: conformal_calib_010\.json/);
+  });
+});
+
+describe('lynx demo train', () => {
+  it('trains a recipe, then a second stage from its weights starts where the first ended', () => {
+    const out1 = join(dir, 'train1');
+    const out2 = join(dir, 'train2');
+    const common = ['--recipe', 'small', '--sequences', '6', '--threads', '1'];
+    const r1 = lynx(['demo', 'train', ...common, '-o', out1]);
+    expect(r1.code, r1.stderr).toBe(0);
+    const model1 = join(out1, 'lynx-demo-small.gguf');
+    expect(existsSync(model1)).toBe(true);
+    const r2 = lynx(['demo', 'train', ...common, '-o', out2, '--init-from', model1, '--data-seed', '9']);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stderr).toContain('init: continuing from');
+    const curve = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as { complete: boolean; steps: [number, number][]; evals: { loss: number }[] };
+    const c1 = curve(join(out1, 'lynx-demo-small.loss.json'));
+    const c2 = curve(join(out2, 'lynx-demo-small.loss.json'));
+    expect(c1.complete && c2.complete).toBe(true);
+    // A random model starts near ln(630) = 6.4 nats and falls; the second stage's first evaluation (same validation
+    // windows) is the first stage's last one, up to the F16 rounding of the saved weights.
+    const first1 = c1.evals[0]!.loss;
+    const last1 = c1.evals[c1.evals.length - 1]!.loss;
+    expect(first1).toBeGreaterThan(5.5);
+    expect(last1).toBeLessThan(first1 - 0.02);
+    expect(Math.abs(c2.evals[0]!.loss - last1)).toBeLessThan(0.01);
+    const f = GgufFile.open(join(out2, 'lynx-demo-small.gguf'));
+    const stages = JSON.parse(f.getString('lynx.demo.stages')!) as { data: { seed: number } }[];
+    f.close();
+    expect(stages.map((s) => s.data.seed)).toEqual([303, 9]);
+  });
+
+  it('refuses an unknown recipe and a missing --init-from file', () => {
+    expect(lynx(['demo', 'train', '--recipe', 'huge']).stderr).toMatch(/unknown recipe 'huge'/);
+    const r = lynx(['demo', 'train', '--init-from', join(dir, 'none.gguf')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--init-from: no file at/);
   });
 });
