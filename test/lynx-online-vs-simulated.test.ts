@@ -23,7 +23,7 @@ import { DEFAULT_SAMPLER, fullRollout, methodEnv, type MethodEnv, type MethodOut
 import { problemPromptTokens } from '../src/reasoning/prompt-tokens.js';
 import { buildDataset, type RolloutRecord } from '../src/reasoning/lynx/dataset-builder.js';
 import { datasetRollouts, type EventMeta } from '../src/reasoning/lynx/dataset-store.js';
-import { solveWithLynx, type ScoredCueEvent } from '../src/reasoning/lynx/online.js';
+import { lynxSweep, solveWithLynx, type ScoredCueEvent } from '../src/reasoning/lynx/online.js';
 import { initLayers, Probe, trainProbe } from '../src/reasoning/lynx/probe.js';
 import { CONFORMAL_SCHEMA, type ExitRule } from '../src/reasoning/lynx/conformal.js';
 import { findCueEvents } from '../src/reasoning/lynx/cues.js';
@@ -325,6 +325,30 @@ describe('online LYNX equals simulated LYNX on the same rollouts', () => {
 
   it('a rule that exits at every event exits at the first one', async () => {
     expect(await compare(randomProbe, rule(0))).toEqual(rows.map(() => 0));
+  });
+
+  it('a δ sweep from one generation equals online LYNX run once per rule', async () => {
+    const scores = [...new Set(scoredWith(randomProbe).flatMap((r) => r.sim.events.map((e) => e.score)))].sort((a, b) => a - b);
+    const thresholds = [null, 0, scores[Math.floor(scores.length / 3)]!, scores[Math.floor((2 * scores.length) / 3)]!];
+    const policies = thresholds.map((t, i) => ({ probe: randomProbe, hiddenStateLayers: LAYERS, rule: { ...rule(t), delta: 0.05 * (i + 1) }, cues: CUES }));
+    const sweep = lynxSweep(policies);
+    expect(sweep.settings).toEqual(['delta=0.05', 'delta=0.1', 'delta=0.15000000000000002', 'delta=0.2']);
+    let exits = 0;
+    for (const { problem } of rows) {
+      const all = await sweep.solveAll(input(problem), envFor(SEED));
+      for (const [i, p] of policies.entries()) {
+        const one = await solveWithLynx(p, input(problem), envFor(SEED));
+        const got = all.get(sweep.settings[i]!)!;
+        expect(got.exit).toEqual(one.exit);
+        expect(got.tokens).toEqual(one.tokens);
+        expect(got.answerText).toBe(one.answerText);
+        expect(got.traceTokens).toEqual(one.traceTokens);
+        const evs = (o: MethodOutcome) => (o.extra.events as ScoredCueEvent[]).map((e) => [e.position, e.exit, Math.round(e.score * 1e4)]);
+        expect(evs(got)).toEqual(evs(one));
+        if (one.exit) exits++;
+      }
+    }
+    expect(exits).toBeGreaterThan(rows.length);
   });
 
   it('a rule that never exits gives the full rollout', async () => {

@@ -6,7 +6,7 @@ import { methodEnv, fullRollout, tokenBudget, type ReasoningMethod, type Reasoni
 import { deer, deerSweep } from '../../reasoning/peers/deer.js';
 import { deepConf, deepConfSweep } from '../../reasoning/peers/deepconf.js';
 import { dynasorCot, dynasorSweep } from '../../reasoning/peers/dynasor.js';
-import { lynxMethod } from '../../reasoning/lynx/online.js';
+import { lynxMethod, lynxSweep } from '../../reasoning/lynx/online.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
@@ -68,7 +68,10 @@ export function methodFromArgs(args: EvalArgs): ReasoningMethod | ReasoningSweep
       return numbers(args.budget, '--budget B[,B...]').map((b) => tokenBudget(b));
     case 'lynx': {
       if (!args.probe) throw new InvalidInputError('--method lynx needs --probe EXP (an experiment folder with probe/ and conformal/)');
-      return numbers(args.delta, '--delta', [0.1]).map((delta) => lynxMethod(loadLynxPolicy(args.probe!, { rule: args.rule, delta })));
+      const policies = numbers(args.delta, '--delta', [0.1]).map((delta) => loadLynxPolicy(args.probe!, { rule: args.rule, delta }));
+      // Several deltas: one generation per problem serves them all (the probe never changes the trace before the exit).
+      // The rules come from one folder and share its probe.
+      return policies.length === 1 ? lynxMethod(policies[0]!) : lynxSweep(policies.map((p) => ({ ...p, probe: policies[0]!.probe })));
     }
     case 'deer': {
       const t = numbers(args.threshold, '--threshold', [0.95]);

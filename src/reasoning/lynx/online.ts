@@ -3,10 +3,20 @@
  * the probe; when the calibrated rule says exit, the trace is cut before the cue token, the exit cue is appended and
  * the answer decoded. No second forward pass, no re-generation.
  */
-import type { TapLayer } from '../../engine/index.js';
-import { exitCueText } from '../forced-exit.js';
-import { outcomeOf, traceRolloutOptions, withPrompt, type MethodEnv, type MethodInput, type MethodOutcome, type ReasoningMethod } from '../method.js';
-import { runRollout, type StepDecision } from '../rollout.js';
+import type { Sequence, TapLayer } from '../../engine/index.js';
+import { InvalidInputError } from '../../util/errors.js';
+import { exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
+import {
+  outcomeOf,
+  traceRolloutOptions,
+  withPrompt,
+  type MethodEnv,
+  type MethodInput,
+  type MethodOutcome,
+  type ReasoningMethod,
+  type ReasoningSweep,
+} from '../method.js';
+import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import { CueDetector, type CueHit, type CueOptions } from './cues.js';
 import { concatFeatures, tapLayersFor } from './features.js';
 import type { Probe } from './probe.js';
@@ -44,6 +54,27 @@ export interface LynxRunHooks {
 /** Run one problem with LYNX early exit. */
 export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env: MethodEnv, hooks: LynxRunHooks = {}): Promise<MethodOutcome> {
   const t0 = performance.now();
+  return withPrompt(env, input.promptTokens, async (seq) => {
+    const { r, events } = await lynxTrace(policy, input, env, seq, hooks);
+    const exitEvent = r.end === 'exit' ? events[events.length - 1]! : undefined;
+    return outcomeOf(
+      r,
+      exitCueText(env.exitCue),
+      exitEvent ? { event: exitEvent.index, position: exitEvent.position, cue: exitEvent.cue, score: exitEvent.score } : null,
+      { events, rule: policy.rule.rule, delta: policy.rule.delta },
+      performance.now() - t0,
+    );
+  });
+}
+
+/** The trace of one problem on a prefilled sequence, scoring every cue event and exiting where the rule says. */
+async function lynxTrace(
+  policy: LynxPolicy,
+  input: MethodInput,
+  env: MethodEnv,
+  seq: Sequence,
+  hooks: LynxRunHooks,
+): Promise<{ r: RolloutResult; events: ScoredCueEvent[] }> {
   const nLayer = env.model.info.nLayer;
   const taps: TapLayer[] = tapLayersFor(policy.hiddenStateLayers, nLayer);
   if (policy.probe.nFeatures !== taps.length * env.model.info.nEmbd) {
@@ -82,7 +113,7 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
     return { action: 'continue' };
   };
 
-  return withPrompt(env, input.promptTokens, async (seq) => {
+  {
     const r = await runRollout(seq, {
       ...traceRolloutOptions(env, input.problemId),
       tapLayers: taps,
@@ -114,15 +145,8 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
         return d.action === 'continue' ? decide(detector.finish()) : d;
       },
     });
-    const exitEvent = r.end === 'exit' ? events[events.length - 1]! : undefined;
-    return outcomeOf(
-      r,
-      exitCueText(env.exitCue),
-      exitEvent ? { event: exitEvent.index, position: exitEvent.position, cue: exitEvent.cue, score: exitEvent.score } : null,
-      { events, rule: policy.rule.rule, delta: policy.rule.delta },
-      performance.now() - t0,
-    );
-  });
+    return { r, events };
+  }
 }
 
 /** LYNX as a ReasoningMethod for the evaluation harness. */
@@ -131,5 +155,71 @@ export function lynxMethod(policy: LynxPolicy, hooks: LynxRunHooks = {}): Reason
     name: policy.rule.rule === 'lynx' ? 'lynx' : `lynx-${policy.rule.rule}`,
     setting: `delta=${policy.rule.delta}`,
     solve: (input, env) => solveWithLynx(policy, input, env, hooks),
+  };
+}
+
+/**
+ * Several calibrated rules of one probe (a δ sweep) from one generation per problem: the probe never feeds back into
+ * the trace, so with the same seed every rule's trace is the full rollout's up to its exit. The full rollout is
+ * generated once with every event scored; each rule exits at its first accepted event, and the answer is decoded from
+ * a fork at that cut (shared between rules that exit at the same event). Each outcome equals `solveWithLynx` with
+ * that rule (same exit, tokens and answer); its wall time is the time to the exit event plus the forced exit.
+ */
+export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
+  if (policies.length === 0) throw new InvalidInputError('a LYNX sweep needs at least one calibrated rule');
+  const first = policies[0]!;
+  for (const p of policies) {
+    if (p.probe !== first.probe || p.rule.rule !== first.rule.rule) {
+      throw new InvalidInputError('a LYNX sweep runs the rules of one probe and one rule family (lynx, ltt or crc) at several deltas');
+    }
+  }
+  const method = lynxMethod(first);
+  const neverExit: LynxPolicy = { ...first, rule: { ...first.rule, rule: 'crc', threshold: null } as ExitRule };
+  return {
+    name: method.name,
+    settings: policies.map((p) => `delta=${p.rule.delta}`),
+    async solveAll(input, env) {
+      const t0 = performance.now();
+      const eventMs: number[] = [];
+      return withPrompt(env, input.promptTokens, async (seq) => {
+        const promptLength = seq.length;
+        const { r, events } = await lynxTrace(neverExit, input, env, seq, { onEvent: () => eventMs.push(performance.now() - t0) });
+        const fullMs = performance.now() - t0;
+        const cueText = exitCueText(env.exitCue);
+        const exits = new Map<number, { answer: ForcedExitResult; ms: number }>();
+        const out = new Map<string, MethodOutcome>();
+        for (const p of policies) {
+          const setting = `delta=${p.rule.delta}`;
+          const k = events.findIndex((e) => ruleExits(p.rule, e.score));
+          const marked = (upTo: number) => events.slice(0, upTo).map((e, i) => ({ ...e, exit: i === k }));
+          if (k < 0) {
+            out.set(setting, outcomeOf(r, cueText, null, { events: marked(events.length), rule: p.rule.rule, delta: p.rule.delta }, fullMs));
+            continue;
+          }
+          const ev = events[k]!;
+          let x = exits.get(k);
+          if (!x) {
+            const t1 = performance.now();
+            const answer = await forcedExit(seq, { cue: env.exitCue, maxTokens: env.answerMaxTokens ?? 64, at: promptLength + ev.position, mode: 'fork' });
+            x = { answer, ms: eventMs[k]! + (performance.now() - t1) };
+            exits.set(k, x);
+          }
+          const tokens = r.tokens.slice(0, ev.position);
+          const reasoning = tokens.length;
+          out.set(setting, {
+            answerText: cueText + x.answer.text,
+            answer: x.answer.answer,
+            text: env.model.detokenize(tokens),
+            traceTokens: tokens,
+            end: 'exit',
+            tokens: { reasoning, exitCue: x.answer.cueTokens, answer: x.answer.answerTokens, total: reasoning + x.answer.cueTokens + x.answer.answerTokens },
+            exit: { event: ev.index, position: ev.position, cue: ev.cue, score: ev.score },
+            wallMs: x.ms,
+            extra: { end: 'exit', events: marked(k + 1), rule: p.rule.rule, delta: p.rule.delta },
+          });
+        }
+        return out;
+      });
+    },
   };
 }
