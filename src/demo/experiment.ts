@@ -78,8 +78,8 @@ export function demoExperimentSteps(o: Omit<DemoExperimentOptions, 'lynx' | 'log
     steps.push(
       evalRun('deer', ['--threshold', '0.8,0.9,0.95,0.99']),
       evalRun('dynasor', ['--agreement', '2,3,4', '--interval', '32']),
-      // DeepConf samples up to 8 traces per problem: the first 200 problems keep its cost near the others'.
-      evalRun('deepconf', ['--traces', '4,8', '--warmup', '2'], Math.min(n.test, 200)),
+      // DeepConf samples up to 8 traces per problem: the first 100 problems keep its cost near the others'.
+      evalRun('deepconf', ['--traces', '4,8', '--warmup', '2'], Math.min(n.test, 100)),
     );
   }
   steps.push({ name: 'report', argv: ['report', exp] });
