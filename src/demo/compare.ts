@@ -1,14 +1,15 @@
 /**
  * `lynx demo`: the same problems answered twice by the same model with the same sampling seed — once thinking to
  * the end (the baseline), once with LYNX early exit — so the tokens saved and the answers can be compared one to one.
- * With the same seed the early-exit trace is the baseline's trace up to the exit (exact-mode context), so every
- * saved token is a token the baseline spent after the exit point.
+ * With the same seed the early-exit trace is the baseline's trace up to the exit (each run alone in a fresh exact-mode
+ * context), so every saved token is a token the baseline spent after the exit point.
  */
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
+import { defaultThreads } from '../engine/context.js';
 import type { Problem } from '../eval/benchmarks.js';
 import { extractAnswer } from '../eval/answer-extract.js';
 import { answersEquivalentSync } from '../eval/answer-equiv.js';
-import { fullRollout, methodEnv, type MethodOutcome } from '../reasoning/method.js';
+import { fullRollout, methodEnv, type MethodEnv, type MethodOutcome } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { solveWithLynx, type LynxPolicy, type ScoredCueEvent } from '../reasoning/lynx/online.js';
 
@@ -82,22 +83,20 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
   const concurrency = Math.max(1, opts.concurrency ?? 4);
   const maxTokens = opts.maxTokens ?? 1024;
   const prompts = problems.map((p) => problemPromptTokens(model, p));
-  const longest = Math.max(0, ...prompts.map((t) => t.length));
-  // Exact mode (F32 K/V, no flash attention): a sequence's numbers do not depend on its batch neighbours, so the
-  // early-exit trace is token for token the baseline's until the exit.
-  const context = new LlamaContext(model, {
-    nCtx: 2 * concurrency * (longest + maxTokens + 128),
-    nSeqMax: 2 * concurrency,
-    kvType: 'f32',
-    flashAttention: false,
-  });
-  const env = methodEnv({
-    model,
-    context,
-    sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 },
-    maxTokens,
-    seed: opts.seed ?? 0,
-  });
+  // Each run gets a fresh context of its own (F32 K/V, no flash attention): llama.cpp places a sequence's KV cells
+  // according to what else is in the cache, which changes float rounding, and over hundreds of sampled tokens that can
+  // flip a token. Alone in a fresh context, the early-exit run is token for token the baseline until its exit.
+  const threads = Math.max(1, Math.floor(defaultThreads() / concurrency));
+  const fresh = async <T>(promptLength: number, fn: (env: MethodEnv) => Promise<T>): Promise<T> => {
+    const context = new LlamaContext(model, { nCtx: promptLength + maxTokens + 160, nSeqMax: 2, kvType: 'f32', flashAttention: false, threads });
+    try {
+      return await fn(
+        methodEnv({ model, context, sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 }, maxTokens, seed: opts.seed ?? 0 }),
+      );
+    } finally {
+      context.dispose();
+    }
+  };
   const baseline = fullRollout();
   const results: DemoProblemResult[] = new Array(problems.length);
   let next = 0;
@@ -107,7 +106,8 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
       const i = next++;
       const p = problems[i]!;
       const input = { problemId: p.id, promptTokens: prompts[i]! };
-      const [full, early] = await Promise.all([baseline.solve(input, env), solveWithLynx(policy, input, env)]);
+      const full = await fresh(input.promptTokens.length, (env) => baseline.solve(input, env));
+      const early = await fresh(input.promptTokens.length, (env) => solveWithLynx(policy, input, env));
       const b = scored(full, p);
       const e = scored(early, p);
       const events = (early.extra.events as ScoredCueEvent[]).map(({ index, position, cue, score, exit }) => ({ index, position, cue, score, exit }));
@@ -123,11 +123,7 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
       opts.onProblem?.(results[i]!, ++done, problems.length);
     }
   };
-  try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, problems.length) }, worker));
-  } finally {
-    context.dispose();
-  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, problems.length) }, worker));
   return { results, summary: summarize(results, policy) };
 }
 
