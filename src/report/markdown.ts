@@ -1,7 +1,7 @@
 /**
  * `lynx report EXP --markdown FILE`: the experiment's results as Markdown tables (for BENCHMARKS.md, model cards,
  * issue notes): one table per benchmark with every method and setting (accuracy with its 95% interval, average
- * tokens, savings against the full rollout, exit rate, wall time), and the calibration summary (held-out error rate
+ * tokens, savings against the full rollout, exit rate, the sum of per-problem wall times), and the calibration summary (held-out error rate
  * next to δ) when `conformal/summary.json` exists.
  */
 import { existsSync } from 'node:fs';
@@ -26,7 +26,7 @@ export function experimentMarkdown(root: string): string {
     const full = rs.find((r) => r.method === 'full')?.m;
     rs.sort((a, b) => (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || settingOrder(a.setting) - settingOrder(b.setting));
     out.push(`### ${bench}`, '');
-    out.push('| method | setting | n | accuracy [95% CI] | avg tokens | tokens vs full | exit rate | wall time (s) |');
+    out.push('| method | setting | n | accuracy [95% CI] | avg tokens | tokens vs full | exit rate | Σ wall time per problem (s) |');
     out.push('|---|---|---|---|---|---|---|---|');
     for (const r of rs) {
       const m: RunMetrics = r.m;
