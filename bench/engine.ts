@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultThreads } from '../src/engine/context.js';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
 import { GgufWriter } from '../src/gguf/writer.js';
 import { byteToUnicode, TINY } from '../test/helpers/engine-models.js';
@@ -161,7 +162,9 @@ async function peerDecode(path: string, tokens: number, reps: number): Promise<E
     const { getLlama } = (await import(peerModule)) as any;
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
     const model = await llama.loadModel({ modelPath: path });
-    const ctx = await model.createContext({ contextSize: 1024, sequences: 1 });
+    // Same thread count as our engine: left to its default, node-llama-cpp oversubscribed this 2-core machine and a
+    // 3 x 64-token decode ran for minutes.
+    const ctx = await model.createContext({ contextSize: 1024, sequences: 1, threads: defaultThreads() });
     const rates: number[] = [];
     for (let r = 0; r < reps; r++) {
       const seq = ctx.getSequence();
