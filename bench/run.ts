@@ -7,7 +7,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { benchEngine } from './engine.js';
 import { cacheDir } from '../src/util/paths.js';
 
@@ -34,5 +34,6 @@ for (const r of engine) {
 const outDir = resolve('bench', 'results');
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, `${started.toISOString().slice(0, 10)}-engine.json`);
-writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, engine }, null, 2) + '\n');
+// File names only: the cache path is this machine's.
+writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, engine: engine.map((r) => ({ ...r, file: basename(r.file) })) }, null, 2) + '\n');
 console.log(`\nwrote ${out}`);
