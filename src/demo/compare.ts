@@ -5,7 +5,6 @@
  * context), so every saved token is a token the baseline spent after the exit point.
  */
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
-import { defaultThreads } from '../engine/context.js';
 import type { Problem } from '../eval/benchmarks.js';
 import { extractAnswer } from '../eval/answer-extract.js';
 import { answersEquivalentSync } from '../eval/answer-equiv.js';
@@ -86,9 +85,9 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
   // Each run gets a fresh context of its own (F32 K/V, no flash attention): llama.cpp places a sequence's KV cells
   // according to what else is in the cache, which changes float rounding, and over hundreds of sampled tokens that can
   // flip a token. Alone in a fresh context, the early-exit run is token for token the baseline until its exit.
-  const threads = Math.max(1, Math.floor(defaultThreads() / concurrency));
+  // (llama_decode calls are synchronous, so the contexts decode one at a time, each with every thread.)
   const fresh = async <T>(promptLength: number, fn: (env: MethodEnv) => Promise<T>): Promise<T> => {
-    const context = new LlamaContext(model, { nCtx: promptLength + maxTokens + 160, nSeqMax: 2, kvType: 'f32', flashAttention: false, threads });
+    const context = new LlamaContext(model, { nCtx: promptLength + maxTokens + 160, nSeqMax: 2, kvType: 'f32', flashAttention: false });
     try {
       return await fn(
         methodEnv({ model, context, sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 }, maxTokens, seed: opts.seed ?? 0 }),
