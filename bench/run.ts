@@ -33,7 +33,7 @@ for (const r of engine) {
 }
 const outDir = resolve('bench', 'results');
 mkdirSync(outDir, { recursive: true });
-const out = join(outDir, `${started.toISOString().slice(0, 10)}-engine.json`);
+const out = join(outDir, `${started.toISOString().slice(0, 10)}-engine-${types.join('-')}.json`);
 // File names only: the cache path is this machine's.
 writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, engine: engine.map((r) => ({ ...r, file: basename(r.file) })) }, null, 2) + '\n');
 console.log(`\nwrote ${out}`);
