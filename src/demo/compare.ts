@@ -5,6 +5,7 @@
  * context), so every saved token is a token the baseline spent after the exit point.
  */
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
+import { forEachConcurrent } from '../util/concurrency.js';
 import type { Problem } from '../eval/benchmarks.js';
 import { extractAnswer } from '../eval/answer-extract.js';
 import { answersEquivalentSync } from '../eval/answer-equiv.js';
@@ -98,31 +99,26 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
   };
   const baseline = fullRollout();
   const results: DemoProblemResult[] = new Array(problems.length);
-  let next = 0;
   let done = 0;
-  const worker = async () => {
-    while (next < problems.length) {
-      const i = next++;
-      const p = problems[i]!;
-      const input = { problemId: p.id, promptTokens: prompts[i]! };
-      const full = await fresh(input.promptTokens.length, (env) => baseline.solve(input, env));
-      const early = await fresh(input.promptTokens.length, (env) => solveWithLynx(policy, input, env));
-      const b = scored(full, p);
-      const e = scored(early, p);
-      const events = (early.extra.events as ScoredCueEvent[]).map(({ index, position, cue, score, exit }) => ({ index, position, cue, score, exit }));
-      results[i] = {
-        id: p.id,
-        problem: p.problem,
-        gold: p.gold,
-        level: typeof p.meta?.level === 'number' ? p.meta.level : undefined,
-        baseline: b,
-        earlyExit: { ...e, exit: early.exit, events },
-        tokensSaved: b.tokens - e.tokens,
-      };
-      opts.onProblem?.(results[i]!, ++done, problems.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, problems.length) }, worker));
+  await forEachConcurrent(problems.length, concurrency, async (i) => {
+    const p = problems[i]!;
+    const input = { problemId: p.id, promptTokens: prompts[i]! };
+    const full = await fresh(input.promptTokens.length, (env) => baseline.solve(input, env));
+    const early = await fresh(input.promptTokens.length, (env) => solveWithLynx(policy, input, env));
+    const b = scored(full, p);
+    const e = scored(early, p);
+    const events = (early.extra.events as ScoredCueEvent[]).map(({ index, position, cue, score, exit }) => ({ index, position, cue, score, exit }));
+    results[i] = {
+      id: p.id,
+      problem: p.problem,
+      gold: p.gold,
+      level: typeof p.meta?.level === 'number' ? p.meta.level : undefined,
+      baseline: b,
+      earlyExit: { ...e, exit: early.exit, events },
+      tokensSaved: b.tokens - e.tokens,
+    };
+    opts.onProblem?.(results[i]!, ++done, problems.length);
+  });
   return { results, summary: summarize(results, policy) };
 }
 

@@ -10,6 +10,7 @@ import { LlamaContext, type LlamaModel } from '../engine/index.js';
 import { fullRollout, methodEnv } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
+import { forEachConcurrent } from '../util/concurrency.js';
 import { heldOutProblems, type Problem } from './problems.js';
 import { toBenchmarkProblem } from './benchmark.js';
 import { summarizeCompletion, type CompletionSummary } from './trace-stats.js';
@@ -58,29 +59,25 @@ export async function measureBehaviour(
   const env = methodEnv({ model, context, sampler: { temperature, topP }, maxTokens, seed });
   const count = (s: string) => model.tokenize(s, { addSpecial: false, parseSpecial: true }).length;
   const full = fullRollout();
-  const summaries: { p: Problem; s: CompletionSummary; text: string }[] = [];
+  // In problem order, whatever order the rollouts finish in.
+  const summaries: { p: Problem; s: CompletionSummary; text: string }[] = new Array(problems.length);
   const t0 = performance.now();
   let generated = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < problems.length) {
-      const i = next++;
+  let done = 0;
+  try {
+    await forEachConcurrent(problems.length, concurrency, async (i) => {
       const p = problems[i]!;
       const o = await full.solve({ problemId: p.id, promptTokens: prompts[i]! }, env);
       generated += o.tokens.total;
       // A natural end's text holds the thinking, `</think>` and the answer; a budget exit's answer comes after the cue.
       const text = o.end === 'natural' ? o.text : o.text + o.answerText;
-      summaries.push({ p, s: summarizeCompletion(text, p.answer, count), text });
-      opts.onProgress?.(summaries.length, problems.length);
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: concurrency }, worker));
+      summaries[i] = { p, s: summarizeCompletion(text, p.answer, count), text };
+      opts.onProgress?.(++done, problems.length);
+    });
   } finally {
     context.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
-  summaries.sort((a, b) => problems.indexOf(a.p) - problems.indexOf(b.p));
   const levels = [...new Set(problems.map((p) => p.level))].sort((a, b) => a - b);
   const rows = [...levels.map((l) => behaviourRow(l, summaries.filter((x) => x.p.level === l).map((x) => x.s))), behaviourRow('all', summaries.map((x) => x.s))];
   const samples = levels.flatMap((l) => summaries.filter((x) => x.p.level === l).slice(0, 1).map((x) => ({ id: x.p.id, level: l, completion: x.text })));
