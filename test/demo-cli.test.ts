@@ -135,6 +135,21 @@ describe('lynx demo', () => {
 });
 
 describe('lynx demo train', () => {
+  it('lynx eval --fresh-context gives each problem exactly its lone run, whatever the concurrency', () => {
+    const model = join(demoDir, 'model.gguf');
+    const run = (out: string, c: string) => {
+      const r = lynx(['eval', '-m', model, '-b', 'demo', '--limit', '4', '--method', 'full', '-n', '40', '--fresh-context', '-c', c, '-o', out]);
+      expect(r.code, r.stderr).toBe(0);
+      const rows = readFileSync(join(out, 'eval', 'demo', 'full', 'full', 'predictions.jsonl'), 'utf8').trim().split('\n');
+      return rows.map((l) => JSON.parse(l) as { id: string; tokens: unknown; text: string; extracted: string | null }).sort((a, b) => a.id.localeCompare(b.id));
+    };
+    const together = run(join(dir, 'eval-fresh-4'), '4');
+    const alone = run(join(dir, 'eval-fresh-1'), '1');
+    expect(together).toHaveLength(4);
+    expect(together.map((r) => [r.id, r.tokens, r.text, r.extracted])).toEqual(alone.map((r) => [r.id, r.tokens, r.text, r.extracted]));
+    expect(new Set(together.map((r) => r.text)).size).toBeGreaterThan(1); // four different problems, four traces
+  });
+
   it('trains a recipe, then a second stage from its weights starts where the first ended', () => {
     const out1 = join(dir, 'train1');
     const out2 = join(dir, 'train2');

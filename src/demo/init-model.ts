@@ -49,6 +49,8 @@ export interface InitModelOptions {
   metadata?: Record<string, string | number | boolean>;
   /** Standard deviation of ordinary weights. Default 0.02 (GPT-2). */
   initStd?: number;
+  /** The model will be trained with attn_k/attn_v frozen (llama_opt): say so in general.description. Default true. */
+  frozenKv?: boolean;
 }
 
 export interface InitModelSummary {
@@ -110,7 +112,8 @@ export function writeInitialModel(path: string, opts: InitModelOptions): InitMod
   const w = new GgufWriter();
   w.set('general.architecture', a);
   w.set('general.name', opts.name ?? 'lynx-demo');
-  w.set('general.description', opts.description ? `${opts.description} ${FROZEN_KV_NOTE}` : FROZEN_KV_NOTE);
+  const note = opts.frozenKv === false ? '' : FROZEN_KV_NOTE;
+  w.set('general.description', [opts.description, note].filter(Boolean).join(' ') || 'Lynx demo model');
   w.set('general.file_type', 0, 'u32'); // all F32
   w.set(`${a}.block_count`, shape.nLayer, 'u32');
   w.set(`${a}.context_length`, shape.contextLength, 'u32');

@@ -14,7 +14,7 @@ import { forEachConcurrent } from '../util/concurrency.js';
 import { heldOutProblems, type Problem } from './problems.js';
 import { toBenchmarkProblem } from './benchmark.js';
 import { summarizeCompletion, type CompletionSummary } from './trace-stats.js';
-import type { LossCurveFile } from './train.js';
+import { recipeTrainer, type DemoRecipe, type LossCurveFile } from './train.js';
 import { FROZEN_KV_NOTE } from './init-model.js';
 
 export interface BehaviourRow {
@@ -156,6 +156,12 @@ export interface ModelCardInput {
   extra?: string;
 }
 
+function trainingPath(r: DemoRecipe): string {
+  return recipeTrainer(r) === 'graph'
+    ? 'full-gradient training through a ggml graph built by the project, ggml-opt AdamW, called through koffi'
+    : "llama.cpp's own training path (llama_opt_*) through koffi, attn_k/attn_v frozen";
+}
+
 /** Write `card.md`, `loss-curve.svg` and `behaviour.json` into `dir`. */
 export function writeModelCard(dir: string, input: ModelCardInput): string {
   const { curve, behaviour: b } = input;
@@ -171,7 +177,7 @@ A ${(curve.model.nParams / 1e6).toFixed(2)}M-parameter (${(curve.model.nTrainabl
 that writes R1-style reasoning for multi-step arithmetic word problems: it thinks inside \`<think>…</think>\`, reaches a
 candidate answer, keeps verifying it in rounds opened by \`Wait\`, \`Hmm\`, \`Alternatively\`, sometimes slips and
 corrects itself, and ends with \`Final Answer: \\boxed{N}\`. It was trained from random initialisation by this project
-(\`lynx demo train\`, llama.cpp's training path through koffi; see docs/demo-training.md and docs/demo-model.md).
+(\`lynx demo train\`, ${trainingPath(r)}; see docs/demo-training.md and docs/demo-model.md).
 File: \`model.gguf\`, ${(size / 1e6).toFixed(1)} MB, ${r.saveType.toUpperCase()} matrices, tokenizer and chat template inside.
 
 ## Training
@@ -186,8 +192,7 @@ File: \`model.gguf\`, ${(size / 1e6).toFixed(1)} MB, ${r.saveType.toUpperCase()}
 
 ![loss curve](loss-curve.svg)
 
-**Frozen K/V.** ${FROZEN_KV_NOTE}
-
+${recipeTrainer(r) === 'llama-opt' ? `**Frozen K/V.** ${FROZEN_KV_NOTE}\n` : ''}
 ## Measured behaviour
 
 ${behaviour(b)}

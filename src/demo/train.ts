@@ -19,7 +19,10 @@ import {
   type TokenRows,
   type TrainingReport,
   type TrainingStep,
+  type TrainOptions,
 } from '../engine/training.js';
+import { GraphTrainer, trainGraph } from '../engine/graph-training.js';
+import { availableParallelism } from 'node:os';
 import type { TensorType } from '../gguf/encode.js';
 import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
 import { GgufFile } from '../gguf/reader.js';
@@ -65,6 +68,18 @@ export interface DemoRecipe {
   };
   /** Encoding of the matrices in the shipped file. */
   saveType: TensorType;
+  /**
+   * Which training path: 'graph' (full gradients through a ggml graph built by src/engine/graph-training.ts; the
+   * default) or 'llama-opt' (llama.cpp's own llama_opt_*, which leaves attn_k/attn_v frozen and cuts the gradient to
+   * earlier positions; kept for comparison and for models of other shapes). Recipes written before this field read
+   * as 'llama-opt'.
+   */
+  trainer?: 'graph' | 'llama-opt';
+}
+
+/** The training path of a recipe (older recipes, written before the field existed, used llama_opt). */
+export function recipeTrainer(r: Pick<DemoRecipe, 'trainer'>): 'graph' | 'llama-opt' {
+  return r.trainer ?? 'llama-opt';
 }
 
 /**
@@ -83,6 +98,7 @@ export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
     data: { seed: 101, sequences: 12_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
     optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 150, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
+    trainer: 'graph',
   },
   small: {
     name: 'lynx-demo-small',
@@ -94,6 +110,7 @@ export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
     data: { seed: 303, sequences: 8_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
     optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 100, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
+    trainer: 'graph',
   },
 };
 
@@ -126,6 +143,7 @@ export function validateRecipe(r: DemoRecipe): void {
   posInt('optim.warmupSteps', r.optim.warmupSteps, 0);
   if (r.data.loss !== 'all' && r.data.loss !== 'completion') problems.push(`data.loss must be 'all' or 'completion'`);
   if (!['f32', 'f16', 'q8_0'].includes(r.saveType)) problems.push(`saveType must be f32, f16 or q8_0 (got ${r.saveType})`);
+  if (r.trainer !== undefined && r.trainer !== 'graph' && r.trainer !== 'llama-opt') problems.push(`trainer must be 'graph' or 'llama-opt' (got ${String(r.trainer)})`);
   if (problems.length > 0) throw new InvalidInputError(`invalid demo recipe: ${problems.join('; ')}`);
   validateShape(r.shape, 256 + 1);
 }
@@ -216,7 +234,8 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
     const { tok, spec } = recipeTokenizer(r);
     const initPath = join(work, 'init.gguf');
     const counts = countParams(r.shape, spec.nVocab);
-    log(`model: ${(counts.total / 1e6).toFixed(2)}M parameters (${(counts.trainable / 1e6).toFixed(2)}M trainable), vocabulary ${spec.nVocab}`);
+    const trainable = recipeTrainer(r) === 'graph' ? counts.total : counts.trainable;
+    log(`model: ${(counts.total / 1e6).toFixed(2)}M parameters (${(trainable / 1e6).toFixed(2)}M trainable, ${recipeTrainer(r)} trainer), vocabulary ${spec.nVocab}`);
     if (opts.initFrom) {
       log(`init: continuing from ${opts.initFrom}`);
       const before = GgufFile.open(opts.initFrom);
@@ -235,6 +254,7 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
         seed: r.initSeed,
         name: r.name,
         description: r.description,
+        frozenKv: recipeTrainer(r) === 'llama-opt',
         metadata: { 'lynx.demo.recipe': JSON.stringify(r) },
       });
     }
@@ -243,11 +263,11 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
     const validation = r.data.validationSequences > 0 ? recipeRows(tok, r, 'validation').rows : undefined;
     log(`corpus: ${trainData.stats.traces} traces, ${(trainData.stats.fill * 100).toFixed(1)}% of positions filled`);
 
-    const model = TrainableModel.load(initPath);
+    const model = openTrainer(r, initPath, opts.threads);
     const curve: LossCurveFile = {
       complete: false,
       recipe: r,
-      model: { path: modelPath, nParams: model.shape.nParams, nTrainable: model.shape.nTrainable, nVocab: model.shape.nVocab },
+      model: { path: modelPath, nParams: model.nParams, nTrainable: model.nTrainable, nVocab: model.nVocab },
       corpus: trainData.stats,
       threads: 0,
       tokens: 0,
@@ -266,7 +286,7 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
     const planned = r.optim.epochs * r.data.sequences;
     let lastCheckpoint = 0;
     try {
-      const report = await train(model, trainData.rows, {
+      const report = await model.train(trainData.rows, {
         seqLen: r.seqLen,
         epochs: r.optim.epochs,
         lr: r.optim.lr,
@@ -296,7 +316,7 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
           writeCurve(false);
           if (opts.checkpointEvery && step - lastCheckpoint >= opts.checkpointEvery) {
             lastCheckpoint = step;
-            model.save(checkpointPath, { metadataFrom: initPath, type: r.saveType, metadata: { 'lynx.demo.checkpoint_step': step } });
+            model.save(checkpointPath, { type: r.saveType, metadata: { 'lynx.demo.checkpoint_step': step } });
           }
         },
       });
@@ -307,7 +327,7 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
       curve.complete = !report.stopped;
       // Save to a temporary name first, so an existing model is replaced only by a complete file.
       const tmp = join(outDir, `.${r.name}.${process.pid}.gguf`);
-      model.save(tmp, { metadataFrom: initPath, type: r.saveType, metadata: { 'lynx.demo.steps': report.steps.length } });
+      model.save(tmp, { type: r.saveType, metadata: { 'lynx.demo.steps': report.steps.length } });
       renameSync(tmp, modelPath);
       writeCurve(true);
       if (existsSync(checkpointPath)) unlinkSync(checkpointPath);
@@ -319,6 +339,39 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The two training paths behind one face: train, save (metadata of the initial file kept), dispose. */
+interface RecipeTrainer {
+  nParams: number;
+  nTrainable: number;
+  nVocab: number;
+  train(rows: TokenRows, o: TrainOptions): Promise<TrainingReport>;
+  save(path: string, o: { type: TensorType; metadata: Record<string, string | number | boolean> }): void;
+  dispose(): void;
+}
+
+function openTrainer(r: DemoRecipe, initPath: string, threads: number | undefined): RecipeTrainer {
+  if (recipeTrainer(r) === 'graph') {
+    const t = new GraphTrainer(initPath, r.seqLen, { threads: threads ?? availableParallelism() });
+    return {
+      nParams: t.shape.nParams,
+      nTrainable: t.shape.nParams,
+      nVocab: t.shape.nVocab,
+      train: (rows, o) => trainGraph(t, rows, o),
+      save: (path, o) => t.save(path, o),
+      dispose: () => t.dispose(),
+    };
+  }
+  const m = TrainableModel.load(initPath);
+  return {
+    nParams: m.shape.nParams,
+    nTrainable: m.shape.nTrainable,
+    nVocab: m.shape.nVocab,
+    train: (rows, o) => train(m, rows, o),
+    save: (path, o) => m.save(path, { metadataFrom: initPath, ...o }),
+    dispose: () => m.dispose(),
+  };
 }
 
 function round(x: number): number {

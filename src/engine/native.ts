@@ -209,6 +209,7 @@ export interface LlamaApi {
   // raw library handles for modules that declare more (training)
   lib: LibraryHandle;
   ggmlBase: LibraryHandle;
+  ggml: LibraryHandle;
 }
 
 /** Declare every function on the loaded libraries. */
@@ -291,6 +292,7 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     llama_sampler_clone: f(llama, 'llama_sampler_clone', vp, [vp]),
     lib: llama,
     ggmlBase,
+    ggml,
   };
   return api as unknown as LlamaApi;
 }

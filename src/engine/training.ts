@@ -51,7 +51,7 @@ const GGML_TENSOR_FLAG_PARAM = 4;
 const GGML_TENSOR_FLAGS_OFFSET = 148;
 const GGML_TENSOR_OP_OFFSET = 80;
 
-const lynx_opt_optimizer_params = koffi.struct('lynx_ggml_opt_optimizer_params', {
+export const lynx_opt_optimizer_params = koffi.struct('lynx_ggml_opt_optimizer_params', {
   adamw: koffi.struct('lynx_ggml_opt_adamw_params', { alpha: 'float', beta1: 'float', beta2: 'float', eps: 'float', wd: 'float' }),
   sgd: koffi.struct('lynx_ggml_opt_sgd_params', { alpha: 'float', wd: 'float' }),
 });
@@ -64,7 +64,7 @@ const lynx_llama_opt_params = koffi.struct('lynx_llama_opt_params', {
   optimizer_type: 'int',
 });
 const lynx_param_filter = koffi.proto('bool lynx_llama_opt_param_filter(void *tensor, void *userdata)');
-const lynx_get_opt_pars = koffi.proto('lynx_ggml_opt_optimizer_params lynx_ggml_opt_get_optimizer_params(void *userdata)');
+export const lynx_get_opt_pars = koffi.proto('lynx_ggml_opt_optimizer_params lynx_ggml_opt_get_optimizer_params(void *userdata)');
 const lynx_epoch_callback = koffi.proto(
   'void lynx_ggml_opt_epoch_callback(bool train, void *opt_ctx, void *dataset, void *result, int64_t ibatch, int64_t ibatch_max, int64_t t_start_us)',
 );
@@ -630,7 +630,8 @@ export function windowsFromStream(tokens: ArrayLike<number>, seqLen: number, str
   return out;
 }
 
-function checkOptions(o: TrainOptions): Required<Pick<TrainOptions, 'epochs' | 'lrMin' | 'warmupSteps' | 'optimizer' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'threads' | 'seed' | 'shuffle' | 'evalEvery' | 'chunkSize'>> {
+/** Defaults filled in and every option checked (shared with the graph trainer). */
+export function checkOptions(o: TrainOptions, seqLenRule: 'llama-context' | 'any' = 'llama-context'): Required<Pick<TrainOptions, 'epochs' | 'lrMin' | 'warmupSteps' | 'optimizer' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'threads' | 'seed' | 'shuffle' | 'evalEvery' | 'chunkSize'>> {
   const r = {
     epochs: o.epochs ?? 1,
     lrMin: o.lrMin ?? o.lr / 30,
@@ -650,8 +651,8 @@ function checkOptions(o: TrainOptions): Required<Pick<TrainOptions, 'epochs' | '
   const int = (name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
     if (!Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be an integer in [${min}, ${max}] (got ${v})`);
   };
-  int('seqLen', o.seqLen, 256, 1 << 20);
-  if (Number.isInteger(o.seqLen) && o.seqLen % 256 !== 0) {
+  int('seqLen', o.seqLen, seqLenRule === 'any' ? 2 : 256, 1 << 20);
+  if (seqLenRule === 'llama-context' && Number.isInteger(o.seqLen) && o.seqLen % 256 !== 0) {
     problems.push(`seqLen must be a multiple of 256 (llama.cpp rounds the context up to one, and the dataset's sequence length must equal it); got ${o.seqLen}`);
   }
   int('epochs', r.epochs, 1, 1_000_000);

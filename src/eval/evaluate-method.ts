@@ -2,7 +2,7 @@
  * Runs a reasoning method (or a sweep of its settings from one generation per problem) over a benchmark through the
  * resumable runner: one run folder per setting under `<root>/eval/<benchmark>/<method>/<setting>/`.
  */
-import type { LlamaModel } from '../engine/index.js';
+import type { LlamaContext, LlamaModel } from '../engine/index.js';
 import type { MethodEnv, MethodOutcome, ReasoningMethod, ReasoningSweep } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import type { Problem } from './benchmarks.js';
@@ -26,6 +26,12 @@ export interface EvaluateOptions {
   /** Problems solved at once (their sequences decode together). Default 1. */
   concurrency?: number;
   config?: Record<string, unknown>;
+  /**
+   * Decode each problem in its own new context from this factory (disposed when the problem is done) instead of
+   * `env.context`: results are then exactly those of a lone run of the problem (as the dataset builder's rollouts),
+   * whatever else decodes at the same time, at the cost of batching across problems.
+   */
+  freshContext?: () => LlamaContext;
   onProgress?: (setting: string, done: number, total: number, record: PredictionRecord) => void;
 }
 
@@ -57,7 +63,9 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
     let pr = shared.get(p.id);
     if (!pr) {
       const input = { problemId: p.id, promptTokens: promptOf(p) };
-      pr = isSweep(m) ? m.solveAll(input, opts.env) : m.solve(input, opts.env).then((o) => new Map([[m.setting, o]]));
+      const context = opts.freshContext?.();
+      const env = context ? { ...opts.env, context } : opts.env;
+      pr = (isSweep(m) ? m.solveAll(input, env) : m.solve(input, env).then((o) => new Map([[m.setting, o]]))).finally(() => context?.dispose());
       shared.set(p.id, pr);
     }
     return pr;

@@ -13,6 +13,7 @@ import { InvalidInputError } from '../../util/errors.js';
 import { floatOption, intOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { paint } from '../terminal.js';
+import { experimentMarkdown } from '../../report/markdown.js';
 
 interface DemoArgs {
   problems: number;
@@ -97,13 +98,15 @@ export function registerDemo(program: Command): void {
     .option('--init-from <gguf>', 'continue from a trained demo model (a second stage) instead of a random initialisation')
     .option('--data-seed <n>', 'seed of the training traces (use a new one for a second stage)', intOption('--data-seed', 0))
     .option('--lr <x>', 'peak learning rate', floatOption('--lr', 0))
-    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number; initFrom?: string; dataSeed?: number; lr?: number }) => {
+    .option('--trainer <path>', "graph (full gradients through ggml, the default) or llama-opt (llama.cpp's llama_opt_*, K/V frozen)")
+    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number; initFrom?: string; dataSeed?: number; lr?: number; trainer?: string }) => {
       const base = DEMO_RECIPES[args.recipe as keyof typeof DEMO_RECIPES];
       if (!base) throw new InvalidInputError(`unknown recipe '${args.recipe}': use ${Object.keys(DEMO_RECIPES).join(' or ')}`);
       if (args.initFrom && !existsSync(args.initFrom)) throw new InvalidInputError(`--init-from: no file at ${args.initFrom}`);
       const recipe = recipeWith(base, {
         data: { ...(args.sequences ? { sequences: args.sequences } : {}), ...(args.dataSeed !== undefined ? { seed: args.dataSeed } : {}) },
         optim: args.lr !== undefined ? { lr: args.lr } : {},
+        ...(args.trainer !== undefined ? { trainer: args.trainer as 'graph' | 'llama-opt' } : {}),
       });
       const t0 = Date.now();
       const r = await trainDemoModel({
@@ -126,7 +129,8 @@ export function registerDemo(program: Command): void {
     .option('--per-level <n>', 'problems per level', intOption('--per-level', 1), 100)
     .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
-    .action(async (args: { model: string; loss: string; out: string; perLevel: number; maxTokens: number; seed: number }) => {
+    .option('--exp <dir>', "a 'lynx demo experiment' folder of this model: its result tables go into the card")
+    .action(async (args: { model: string; loss: string; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string }) => {
       const curve = JSON.parse(readFileSync(args.loss, 'utf8')) as LossCurveFile;
       if (!Array.isArray(curve.steps) || !curve.recipe) throw new InvalidInputError(`${args.loss} is not a demo loss curve file`);
       const model = LlamaModel.load(args.model);
@@ -134,7 +138,8 @@ export function registerDemo(program: Command): void {
         const bar = progressBar('rollouts', args.perLevel * 5);
         const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
         bar.stop();
-        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour });
+        const extra = args.exp ? experimentSection(args.exp) : undefined;
+        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra });
         process.stdout.write(`${card}\n`);
         for (const r of behaviour.rows) {
           process.stdout.write(`level ${r.level}: accuracy ${(100 * r.accuracy).toFixed(1)}%, ${r.meanThinkingTokens.toFixed(0)} thinking tokens, ${(100 * r.meanShareAfterFirstCorrect).toFixed(1)}% after first correct, ${r.meanCues.toFixed(2)} cues\n`);
@@ -143,6 +148,19 @@ export function registerDemo(program: Command): void {
         model.dispose();
       }
     });
+}
+
+/** The card's section on LYNX and the peers, from an experiment folder's runs. */
+function experimentSection(exp: string): string {
+  const tables = existsSync(exp) ? experimentMarkdown(exp) : '';
+  if (!tables.trim()) throw new InvalidInputError(`--exp: no evaluation runs found under ${exp} (run 'lynx demo experiment' first)`);
+  return `## LYNX and the peer methods on this model (\`lynx demo experiment\`)
+
+Probe trained on \`demo:probe\`, rules calibrated on \`demo:calib\`, evaluated on \`demo:test\` (disjoint arithmetic).
+\`demo-sim\` is the simulated evaluation from the labelled test rollouts; \`demo\` the online runs of every method on the
+same problems and seed.
+
+${tables}`;
 }
 
 function registerDemoPipeline(demo: Command): void {

@@ -43,6 +43,7 @@ export interface EvalArgs {
   seed: number;
   policy: string;
   concurrency: number;
+  freshContext?: boolean;
   exitCue: string;
   promptStyle?: 'zst' | 'csqa';
 }
@@ -118,6 +119,7 @@ export function registerEval(program: Command): void {
     .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
+    .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .action(async (args: EvalArgs) => {
       await runEvalCommand(args);
@@ -132,14 +134,16 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
   const model = LlamaModel.load(await resolveModelPath(args.model));
   const methods = [methodFromArgs(args)].flat();
   const forks = args.method === 'deepconf' ? 16 : 4;
-  const context = new LlamaContext(model, {
-    nCtx: args.concurrency * (args.maxTokens + 1024) * (args.method === 'deepconf' ? 4 : 1),
-    nSeqMax: args.concurrency * (1 + forks),
-    // Batch-invariant numerics (see ContextOptions.kvType): a problem's trace does not depend on which other problems
-    // decode beside it, so runs resume, shard and compare with dataset builds exactly.
-    kvType: 'f32',
-    flashAttention: false,
-  });
+  const contextFor = (problems: number) =>
+    new LlamaContext(model, {
+      nCtx: problems * (args.maxTokens + 1024) * (args.method === 'deepconf' ? 4 : 1),
+      nSeqMax: problems * (1 + forks),
+      // Batch-invariant numerics (see ContextOptions.kvType): a problem's trace depends only slightly on which other
+      // problems decode beside it (their cells in the shared KV cache); --fresh-context removes even that.
+      kvType: 'f32',
+      flashAttention: false,
+    });
+  const context = contextFor(args.freshContext ? 1 : args.concurrency);
   const env = methodEnv({
     model,
     context,
@@ -163,7 +167,8 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
         promptStyle: args.promptStyle,
         shard,
         concurrency: args.concurrency,
-        config: { method: args.method, rule: args.rule, probe: args.probe },
+        freshContext: args.freshContext ? () => contextFor(1) : undefined,
+        config: { method: args.method, rule: args.rule, probe: args.probe, freshContext: args.freshContext === true },
         onProgress: () => bar.tick(),
       });
       bar.stop();
