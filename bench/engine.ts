@@ -4,7 +4,9 @@
  * through node-llama-cpp's high-level API as the peer, and the memory-bandwidth roofline.
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { defaultThreads } from '../src/engine/context.js';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
 import { GgufWriter } from '../src/gguf/writer.js';
@@ -153,39 +155,33 @@ async function timeAggregate(model: LlamaModel, sequences: number, tokensEach: n
   return rate;
 }
 
-async function peerDecode(path: string, tokens: number, reps: number): Promise<EngineBenchResult['peer']> {
-  try {
-    // The peer is not a dependency: npm's registry mirror here lacks some of its platform packages, which breaks
-    // `npm ci`, and it pulls ~700 MB. Install it next to the project with `npm run bench:peer` to compare.
-    const peerModule = 'node-llama-cpp';
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const { getLlama } = (await import(peerModule)) as any;
-    const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
-    const model = await llama.loadModel({ modelPath: path });
-    // Same thread count as our engine: left to its default, node-llama-cpp oversubscribed this 2-core machine and a
-    // 3 x 64-token decode ran for minutes.
-    const ctx = await model.createContext({ contextSize: 1024, sequences: 1, threads: defaultThreads() });
-    const rates: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      const seq = ctx.getSequence();
-      const prompt = model.tokenize('The benchmark prompt for decoding speed.');
-      let n = 0;
-      let t0 = 0;
-      for await (const _ of seq.evaluate(prompt, { temperature: 0 })) {
-        if (n === 0) t0 = performance.now(); // the first token ends the prefill
-        if (++n > tokens) break;
+/**
+ * The peer's decode speed, measured in a child process (bench/peer-decode.ts) with a deadline: a peer that stalls
+ * (it once oversubscribed the cores for minutes) is killed and reported, and the benchmark goes on.
+ */
+async function peerDecode(path: string, tokens: number, reps: number, deadlineSeconds = 600): Promise<EngineBenchResult['peer']> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'peer-decode.ts');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, path, String(tokens), String(reps), String(defaultThreads())], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineSeconds * 1000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').pop() ?? '';
+      try {
+        const r = JSON.parse(line) as { name: string; decodeTokensPerSecond: number | null; error?: string };
+        resolve({ name: r.name, decodeTokensPerSecond: r.decodeTokensPerSecond ?? NaN, error: r.error });
+      } catch {
+        const why = signal === 'SIGKILL' ? `killed after the ${deadlineSeconds} s deadline` : `exited with ${signal ?? code}: ${err.trim().slice(-300)}`;
+        resolve({ name: 'node-llama-cpp', decodeTokensPerSecond: NaN, error: why });
       }
-      rates.push(tokens / ((performance.now() - t0) / 1000));
-      seq.dispose();
-    }
-    await ctx.dispose();
-    await model.dispose();
-    return { name: 'node-llama-cpp@3.22.1 (LlamaContextSequence.evaluate)', decodeTokensPerSecond: median(rates) };
-  } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
-    const error = missing ? 'not installed (run `npm run bench:peer` once)' : (e as Error).message;
-    return { name: 'node-llama-cpp', decodeTokensPerSecond: NaN, error };
-  }
+    });
+  });
 }
 
 export async function benchEngine(cacheDir: string, types: ('q8_0' | 'bf16')[], log: (s: string) => void): Promise<EngineBenchResult[]> {
