@@ -47,7 +47,9 @@ describe('the demo training recipe', () => {
     const f = GgufFile.open(result.modelPath);
     try {
       expect(f.getString('tokenizer.chat_template')).toContain('<｜Assistant｜><think>');
-      expect(f.getString('general.description')).toMatch(/frozen/);
+      // Trained on the full-gradient graph path: nothing is frozen, and the description does not say so.
+      expect(JSON.parse(f.getString('lynx.demo.recipe')!).trainer).toBe('graph');
+      expect(f.getString('general.description')).not.toMatch(/frozen/);
       expect(JSON.parse(f.getString('lynx.demo.recipe')!).name).toBe('toy-demo');
       expect(f.getNumber('general.file_type')).toBe(1);
       expect(f.tensorInfo('blk.0.ffn_up.weight')!.type).toBe('f16');
@@ -63,6 +65,20 @@ describe('the demo training recipe', () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it("on llama.cpp's own path (trainer llama-opt) the file says K/V were frozen, and they were", async () => {
+    const out = mkdtempSync(join(tmpdir(), 'lynx-recipe-llama-opt-'));
+    try {
+      const r = await trainDemoModel({ recipe: recipeWith(recipe, { trainer: 'llama-opt', data: { sequences: 2 } }), outDir: out, threads: 1 });
+      expect(r.report.frozen.some((n) => /attn_k\.weight$/.test(n))).toBe(true);
+      const f = GgufFile.open(r.modelPath);
+      expect(f.getString('general.description')).toMatch(/frozen/);
+      f.close();
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+    expect(result.report.frozen).toEqual([]);
   });
 
   it('refuses a bad recipe before doing anything slow', async () => {
