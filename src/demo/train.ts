@@ -394,7 +394,10 @@ export interface SpeedSample {
  * Measure training speed for a shape: a fresh random model, `steps` optimizer steps on random tokens (speed does not
  * depend on the data), the first step (graph set-up) excluded.
  */
-export async function measureTrainingSpeed(shape: ModelShape, opts: { nVocab?: number; seqLen?: number; threads?: number; steps?: number } = {}): Promise<SpeedSample> {
+export async function measureTrainingSpeed(
+  shape: ModelShape,
+  opts: { nVocab?: number; seqLen?: number; threads?: number; steps?: number; trainer?: 'graph' | 'llama-opt' } = {},
+): Promise<SpeedSample> {
   const nVocab = opts.nVocab ?? 640;
   const seqLen = opts.seqLen ?? 512;
   const steps = opts.steps ?? 12;
@@ -414,18 +417,21 @@ export async function measureTrainingSpeed(shape: ModelShape, opts: { nVocab?: n
       },
     };
     writeInitialModel(path, { shape: { ...shape, contextLength: Math.max(shape.contextLength, seqLen) }, tokenizer, seed: 1 });
-    const model = TrainableModel.load(path);
+    const trainer = opts.trainer ?? 'graph';
+    const model = openTrainer({ ...DEMO_RECIPES.default, seqLen, trainer }, path, opts.threads);
     try {
       const n = steps + 1;
       const tokens = new Int32Array(n * seqLen).map((_, i) => (i * 7919) % nVocab);
       const labels = tokens.map((t) => (t + 1) % nVocab);
-      const report = await train(model, { tokens, labels }, { seqLen, lr: 1e-3, threads: opts.threads, shuffle: false, chunkSize: n });
+      // The graph path times each chunk as a whole: one step per chunk so the first (set-up) step can be left out.
+      const chunkSize = trainer === 'graph' ? 1 : n;
+      const report = await model.train({ tokens, labels }, { seqLen, lr: 1e-3, threads: opts.threads, shuffle: false, chunkSize });
       const first = report.steps[0]!.elapsedSeconds;
       const last = report.steps.at(-1)!.elapsedSeconds;
       return {
         shape,
         nVocab,
-        nParams: model.shape.nParams,
+        nParams: model.nParams,
         seqLen,
         threads: report.threads,
         steps,
