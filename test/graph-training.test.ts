@@ -129,6 +129,18 @@ describe('the ggml training graph', () => {
     }
   });
 
+  it('flushes denormals only inside the native step: JavaScript keeps IEEE denormals', () => {
+    const trainer = new GraphTrainer(initPath, SEQ_LEN, { threads: 1 });
+    try {
+      if (process.platform === 'linux' && process.arch === 'x64') expect(trainer.flushesDenormals).toBe(true);
+      trainer.step(rows, 0, 1e-3, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+      const tiny = Number(process.env.LYNX_TEST_TINY ?? '1e-310'); // a denormal double, not a constant V8 could fold
+      expect(tiny * 0.5).toBeGreaterThan(0);
+    } finally {
+      trainer.dispose();
+    }
+  });
+
   it('saves a file the engine loads, with the loss the trainer measured', async () => {
     const trainer = new GraphTrainer(trainedPath, SEQ_LEN, { threads: 1 });
     try {

@@ -505,6 +505,11 @@ export class GraphTrainer {
     return { loss, accuracy: this.f64[0] };
   }
 
+  /** Whether training steps run with denormals flushed to zero (Linux x86-64; see FlushDenormals). */
+  get flushesDenormals(): boolean {
+    return this.denormals.active;
+  }
+
   /** One optimizer step on one row (loss and accuracy measured by the forward pass before the update). */
   step(rows: TokenRows, row: number, lr: number, o: { beta1: number; beta2: number; eps: number; weightDecay: number }): { loss: number; accuracy: number } {
     this.check();
