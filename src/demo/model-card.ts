@@ -162,6 +162,49 @@ function trainingPath(r: DemoRecipe): string {
     : "llama.cpp's own training path (llama_opt_*) through koffi, attn_k/attn_v frozen";
 }
 
+/**
+ * One loss curve over several training stages (each `lynx demo train`, the later ones `--init-from` the earlier):
+ * steps and evaluations of stage k follow those of stage k-1. A stage that was continued from a checkpoint rather
+ * than from its end is cut at `upToStep` (the checkpoint's `lynx.demo.checkpoint_step`).
+ */
+export function mergeStageCurves(stages: readonly { curve: LossCurveFile; upToStep?: number }[]): { curve: LossCurveFile; table: string } {
+  if (stages.length === 0) throw new Error('no training stages');
+  let offset = 0;
+  let tokens = 0;
+  let seconds = 0;
+  const steps: LossCurveFile['steps'] = [];
+  const evals: LossCurveFile['evals'] = [];
+  const rows: string[] = [];
+  stages.forEach(({ curve: c, upToStep }, i) => {
+    const last = upToStep ?? c.steps.length;
+    const kept = c.steps.filter((x) => x[0] <= last);
+    const keptSeconds = kept.length > 0 && c.steps.length > 0 ? c.seconds * (kept.length / c.steps.length) : 0;
+    const keptTokens = kept.length * c.recipe.seqLen;
+    steps.push(...kept.map((x) => [x[0] + offset, x[1], x[2], x[3]] as [number, number, number, number]));
+    const ev = c.evals.filter((e) => e.step <= last);
+    evals.push(...ev.filter((e) => !(i > 0 && e.step === 0)).map((e) => ({ ...e, step: e.step + offset })));
+    const r = c.recipe;
+    rows.push(
+      `| ${i + 1} | ${recipeTrainer(r)} | data seed ${r.data.seed}, lr ${r.optim.lr} → ${r.optim.lrMin}, ${r.data.sequences} windows planned` +
+        `${upToStep !== undefined ? `, continued from its step-${upToStep} checkpoint` : ''} | ${keptTokens.toLocaleString('en-US')} | ${kept.length} | ` +
+        `${(keptSeconds / 60).toFixed(0)} min | ${ev.at(-1)?.loss.toFixed(3) ?? '?'} |`,
+    );
+    offset += kept.length;
+    tokens += keptTokens;
+    seconds += keptSeconds;
+  });
+  const lastCurve = stages[stages.length - 1]!.curve;
+  const curve: LossCurveFile = { ...lastCurve, steps, evals, tokens, seconds, tokensPerSecond: tokens / Math.max(1e-9, seconds) };
+  const table = `## Training stages
+
+| stage | trainer | recipe | tokens | steps | time | last validation loss |
+|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+The "Training" table above describes the last stage's recipe; the loss curve shows all stages one after the other.`;
+  return { curve, table };
+}
+
 /** Write `card.md`, `loss-curve.svg` and `behaviour.json` into `dir`. */
 export function writeModelCard(dir: string, input: ModelCardInput): string {
   const { curve, behaviour: b } = input;

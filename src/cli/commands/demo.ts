@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { LlamaModel } from '../../engine/index.js';
 import { demoBenchmark } from '../../demo/benchmark.js';
 import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.js';
-import { measureBehaviour, writeModelCard } from '../../demo/model-card.js';
+import { measureBehaviour, mergeStageCurves, writeModelCard } from '../../demo/model-card.js';
 import { requireShippedDemo, shippedDemo } from '../../demo/shipped.js';
 import { runDemoExperiment } from '../../demo/experiment.js';
 import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
@@ -124,21 +124,28 @@ export function registerDemo(program: Command): void {
     .command('card')
     .description("measure a demo model on the 500 held-out problems and write its model card (card.md, loss-curve.svg, behaviour.json)")
     .requiredOption('-m, --model <path>', 'the trained GGUF')
-    .requiredOption('--loss <file>', 'its <name>.loss.json')
+    .requiredOption('--loss <file...>', "its <name>.loss.json; several for several stages, oldest first (FILE@STEP cuts a stage at the checkpoint the next one started from)")
     .option('-o, --out <dir>', 'folder for the card', '.')
     .option('--per-level <n>', 'problems per level', intOption('--per-level', 1), 100)
     .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--exp <dir>', "a 'lynx demo experiment' folder of this model: its result tables go into the card")
-    .action(async (args: { model: string; loss: string; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string }) => {
-      const curve = JSON.parse(readFileSync(args.loss, 'utf8')) as LossCurveFile;
-      if (!Array.isArray(curve.steps) || !curve.recipe) throw new InvalidInputError(`${args.loss} is not a demo loss curve file`);
+    .action(async (args: { model: string; loss: string[]; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string }) => {
+      const stages = args.loss.map((spec) => {
+        const m = /^(.*)@(\d+)$/.exec(spec);
+        const file = m ? m[1]! : spec;
+        const curve = JSON.parse(readFileSync(file, 'utf8')) as LossCurveFile;
+        if (!Array.isArray(curve.steps) || !curve.recipe) throw new InvalidInputError(`${file} is not a demo loss curve file`);
+        return { curve, upToStep: m ? Number(m[2]) : undefined };
+      });
+      const merged = stages.length > 1 || stages[0]!.upToStep !== undefined ? mergeStageCurves(stages) : undefined;
+      const curve = merged?.curve ?? stages[0]!.curve;
       const model = LlamaModel.load(args.model);
       try {
         const bar = progressBar('rollouts', args.perLevel * 5);
         const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
         bar.stop();
-        const extra = args.exp ? experimentSection(args.exp) : undefined;
+        const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined].filter(Boolean).join('\n\n') || undefined;
         const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra });
         process.stdout.write(`${card}\n`);
         for (const r of behaviour.rows) {

@@ -1,0 +1,60 @@
+/**
+ * The model card's pieces that need no model: merging the loss curves of several training stages (one cut at the
+ * checkpoint the next stage started from), the behaviour table rows, and the loss-curve plot.
+ */
+import { describe, expect, it } from 'vitest';
+import { behaviourRow, lossCurveSvg, mergeStageCurves } from '../src/demo/model-card.js';
+import { DEMO_RECIPES, recipeWith, type LossCurveFile } from '../src/demo/train.js';
+
+function curve(nSteps: number, evalEvery: number, seed: number, lossAt: (i: number) => number): LossCurveFile {
+  const recipe = recipeWith(DEMO_RECIPES.default, { data: { seed, sequences: nSteps } });
+  return {
+    complete: true,
+    recipe,
+    model: { path: 'm.gguf', nParams: 10, nTrainable: 10, nVocab: 5 },
+    corpus: { traces: 1, droppedTooLong: 0, fill: 1, tokens: nSteps * 512 },
+    threads: 1,
+    tokens: nSteps * 512,
+    seconds: nSteps,
+    tokensPerSecond: 512,
+    steps: Array.from({ length: nSteps }, (_, i) => [i + 1, lossAt(i + 1), 0.5, 1e-3] as [number, number, number, number]),
+    evals: Array.from({ length: nSteps / evalEvery + 1 }, (_, k) => ({ step: k * evalEvery, loss: lossAt(k * evalEvery), accuracy: 0.5, rows: 4 })),
+  };
+}
+
+describe('model card', () => {
+  it('merges training stages, cutting a stage at the checkpoint the next one started from', () => {
+    const s1 = curve(100, 20, 101, (i) => 5 - i / 100);
+    const s2 = curve(50, 10, 102, (i) => 3 - i / 100);
+    const { curve: m, table } = mergeStageCurves([{ curve: s1, upToStep: 60 }, { curve: s2 }]);
+    expect(m.steps).toHaveLength(110);
+    expect(m.steps[59]![0]).toBe(60);
+    expect(m.steps[60]![0]).toBe(61); // stage 2's first step follows the cut
+    expect(m.steps[60]![1]).toBeCloseTo(3 - 1 / 100);
+    // Stage 1's evaluations up to the cut, then stage 2's after its step 0 (which repeats stage 1's last one).
+    expect(m.evals.map((e) => e.step)).toEqual([0, 20, 40, 60, 70, 80, 90, 100, 110]);
+    expect(m.tokens).toBe(110 * 512);
+    expect(m.seconds).toBeCloseTo(60 + 50);
+    expect(m.recipe.data.seed).toBe(102);
+    expect(table).toContain('continued from its step-60 checkpoint');
+    expect(table.split('\n').filter((l) => /^\| \d /.test(l))).toHaveLength(2);
+  });
+
+  it('summarises completions by level and draws the loss curve', () => {
+    const row = behaviourRow(1, [
+      { finalAnswer: 7, correct: true, firstCandidateCorrect: true, candidates: 2, thinkingTokens: 100, afterFirstCorrect: 60, cues: 3 },
+      { finalAnswer: null, correct: false, firstCandidateCorrect: false, candidates: 1, thinkingTokens: 200, afterFirstCorrect: 0, cues: 1 },
+    ]);
+    expect(row.formatted).toBe(0.5);
+    expect(row.accuracy).toBe(0.5);
+    expect(row.meanThinkingTokens).toBe(150);
+    expect(row.meanShareAfterFirstCorrect).toBeCloseTo(0.3);
+    expect(row.pooledShareAfterFirstCorrect).toBeCloseTo(60 / 300);
+    const svg = lossCurveSvg(curve(100, 20, 1, (i) => 5 - i / 50));
+    expect(svg.startsWith('<svg')).toBe(true);
+    // Training line (100 points, one per step) and validation line (6 points), each a path of M/L commands.
+    const paths = [...svg.matchAll(/<path d="([^"]+)"/g)].map((m) => m[1]!.split(/[ML]/).filter(Boolean).length);
+    expect(paths).toEqual([100, 6]);
+    expect(svg.match(/<circle /g)).toHaveLength(6);
+  });
+});
