@@ -154,6 +154,8 @@ export interface ModelCardInput {
   behaviour: BehaviourReport;
   /** Extra markdown (e.g. the early-exit results) appended at the end. */
   extra?: string;
+  /** Training stages merged into `curve` (mergeStageCurves); the data and optimiser rows then describe all of them. */
+  stages?: number;
 }
 
 function trainingPath(r: DemoRecipe): string {
@@ -228,8 +230,8 @@ File: \`model.gguf\`, ${(size / 1e6).toFixed(1)} MB, ${r.saveType.toUpperCase()}
 | | |
 |---|---|
 | shape | ${r.shape.nEmbd} wide, ${r.shape.nLayer} layers, ${r.shape.nHead} heads (= KV heads), FFN ${r.shape.nFf} |
-| data | ${curve.tokens.toLocaleString('en-US')} tokens (${r.data.sequences} windows of ${r.seqLen}), training split of the task, seed ${r.data.seed} |
-| optimiser | AdamW β = (${r.optim.beta1}, ${r.optim.beta2}), lr ${r.optim.lr} → ${r.optim.lrMin} cosine, ${r.optim.warmupSteps} warm-up steps, weight decay ${r.optim.weightDecay} |
+| data | ${curve.tokens.toLocaleString('en-US')} tokens (${Math.round(curve.tokens / r.seqLen)} windows of ${r.seqLen}), training split of the task, ${(input.stages ?? 1) > 1 ? `${input.stages} stages, new traces each (seeds in "Training stages")` : `seed ${r.data.seed}`} |
+| optimiser | AdamW β = (${r.optim.beta1}, ${r.optim.beta2}), ${(input.stages ?? 1) > 1 ? `each stage: warm-up to its peak lr, cosine to ${r.optim.lrMin} (last stage: lr ${r.optim.lr})` : `lr ${r.optim.lr} → ${r.optim.lrMin} cosine, ${r.optim.warmupSteps} warm-up steps`}, weight decay ${r.optim.weightDecay} |
 | time | ${(curve.seconds / 60).toFixed(0)} min on ${curve.threads} CPU threads (${Math.round(curve.tokensPerSecond)} tokens/s) |
 | final validation | loss ${lastEval?.loss.toFixed(3)} nats/token, next-token accuracy ${lastEval ? pct(lastEval.accuracy) : '?'} |
 

@@ -146,7 +146,7 @@ export function registerDemo(program: Command): void {
         const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
         bar.stop();
         const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined].filter(Boolean).join('\n\n') || undefined;
-        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra });
+        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra, stages: stages.length });
         process.stdout.write(`${card}\n`);
         for (const r of behaviour.rows) {
           process.stdout.write(`level ${r.level}: accuracy ${(100 * r.accuracy).toFixed(1)}%, ${r.meanThinkingTokens.toFixed(0)} thinking tokens, ${(100 * r.meanShareAfterFirstCorrect).toFixed(1)}% after first correct, ${r.meanCues.toFixed(2)} cues\n`);
