@@ -23,7 +23,6 @@ import { GgufFile } from '../gguf/reader.js';
 import { GgufWriter } from '../gguf/writer.js';
 import type { TensorType } from '../gguf/encode.js';
 import { InvalidInputError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
 import { loadLlama, type Llama } from './library.js';
 import type { Pointer } from './native.js';
 import {
@@ -31,6 +30,7 @@ import {
   checkOptions,
   checkTrainingData,
   cosineLr,
+  epochOrder,
   lynx_get_opt_pars,
   rowCount,
   type EvalRecord,
@@ -614,8 +614,7 @@ export async function trainGraph(trainer: GraphTrainer, data: TrainingData, opts
   let stopped = false;
   let nextEval = o.evalEvery > 0 ? o.evalEvery : Infinity;
   outer: for (let epoch = 1; epoch <= o.epochs; epoch++) {
-    const order = Array.from({ length: nRows }, (_, i) => i);
-    if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
+    const order = epochOrder(nRows, epoch, o);
     for (let at = 0; at < order.length; ) {
       if (opts.signal?.aborted) {
         stopped = true;

@@ -630,6 +630,13 @@ export function windowsFromStream(tokens: ArrayLike<number>, seqLen: number, str
   return out;
 }
 
+/** The rows of one epoch in training order: shuffled per epoch from the seed (the same for both training paths). */
+export function epochOrder(nRows: number, epoch: number, o: { shuffle: boolean; seed: number }): number[] {
+  const order = Array.from({ length: nRows }, (_, i) => i);
+  if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
+  return order;
+}
+
 /** Defaults filled in and every option checked (shared with the graph trainer). */
 export function checkOptions(o: TrainOptions, seqLenRule: 'llama-context' | 'any' = 'llama-context'): Required<Pick<TrainOptions, 'epochs' | 'lrMin' | 'warmupSteps' | 'optimizer' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'threads' | 'seed' | 'shuffle' | 'evalEvery' | 'chunkSize'>> {
   const r = {
@@ -782,8 +789,7 @@ class TrainingSession {
     let nextEval = o.evalEvery > 0 ? o.evalEvery : Infinity;
     outer: for (let epoch = 1; epoch <= o.epochs; epoch++) {
       this.epoch = epoch;
-      const order = Array.from({ length: nRows }, (_, i) => i);
-      if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
+      const order = epochOrder(nRows, epoch, o);
       for (let at = 0; at < order.length; ) {
         if (opts.signal?.aborted) {
           stopped = true;
