@@ -26,6 +26,7 @@ import { InvalidInputError } from '../util/errors.js';
 import { loadLlama, type Llama } from './library.js';
 import type { Pointer } from './native.js';
 import {
+  FILE_TYPE,
   TrainingError,
   checkOptions,
   checkTrainingData,
@@ -320,8 +321,6 @@ export interface GraphSaveOptions {
   /** Encoding of the matrices; 1-D tensors (norms, biases) stay F32. Default 'f32'. */
   type?: TensorType;
 }
-
-const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
 /**
  * A GGUF model held as ggml parameters with its training graph built: `train` runs AdamW steps, `evaluate` the loss,

@@ -267,7 +267,7 @@ export interface SaveOptions {
 }
 
 /** llama_ftype of a file whose matrices are all of one type. */
-const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
+export const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
 function rewriteGguf(raw: string, out: string, source: GgufFile | undefined, metadata: Record<string, string | number | boolean>, type: TensorType): void {
   const saved = GgufFile.open(raw);
