@@ -26,6 +26,7 @@ import { availableParallelism } from 'node:os';
 import type { TensorType } from '../gguf/encode.js';
 import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
 import { GgufFile } from '../gguf/reader.js';
+import { modelShapeOf, writeDeeperCopy } from './grow-model.js';
 // ---- adapter point: the demo tokenizer and corpus (src/demo/tokenizer.ts, src/demo/corpus.ts) ----
 import { writeTokenizerToGguf, type DemoTokenizer } from './tokenizer.js';
 import { buildCorpus, buildDemoTokenizer, labelsEverywhere } from './corpus.js';
@@ -75,6 +76,8 @@ export interface DemoRecipe {
    * as 'llama-opt'.
    */
   trainer?: 'graph' | 'llama-opt';
+  /** A stage that grew the model it started from: the layers new identity blocks were inserted after (old numbering). */
+  addLayersAfter?: readonly number[];
 }
 
 /** The training path of a recipe (older recipes, written before the field existed, used llama_opt). */
@@ -158,6 +161,11 @@ export interface DemoTrainOptions {
    * and schedule run again from these weights; AdamW moments start at zero, as this path cannot save them).
    */
   initFrom?: string;
+  /**
+   * With `initFrom`: insert one new identity block (zero output projections, so the model computes exactly what it did)
+   * after each of these layers before training, growing the model deeper (src/demo/grow-model.ts).
+   */
+  addLayersAfter?: readonly number[];
   /** Evaluate the validation windows every this many steps (default: about 20 times per run). */
   evalEvery?: number;
   /** Save `<name>.checkpoint.gguf` every this many steps (0: never). */
@@ -221,8 +229,16 @@ export function recipeRows(tok: DemoTokenizer, r: DemoRecipe, which: 'train' | '
 
 /** Train the demo model from scratch and write `<outDir>/<name>.gguf` and `<outDir>/<name>.loss.json`. */
 export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainResult> {
-  const r = opts.recipe ?? DEMO_RECIPES.default;
+  let r = opts.recipe ?? DEMO_RECIPES.default;
   validateRecipe(r);
+  if (opts.addLayersAfter && !opts.initFrom) throw new InvalidInputError('addLayersAfter grows a trained model: give initFrom too');
+  if (opts.initFrom) {
+    // A later stage trains the model it is given: its recipe records that model's shape (grown, if asked).
+    const shape = modelShapeOf(opts.initFrom);
+    r = { ...r, shape: { ...shape, nLayer: shape.nLayer + (opts.addLayersAfter?.length ?? 0) } };
+    if (opts.addLayersAfter) r.addLayersAfter = [...opts.addLayersAfter];
+    validateRecipe(r);
+  }
   const log = opts.log ?? (() => {});
   const outDir = resolve(opts.outDir);
   const modelPath = join(outDir, `${r.name}.gguf`);
@@ -242,11 +258,17 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
       const earlier = before.getString('lynx.demo.recipe');
       const stages = before.getString('lynx.demo.stages');
       before.close();
-      writeF32Copy(opts.initFrom, initPath, {
+      const metadata = {
         'lynx.demo.recipe': JSON.stringify(r),
         // Every stage's recipe, oldest first, so the shipped file says how it was made.
         'lynx.demo.stages': JSON.stringify([...(stages ? (JSON.parse(stages) as unknown[]) : earlier ? [JSON.parse(earlier)] : []), r]),
-      });
+      };
+      if (opts.addLayersAfter) {
+        log(`init: inserting new identity blocks after layer(s) ${opts.addLayersAfter.join(', ')} (${r.shape.nLayer} layers)`);
+        writeDeeperCopy(opts.initFrom, initPath, { addLayersAfter: opts.addLayersAfter, seed: r.initSeed, metadata });
+      } else {
+        writeF32Copy(opts.initFrom, initPath, metadata);
+      }
     } else {
       writeInitialModel(initPath, {
         shape: r.shape,

@@ -96,10 +96,11 @@ export function registerDemo(program: Command): void {
     .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
     .option('--checkpoint-every <n>', 'save a weights-only checkpoint every n steps', intOption('--checkpoint-every', 0), 0)
     .option('--init-from <gguf>', 'continue from a trained demo model (a second stage) instead of a random initialisation')
+    .option('--add-layers-after <list>', 'with --init-from: grow the model deeper, one new identity block after each listed layer (e.g. 1,3)')
     .option('--data-seed <n>', 'seed of the training traces (use a new one for a second stage)', intOption('--data-seed', 0))
     .option('--lr <x>', 'peak learning rate', floatOption('--lr', 0))
     .option('--trainer <path>', "graph (full gradients through ggml, the default) or llama-opt (llama.cpp's llama_opt_*, K/V frozen)")
-    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number; initFrom?: string; dataSeed?: number; lr?: number; trainer?: string }) => {
+    .action(async (args: { recipe: string; out: string; threads: number; sequences?: number; checkpointEvery: number; initFrom?: string; addLayersAfter?: string; dataSeed?: number; lr?: number; trainer?: string }) => {
       const base = DEMO_RECIPES[args.recipe as keyof typeof DEMO_RECIPES];
       if (!base) throw new InvalidInputError(`unknown recipe '${args.recipe}': use ${Object.keys(DEMO_RECIPES).join(' or ')}`);
       if (args.initFrom && !existsSync(args.initFrom)) throw new InvalidInputError(`--init-from: no file at ${args.initFrom}`);
@@ -115,6 +116,7 @@ export function registerDemo(program: Command): void {
         threads: args.threads,
         checkpointEvery: args.checkpointEvery,
         initFrom: args.initFrom ? resolve(args.initFrom) : undefined,
+        addLayersAfter: args.addLayersAfter !== undefined ? layerList(args.addLayersAfter) : undefined,
         log: (line) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${line}\n`),
       });
       process.stdout.write(`${r.modelPath}\n${r.lossCurvePath}\n`);
@@ -229,4 +231,11 @@ function problemLine(r: DemoProblemResult): string {
     ` | early: ${String(r.earlyExit.answer ?? '—').padStart(4)} ${mark(r.earlyExit.correct)} ${String(r.earlyExit.tokens).padStart(4)} tok, ${exit}` +
     (r.tokensSaved > 0 ? paint('dim', `  (−${r.tokensSaved})`) : '')
   );
+}
+
+/** "1,3" -> [1, 3] (layer numbers for --add-layers-after). */
+function layerList(text: string): number[] {
+  const xs = text.split(',').map((x) => x.trim());
+  if (xs.some((x) => !/^-?\d+$/.test(x))) throw new InvalidInputError(`--add-layers-after: expected layer numbers like 1,3 (got '${text}')`);
+  return xs.map(Number);
 }
