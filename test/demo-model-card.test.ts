@@ -38,18 +38,25 @@ describe('model card', () => {
     expect(m.recipe.data.seed).toBe(102);
     expect(table).toContain('continued from its step-60 checkpoint');
     expect(table.split('\n').filter((l) => /^\| \d /.test(l))).toHaveLength(2);
+    expect(table).not.toContain('grown');
+    const s3 = curve(10, 5, 103, () => 2);
+    s3.recipe = { ...s3.recipe, shape: { ...s3.recipe.shape, nLayer: 6 }, addLayersAfter: [1, 3] };
+    expect(mergeStageCurves([{ curve: s1 }, { curve: s3 }]).table).toContain('grown to 6 layers (new identity blocks after layer 1, 3)');
   });
 
   it('summarises completions by level and draws the loss curve', () => {
     const row = behaviourRow(1, [
-      { finalAnswer: 7, correct: true, firstCandidateCorrect: true, candidates: 2, thinkingTokens: 100, afterFirstCorrect: 60, cues: 3 },
-      { finalAnswer: null, correct: false, firstCandidateCorrect: false, candidates: 1, thinkingTokens: 200, afterFirstCorrect: 0, cues: 1 },
+      { finalAnswer: 7, correct: true, firstCandidateCorrect: true, candidates: 2, thinkingTokens: 100, afterFirstCorrect: 60, cues: 3, reachedCorrect: true },
+      { finalAnswer: null, correct: false, firstCandidateCorrect: false, candidates: 1, thinkingTokens: 200, afterFirstCorrect: 0, cues: 1, reachedCorrect: false },
+      { finalAnswer: 4, correct: false, firstCandidateCorrect: false, candidates: 2, thinkingTokens: 100, afterFirstCorrect: 20, cues: 2, reachedCorrect: true },
     ]);
-    expect(row.formatted).toBe(0.5);
-    expect(row.accuracy).toBe(0.5);
-    expect(row.meanThinkingTokens).toBe(150);
-    expect(row.meanShareAfterFirstCorrect).toBeCloseTo(0.3);
-    expect(row.pooledShareAfterFirstCorrect).toBeCloseTo(60 / 300);
+    expect(row.formatted).toBeCloseTo(2 / 3);
+    expect(row.accuracy).toBeCloseTo(1 / 3);
+    expect(row.meanThinkingTokens).toBeCloseTo(400 / 3);
+    expect(row.meanShareAfterFirstCorrect).toBeCloseTo((0.6 + 0 + 0.2) / 3);
+    expect(row.pooledShareAfterFirstCorrect).toBeCloseTo(80 / 400);
+    // Only the two traces that reach a correct candidate (a right answer later abandoned counts too).
+    expect(row.meanShareAfterFirstCorrectWhenReached).toBeCloseTo((0.6 + 0.2) / 2);
     const svg = lossCurveSvg(curve(100, 20, 1, (i) => 5 - i / 50));
     expect(svg.startsWith('<svg')).toBe(true);
     // Training line (100 points, one per step) and validation line (6 points), each a path of M/L commands.

@@ -161,6 +161,7 @@ describe('demo traces', () => {
       expect(fromText.correct).toBe(t.correct);
       expect(fromText.firstCandidateCorrect).toBe(t.candidates[0]!.correct);
       expect(fromText.cues).toBe(t.cues.length);
+      expect(fromText.reachedCorrect).toBe(fromMarks.firstCorrectIndex >= 0);
       // Token counts are additive at the cut: the thinking splits cleanly at a round boundary.
       if (fromMarks.firstCorrectIndex >= 0) expect(fromMarks.afterFirstCorrect).toBeLessThan(fromMarks.thinking);
     }
@@ -168,6 +169,8 @@ describe('demo traces', () => {
     expect(cut.finalAnswer).toBeNull();
     expect(cut.correct).toBe(false);
     expect(cut.afterFirstCorrect).toBe(1);
+    expect(cut.reachedCorrect).toBe(true);
+    expect(summarizeCompletion('So the answer is 4.\n\nWait', 5, count).reachedCorrect).toBe(false);
   });
 
   it('reject unusable options', () => {

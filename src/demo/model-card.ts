@@ -29,6 +29,11 @@ export interface BehaviourRow {
   meanShareAfterFirstCorrect: number;
   /** Sum of tokens after the first correct candidate / sum of thinking tokens. */
   pooledShareAfterFirstCorrect: number;
+  /**
+   * The mean share over the traces that reach a correct candidate at all: how much of a trace is overthinking once the
+   * model has the answer, apart from how often it gets there (absent in cards written before it existed).
+   */
+  meanShareAfterFirstCorrectWhenReached?: number;
   meanCues: number;
 }
 
@@ -97,18 +102,24 @@ export function behaviourRow(level: number | 'all', xs: readonly CompletionSumma
     meanThinkingTokens: mean((s) => s.thinkingTokens),
     meanShareAfterFirstCorrect: mean((s) => (s.thinkingTokens > 0 ? s.afterFirstCorrect / s.thinkingTokens : 0)),
     pooledShareAfterFirstCorrect: thinking > 0 ? xs.reduce((a, s) => a + s.afterFirstCorrect, 0) / thinking : 0,
+    meanShareAfterFirstCorrectWhenReached: shareWhenReached(xs),
     meanCues: mean((s) => s.cues),
   };
+}
+
+function shareWhenReached(xs: readonly CompletionSummary[]): number {
+  const reached = xs.filter((s) => s.reachedCorrect && s.thinkingTokens > 0);
+  return reached.length === 0 ? 0 : reached.reduce((a, s) => a + s.afterFirstCorrect / s.thinkingTokens, 0) / reached.length;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export function behaviourTable(rows: readonly BehaviourRow[]): string {
-  const head = '| level | problems | accuracy | closed thinking + boxed answer | first candidate right | thinking tokens | after first correct (mean / pooled) | cue words |';
+  const head = '| level | problems | accuracy | closed thinking + boxed answer | first candidate right | thinking tokens | after first correct (mean / pooled / mean where reached) | cue words |';
   const sep = '|---|---|---|---|---|---|---|---|';
   const body = rows.map(
     (r) =>
-      `| ${r.level} | ${r.n} | ${pct(r.accuracy)} | ${pct(r.formatted)} | ${pct(r.firstCandidateCorrect)} | ${r.meanThinkingTokens.toFixed(0)} | ${pct(r.meanShareAfterFirstCorrect)} / ${pct(r.pooledShareAfterFirstCorrect)} | ${r.meanCues.toFixed(2)} |`,
+      `| ${r.level} | ${r.n} | ${pct(r.accuracy)} | ${pct(r.formatted)} | ${pct(r.firstCandidateCorrect)} | ${r.meanThinkingTokens.toFixed(0)} | ${pct(r.meanShareAfterFirstCorrect)} / ${pct(r.pooledShareAfterFirstCorrect)} / ${r.meanShareAfterFirstCorrectWhenReached === undefined ? '?' : pct(r.meanShareAfterFirstCorrectWhenReached)} | ${r.meanCues.toFixed(2)} |`,
   );
   return [head, sep, ...body].join('\n');
 }
@@ -188,6 +199,7 @@ export function mergeStageCurves(stages: readonly { curve: LossCurveFile; upToSt
     const r = c.recipe;
     rows.push(
       `| ${i + 1} | ${recipeTrainer(r)} | data seed ${r.data.seed}, lr ${r.optim.lr} → ${r.optim.lrMin}, ${r.data.sequences} windows planned` +
+        `${r.addLayersAfter ? `, grown to ${r.shape.nLayer} layers (new identity blocks after layer ${r.addLayersAfter.join(', ')})` : ''}` +
         `${upToStep !== undefined ? `, continued from its step-${upToStep} checkpoint` : ''} | ${keptTokens.toLocaleString('en-US')} | ${kept.length} | ` +
         `${(keptSeconds / 60).toFixed(0)} min | ${ev.at(-1)?.loss.toFixed(3) ?? '?'} |`,
     );
@@ -243,7 +255,7 @@ ${recipeTrainer(r) === 'llama-opt' ? `**Frozen K/V.** ${FROZEN_KV_NOTE}\n` : ''}
 ${behaviour(b)}
 
 Targets of the project (issue 7): accuracy at least 80% on level 1 and falling with difficulty — **${b.rows[0]!.accuracy >= 0.8 && b.rows.slice(0, -1).every((x, i, a) => i === 0 || x.accuracy <= a[i - 1]!.accuracy + 0.05) ? 'met' : 'not met'}** (level 1: ${pct(b.rows[0]!.accuracy)});
-at least 40% of thinking tokens after the first correct answer on average — **${all.meanShareAfterFirstCorrect >= 0.4 ? 'met' : 'not met'}** (${pct(all.meanShareAfterFirstCorrect)}).
+at least 40% of thinking tokens after the first correct answer on average — **${all.meanShareAfterFirstCorrect >= 0.4 ? 'met' : 'not met'}** (${pct(all.meanShareAfterFirstCorrect)}, counting 0% for a trace that never reaches a correct candidate${all.meanShareAfterFirstCorrectWhenReached !== undefined ? `; ${pct(all.meanShareAfterFirstCorrectWhenReached)} over the traces that do` : ''}).
 
 Sample completion (level ${b.samples[0]?.level}, problem ${b.samples[0]?.id}):
 

@@ -174,6 +174,8 @@ export interface CompletionSummary {
   thinkingTokens: number;
   /** Thinking tokens after the first correct candidate's sentence (0 when none is correct). */
   afterFirstCorrect: number;
+  /** Some candidate answer in the thinking is right. */
+  reachedCorrect: boolean;
 }
 
 /**
@@ -198,5 +200,6 @@ export function summarizeCompletion(completion: string, answer: number, count: T
     cues: parsed.cues.length,
     thinkingTokens,
     afterFirstCorrect,
+    reachedCorrect: first >= 0,
   };
 }
