@@ -8,10 +8,9 @@
  * composition across layers).
  */
 import { GgufFile } from '../gguf/reader.js';
-import { GgufWriter } from '../gguf/writer.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import type { ModelShape } from './init-model.js';
+import { f32CopyWriter, type ModelShape } from './init-model.js';
 
 export interface GrowOptions {
   /** Insert one new block after each of these existing layers (0-based, in the old numbering; -1: before layer 0). */
@@ -28,25 +27,29 @@ export interface GrowOptions {
 export function modelShapeOf(path: string): ModelShape {
   const f = GgufFile.open(path);
   try {
-    const arch = f.getString('general.architecture');
-    if (!arch) throw new InvalidInputError(`${path}: no general.architecture`);
-    const num = (key: string): number => {
-      const v = f.getNumber(`${arch}.${key}`);
-      if (v === undefined) throw new InvalidInputError(`${path}: no ${arch}.${key}`);
-      return v;
-    };
-    return {
-      nEmbd: num('embedding_length'),
-      nLayer: num('block_count'),
-      nHead: num('attention.head_count'),
-      nFf: num('feed_forward_length'),
-      contextLength: num('context_length'),
-      ropeFreqBase: f.getNumber(`${arch}.rope.freq_base`),
-      rmsEps: f.getNumber(`${arch}.attention.layer_norm_rms_epsilon`),
-    };
+    return shapeOf(f);
   } finally {
     f.close();
   }
+}
+
+function shapeOf(f: GgufFile): ModelShape {
+  const arch = f.getString('general.architecture');
+  if (!arch) throw new InvalidInputError(`${f.path}: no general.architecture`);
+  const num = (key: string): number => {
+    const v = f.getNumber(`${arch}.${key}`);
+    if (v === undefined) throw new InvalidInputError(`${f.path}: no ${arch}.${key}`);
+    return v;
+  };
+  return {
+    nEmbd: num('embedding_length'),
+    nLayer: num('block_count'),
+    nHead: num('attention.head_count'),
+    nFf: num('feed_forward_length'),
+    contextLength: num('context_length'),
+    ropeFreqBase: f.getNumber(`${arch}.rope.freq_base`),
+    rmsEps: f.getNumber(`${arch}.attention.layer_norm_rms_epsilon`),
+  };
 }
 
 /**
@@ -54,7 +57,17 @@ export function modelShapeOf(path: string): ModelShape {
  * shape. The file is written atomically by the GGUF writer.
  */
 export function writeDeeperCopy(src: string, dst: string, opts: GrowOptions): ModelShape {
-  const shape = modelShapeOf(src);
+  const f = GgufFile.open(src);
+  try {
+    return writeGrown(f, dst, opts);
+  } finally {
+    f.close();
+  }
+}
+
+function writeGrown(f: GgufFile, dst: string, opts: GrowOptions): ModelShape {
+  const src = f.path;
+  const shape = shapeOf(f);
   const after = [...opts.addLayersAfter].sort((a, b) => a - b);
   for (const a of after) {
     if (!Number.isInteger(a) || a < -1 || a >= shape.nLayer) {
@@ -73,38 +86,30 @@ export function writeDeeperCopy(src: string, dst: string, opts: GrowOptions): Mo
     for (const a of after) if (a === l) order.push(null);
   }
 
-  const f = GgufFile.open(src);
-  try {
-    const arch = f.getString('general.architecture')!;
-    if (arch !== 'qwen2' && arch !== 'llama') throw new UnsupportedError(`${src}: growing supports qwen2/llama models (got ${arch})`);
-    const w = new GgufWriter();
-    for (const [k, e] of f.metadata) w.set(k, e.value, e.type);
-    w.set('general.file_type', 0, 'u32');
-    w.set(`${arch}.block_count`, order.length, 'u32');
-    for (const [k, v] of Object.entries(opts.metadata ?? {})) w.set(k, v);
+  const arch = f.getString('general.architecture')!;
+  if (arch !== 'qwen2' && arch !== 'llama') throw new UnsupportedError(`${src}: growing supports qwen2/llama models (got ${arch})`);
+  const w = f32CopyWriter(f, opts.metadata);
+  w.set(`${arch}.block_count`, order.length, 'u32');
 
-    const names = new Set(f.tensors.map((t) => t.name));
-    const blockTensors = f.tensors.filter((t) => t.name.startsWith('blk.0.'));
-    if (blockTensors.length === 0) throw new InvalidInputError(`${src}: no blk.0 tensors`);
-    for (const t of f.tensors) if (!t.name.startsWith('blk.')) w.addTensor(t.name, [...t.dims], () => f.tensor(t.name), 'f32');
-    order.forEach((old, l) => {
-      for (const t of blockTensors) {
-        const suffix = t.name.slice('blk.0.'.length);
-        const name = `blk.${l}.${suffix}`;
-        if (old !== null) {
-          const from = `blk.${old}.${suffix}`;
-          if (!names.has(from)) throw new InvalidInputError(`${src}: layer ${old} has no ${suffix}`);
-          w.addTensor(name, [...t.dims], () => f.tensor(from), 'f32');
-        } else {
-          const n = t.dims.reduce((x, y) => x * y, 1);
-          w.addTensor(name, [...t.dims], () => newBlockTensor(suffix, n, Rng.derive(opts.seed, name), std), 'f32');
-        }
+  const names = new Set(f.tensors.map((t) => t.name));
+  const blockTensors = f.tensors.filter((t) => t.name.startsWith('blk.0.'));
+  if (blockTensors.length === 0) throw new InvalidInputError(`${src}: no blk.0 tensors`);
+  for (const t of f.tensors) if (!t.name.startsWith('blk.')) w.addTensor(t.name, [...t.dims], () => f.tensor(t.name), 'f32');
+  order.forEach((old, l) => {
+    for (const t of blockTensors) {
+      const suffix = t.name.slice('blk.0.'.length);
+      const name = `blk.${l}.${suffix}`;
+      if (old !== null) {
+        const from = `blk.${old}.${suffix}`;
+        if (!names.has(from)) throw new InvalidInputError(`${src}: layer ${old} has no ${suffix}`);
+        w.addTensor(name, [...t.dims], () => f.tensor(from), 'f32');
+      } else {
+        const n = t.dims.reduce((x, y) => x * y, 1);
+        w.addTensor(name, [...t.dims], () => newBlockTensor(suffix, n, Rng.derive(opts.seed, name), std), 'f32');
       }
-    });
-    w.write(dst);
-  } finally {
-    f.close();
-  }
+    }
+  });
+  w.write(dst);
   return { ...shape, nLayer: order.length };
 }
 

@@ -242,10 +242,7 @@ export function byteLevelTokenizer(specials: readonly string[] = ['<|endoftext|>
 export function writeF32Copy(src: string, dst: string, metadata: Record<string, string | number | boolean> = {}): void {
   const f = GgufFile.open(src);
   try {
-    const w = new GgufWriter();
-    for (const [k, e] of f.metadata) w.set(k, e.value, e.type);
-    w.set('general.file_type', 0, 'u32');
-    for (const [k, v] of Object.entries(metadata)) w.set(k, v);
+    const w = f32CopyWriter(f, metadata);
     for (const t of f.tensors) {
       const name = t.name;
       w.addTensor(name, [...t.dims], () => f.tensor(name), 'f32');
@@ -254,4 +251,13 @@ export function writeF32Copy(src: string, dst: string, metadata: Record<string, 
   } finally {
     f.close();
   }
+}
+
+/** A writer holding `f`'s metadata, marked all-F32, with the keys in `metadata` replaced or added (no tensors yet). */
+export function f32CopyWriter(f: GgufFile, metadata: Record<string, string | number | boolean> = {}): GgufWriter {
+  const w = new GgufWriter();
+  for (const [k, e] of f.metadata) w.set(k, e.value, e.type);
+  w.set('general.file_type', 0, 'u32');
+  for (const [k, v] of Object.entries(metadata)) w.set(k, v);
+  return w;
 }
