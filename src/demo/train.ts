@@ -8,7 +8,7 @@
  * `recipeWith` derives variants.
  */
 import { mkdtempSync, rmSync, renameSync, existsSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -22,7 +22,6 @@ import {
   type TrainOptions,
 } from '../engine/training.js';
 import { GraphTrainer, trainGraph } from '../engine/graph-training.js';
-import { availableParallelism } from 'node:os';
 import type { TensorType } from '../gguf/encode.js';
 import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
 import { GgufFile } from '../gguf/reader.js';
@@ -235,8 +234,9 @@ export async function trainDemoModel(opts: DemoTrainOptions): Promise<DemoTrainR
   if (opts.initFrom) {
     // A later stage trains the model it is given: its recipe records that model's shape (grown, if asked).
     const shape = modelShapeOf(opts.initFrom);
-    r = { ...r, shape: { ...shape, nLayer: shape.nLayer + (opts.addLayersAfter?.length ?? 0) } };
-    if (opts.addLayersAfter) r.addLayersAfter = [...opts.addLayersAfter];
+    // A recipe read back from an earlier stage may carry that stage's addLayersAfter: this stage records only its own.
+    const grow = opts.addLayersAfter ? [...opts.addLayersAfter] : undefined;
+    r = { ...r, shape: { ...shape, nLayer: shape.nLayer + (grow?.length ?? 0) }, addLayersAfter: grow };
     validateRecipe(r);
   }
   const log = opts.log ?? (() => {});
