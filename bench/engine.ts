@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { defaultThreads } from '../src/engine/context.js';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
+import type { SamplerOptions } from '../src/engine/sampler.js';
 import { GgufWriter } from '../src/gguf/writer.js';
 import { byteToUnicode, TINY } from '../test/helpers/engine-models.js';
 import { measureBandwidth } from './bandwidth.js';
@@ -90,6 +91,13 @@ export interface EngineBenchResult {
   decodeTappedTokensPerSecond: number;
   tapOverhead: number;
   aggregate: { sequences: number; tokensPerSecond: number }[];
+  /**
+   * 16 sequences drawing at the settings reasoning models are evaluated with (T 0.6, top-p 0.95): tokens drawn one
+   * after another on the main thread (llama.cpp's usual way) against in parallel on worker threads (the default).
+   */
+  sampling16?: { sampler: string; serialTokensPerSecond: number; parallelTokensPerSecond: number };
+  /** Single-sequence decode on one thread: how decode scales with cores (memory-bound decode would not double). */
+  decodeOneThreadTokensPerSecond?: number;
   peer?: { name: string; decodeTokensPerSecond: number; error?: string };
   rooflineTokensPerSecond?: number;
   rooflineFraction?: number;
@@ -100,8 +108,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function timeDecode(model: LlamaModel, opts: { tokens: number; taps?: number[]; reps: number }): Promise<number> {
-  const ctx = new LlamaContext(model, { nCtx: 1024, nSeqMax: 1, nBatch: 512, taps: opts.taps !== undefined });
+async function timeDecode(model: LlamaModel, opts: { tokens: number; taps?: number[]; reps: number; threads?: number }): Promise<number> {
+  const ctx = new LlamaContext(model, { nCtx: 1024, nSeqMax: 1, nBatch: 512, taps: opts.taps !== undefined, threads: opts.threads });
   const rates: number[] = [];
   for (let r = 0; r < opts.reps; r++) {
     const seq = ctx.createSequence();
@@ -134,8 +142,14 @@ async function timePrefill(model: LlamaModel, nTokens: number, reps: number): Pr
   return median(rates);
 }
 
-async function timeAggregate(model: LlamaModel, sequences: number, tokensEach: number): Promise<number> {
-  const ctx = new LlamaContext(model, { nCtx: 4096, nSeqMax: sequences, nBatch: 512, taps: false });
+async function timeAggregate(
+  model: LlamaModel,
+  sequences: number,
+  tokensEach: number,
+  sampler: SamplerOptions = { temperature: 0.8 },
+  parallelSampling: boolean | 'auto' = 'auto',
+): Promise<number> {
+  const ctx = new LlamaContext(model, { nCtx: 4096, nSeqMax: sequences, nBatch: 512, taps: false, parallelSampling });
   const seqs = [];
   for (let i = 0; i < sequences; i++) {
     const s = ctx.createSequence();
@@ -146,7 +160,7 @@ async function timeAggregate(model: LlamaModel, sequences: number, tokensEach: n
   const counts = await Promise.all(
     seqs.map(async (s, i) => {
       let n = 0;
-      for await (const _ of s.generate({ maxTokens: tokensEach, stop: { eog: false }, sampler: { temperature: 0.8, seed: i } })) n++;
+      for await (const _ of s.generate({ maxTokens: tokensEach, stop: { eog: false }, sampler: { ...sampler, seed: i } })) n++;
       return n;
     }),
   );
@@ -213,6 +227,12 @@ export async function benchEngine(cacheDir: string, types: ('q8_0' | 'bf16')[], 
       aggregate.push({ sequences: n, tokensPerSecond: rate });
       log(`  aggregate decode, ${n} sequences: ${rate.toFixed(1)} tok/s`);
     }
+    const evalSampler = { temperature: 0.6, topP: 0.95 };
+    const serial = await timeAggregate(model, 16, 32, evalSampler, false);
+    const parallel = await timeAggregate(model, 16, 32, evalSampler, 'auto');
+    log(`  16 sequences at T 0.6 / top-p 0.95: serial draws ${serial.toFixed(1)} tok/s, parallel ${parallel.toFixed(1)} tok/s`);
+    const oneThread = await timeDecode(model, { tokens: 32, reps: 3, threads: 1 });
+    log(`  decode on 1 thread: ${oneThread.toFixed(2)} tok/s`);
     model.dispose();
     const peer = await peerDecode(file, 64, 3);
     log(`  peer ${peer?.name}: ${peer?.decodeTokensPerSecond.toFixed(2)} tok/s ${peer?.error ?? ''}`);
@@ -227,6 +247,8 @@ export async function benchEngine(cacheDir: string, types: ('q8_0' | 'bf16')[], 
       decodeTappedTokensPerSecond: tapped,
       tapOverhead: 1 - tapped / decode,
       aggregate,
+      sampling16: { sampler: 'temperature 0.6, top-p 0.95', serialTokensPerSecond: serial, parallelTokensPerSecond: parallel },
+      decodeOneThreadTokensPerSecond: oneThread,
       peer,
       rooflineTokensPerSecond: roofline,
       rooflineFraction: decode / roofline,

@@ -31,6 +31,15 @@ for (const r of engine) {
       `${agg(1).toFixed(1)} | ${agg(4).toFixed(1)} | ${agg(16).toFixed(1)} | ${(agg(16) / agg(1)).toFixed(2)}x |`,
   );
 }
+console.log('\n| file | 16 seq, T 0.6 / top-p 0.95, serial draws | parallel draws | parallel / serial | decode, 1 thread | 2+ threads / 1 |');
+console.log('|---|---|---|---|---|---|');
+for (const r of engine) {
+  const s = r.sampling16!;
+  console.log(
+    `| ${r.type} | ${s.serialTokensPerSecond.toFixed(1)} | ${s.parallelTokensPerSecond.toFixed(1)} | ${(s.parallelTokensPerSecond / s.serialTokensPerSecond).toFixed(2)}x | ` +
+      `${r.decodeOneThreadTokensPerSecond!.toFixed(2)} | ${(r.decodeTokensPerSecond / r.decodeOneThreadTokensPerSecond!).toFixed(2)}x |`,
+  );
+}
 const outDir = resolve('bench', 'results');
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, `${started.toISOString().slice(0, 10)}-engine-${types.join('-')}.json`);

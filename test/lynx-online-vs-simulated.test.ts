@@ -44,8 +44,9 @@ const MAX_TOKENS = 64;
 const ANSWER_MAX = 16;
 // The builder comparison's seed: its rollouts have cues that only the end of the budget confirms. The second describe
 // checks online LYNX on seeds whose rollouts have cues that `</think>` confirms and confirmations more than two tokens
-// late (seeds 2, 6, 11) against the offline cue finder and re-decoded hidden states.
-const SEED = 8;
+// late (seeds 2, 6, 11) against the offline cue finder and re-decoded hidden states. (Seeds are picked for these
+// properties under the current sampler chain; a change of sampling order changes the rollouts.)
+const SEED = 36;
 const N_PROBLEMS = 10;
 
 const problems: Problem[] = Array.from({ length: N_PROBLEMS }, (_, i) => ({

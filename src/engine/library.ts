@@ -20,6 +20,12 @@ export interface LoadLlamaOptions {
   /** llama.cpp's own log lines at or above this level go to `onLog` (default: stderr); default 'error'. Env `LYNX_LOG_LEVEL`. */
   logLevel?: LogLevel;
   onLog?: (level: LogLevel, text: string) => void;
+  /**
+   * Load llama.cpp from this folder instead of the pinned packages: a build of the same llama.cpp version (for
+   * example from the source inside `node-llama-cpp@3.22.1`, built for a GPU the packages do not cover). The ABI check
+   * refuses any other version. Env `LYNX_LLAMA_LIB_DIR`.
+   */
+  libDir?: string;
 }
 
 export interface Llama {
@@ -52,6 +58,14 @@ export function loadLlama(opts: LoadLlamaOptions = {}): Llama {
   setLogRoute(level, opts.onLog);
   if (loaded) return loaded;
 
+  const ownDir = opts.libDir ?? (process.env.LYNX_LLAMA_LIB_DIR || undefined);
+  if (ownDir) {
+    if (!existsSync(ownDir) || !readdirSync(ownDir).some(isLibllama)) {
+      throw new BackendLoadError(`no llama.cpp build in ${ownDir} (LYNX_LLAMA_LIB_DIR / libDir): expected libllama.so, libggml.so and libggml-base.so there`);
+    }
+    loaded = openBuild(undefined, ownDir);
+    return loaded;
+  }
   const envBackend = process.env.LYNX_BACKEND as BackendChoice | undefined;
   const choice: BackendChoice = (opts.backend && opts.backend !== 'auto' ? opts.backend : envBackend) ?? 'auto';
   if (!['auto', 'cpu', 'cuda', 'vulkan'].includes(choice)) {
@@ -114,9 +128,13 @@ function findLibDir(backend: BackendName): string | undefined {
   if (!existsSync(bins)) return undefined;
   for (const sub of readdirSync(bins)) {
     const dir = join(bins, sub);
-    if (readdirSync(dir).some((f) => /^libllama(\.[a-z]+)?\.v[\d.]+\.so$/.test(f) || f === 'libllama.so')) return dir;
+    if (readdirSync(dir).some(isLibllama)) return dir;
   }
   return undefined;
+}
+
+function isLibllama(file: string): boolean {
+  return /^libllama(\.[a-z]+)?\.v[\d.]+\.so$/.test(file) || file === 'libllama.so';
 }
 
 function findFile(dir: string, pattern: RegExp): string {
@@ -125,7 +143,8 @@ function findFile(dir: string, pattern: RegExp): string {
   return join(dir, hit);
 }
 
-function openBuild(backend: BackendName, libDir: string): Llama {
+/** Load the build in libDir; `backend` undefined (an own build): named after the GPU devices it brings, if any. */
+function openBuild(named: BackendName | undefined, libDir: string): Llama {
   const ggmlBase = koffi.load(join(libDir, 'libggml-base.so'));
   const ggml = koffi.load(findFile(libDir, /^libggml(\.[a-z]+)?\.v[\d.]+\.so$|^libggml\.so$/));
   const lib = koffi.load(findFile(libDir, /^libllama(\.[a-z]+)?\.v[\d.]+\.so$|^libllama\.so$/));
@@ -145,6 +164,8 @@ function openBuild(backend: BackendName, libDir: string): Llama {
       type: typeNames[api.ggml_backend_dev_type(dev)] ?? 'accel',
     });
   }
+  const gpuName = devices.find((d) => d.type === 'gpu' || d.type === 'igpu')?.name ?? '';
+  const backend: BackendName = named ?? (/^cuda/i.test(gpuName) ? 'cuda' : /^vulkan/i.test(gpuName) ? 'vulkan' : 'cpu');
   if (!devices.some((d) => d.type === 'cpu')) throw new BackendLoadError(`${backend} build loaded no CPU backend from ${libDir}`);
   if (backend !== 'cpu' && !devices.some((d) => d.type === 'gpu' || d.type === 'igpu')) {
     // The GPU build still runs on its CPU backend; say so rather than pretend.

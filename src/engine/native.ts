@@ -203,6 +203,9 @@ export interface LlamaApi {
   llama_sampler_init_min_p(p: number, minKeep: number): Pointer;
   llama_sampler_init_temp(t: number): Pointer;
   llama_sampler_sample(s: Pointer, ctx: Pointer, idx: number): number;
+  /** The same call on a libuv worker thread: sequences of one batch are sampled in parallel. */
+  llama_sampler_sample_async(s: Pointer, ctx: Pointer, idx: number, done: (err: unknown, token: number) => void): void;
+  llama_sampler_apply(s: Pointer, cur: Pointer): void;
   llama_sampler_accept(s: Pointer, token: number): void;
   llama_sampler_free(s: Pointer): void;
   llama_sampler_clone(s: Pointer): Pointer;
@@ -217,6 +220,7 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
   const f = (lib: LibraryHandle, name: string, ret: string | TypeObject, args: (string | TypeObject)[]) =>
     lib.func(name, ret, args);
   const vp = 'void *';
+  const sample = f(llama, 'llama_sampler_sample', 'int32_t', [vp, vp, 'int32_t']);
   const api = {
     ggml_backend_load_all_from_path: f(ggml, 'ggml_backend_load_all_from_path', 'void', ['str']),
     ggml_backend_dev_count: f(ggml, 'ggml_backend_dev_count', 'size_t', []),
@@ -286,7 +290,9 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     llama_sampler_init_top_p: f(llama, 'llama_sampler_init_top_p', vp, ['float', 'size_t']),
     llama_sampler_init_min_p: f(llama, 'llama_sampler_init_min_p', vp, ['float', 'size_t']),
     llama_sampler_init_temp: f(llama, 'llama_sampler_init_temp', vp, ['float']),
-    llama_sampler_sample: f(llama, 'llama_sampler_sample', 'int32_t', [vp, vp, 'int32_t']),
+    llama_sampler_sample: sample,
+    llama_sampler_sample_async: sample.async,
+    llama_sampler_apply: f(llama, 'llama_sampler_apply', 'void', [vp, vp]),
     llama_sampler_accept: f(llama, 'llama_sampler_accept', 'void', [vp, 'int32_t']),
     llama_sampler_free: f(llama, 'llama_sampler_free', 'void', [vp]),
     llama_sampler_clone: f(llama, 'llama_sampler_clone', vp, [vp]),

@@ -1,6 +1,10 @@
 /**
- * Sampling, in one place: a seeded llama.cpp sampler chain per sequence (top-k → top-p → min-p → temperature → draw,
- * the order llama.cpp's own tools use), plus log-probabilities computed in TypeScript from the raw logits.
+ * Sampling, in one place: a seeded llama.cpp sampler chain per sequence, plus log-probabilities computed in
+ * TypeScript from the raw logits.
+ *
+ * The chain is temperature → top-k → top-p → min-p → draw: truncation sees the temperature-scaled distribution, as in
+ * Hugging Face `generate` and vLLM, where the settings reasoning models are evaluated with ("temperature 0.6, top-p
+ * 0.95") come from. llama.cpp's own tools put temperature last, which keeps a wider nucleus at T < 1.
  */
 import koffi from 'koffi';
 import type { LlamaApi, Pointer } from './native.js';
@@ -25,6 +29,8 @@ export class Sampler {
   readonly options: Readonly<SamplerOptions>;
   private chain: Pointer | null;
   private readonly api: LlamaApi;
+  /** Candidate array for sampleFromLogits, kept between calls (a vocabulary's worth of llama_token_data). */
+  private candidates: { mem: Pointer; n: number } | undefined;
 
   constructor(api: LlamaApi, options: SamplerOptions = {}) {
     this.api = api;
@@ -33,10 +39,10 @@ export class Sampler {
     if (isGreedy(options)) {
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_greedy());
     } else {
+      api.llama_sampler_chain_add(chain, api.llama_sampler_init_temp(options.temperature!));
       if (options.topK && options.topK > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_k(options.topK));
       if (options.topP !== undefined && options.topP < 1) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_p(options.topP, 1));
       if (options.minP !== undefined && options.minP > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_min_p(options.minP, 1));
-      api.llama_sampler_chain_add(chain, api.llama_sampler_init_temp(options.temperature!));
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_dist((options.seed ?? 0) >>> 0));
     }
     this.chain = chain;
@@ -47,34 +53,48 @@ export class Sampler {
     return this.api.llama_sampler_sample(this.ptr, ctx, index);
   }
 
+  /**
+   * The same draw on a libuv worker thread. The caller must not start another llama_decode on this context, nor free
+   * it, until the callback has run (the worker reads the context's logits).
+   */
+  sampleFromContextAsync(ctx: Pointer, index: number): Promise<number> {
+    const chain = this.ptr;
+    return new Promise((resolve, reject) =>
+      this.api.llama_sampler_sample_async(chain, ctx, index, (err, token) => (err ? reject(err as Error) : resolve(token))),
+    );
+  }
+
   /** Sample from a copy of logits (used when the context's buffer has moved on since they were computed). */
   sampleFromLogits(logits: Float32Array): number {
     const n = logits.length;
     const size = koffi.sizeof(llama_token_data);
-    const mem = koffi.alloc(llama_token_data, n);
+    if (!this.candidates || this.candidates.n !== n) {
+      if (this.candidates) koffi.free(this.candidates.mem);
+      this.candidates = { mem: koffi.alloc(llama_token_data, n), n };
+    }
+    const mem = this.candidates.mem;
+    // llama_token_data is { int32 id; float logit; float p }: fill it through two typed views of the same memory.
+    const buf = koffi.view(mem, n * size);
+    const ids = new Int32Array(buf);
+    const floats = new Float32Array(buf);
+    const stride = size / 4;
+    for (let i = 0, o = 0; i < n; i++, o += stride) {
+      ids[o] = i;
+      floats[o + 1] = logits[i]!;
+      floats[o + 2] = 0;
+    }
+    const arrMem = koffi.alloc(llama_token_data_array, 1);
     try {
-      const view = new DataView(koffi.view(mem, n * size));
-      for (let i = 0; i < n; i++) {
-        view.setInt32(i * size, i, true);
-        view.setFloat32(i * size + 4, logits[i]!, true);
-        view.setFloat32(i * size + 8, 0, true);
-      }
-      const arr = { data: mem, size: n, selected: -1, sorted: false };
-      const arrMem = koffi.alloc(llama_token_data_array, 1);
-      try {
-        koffi.encode(arrMem, llama_token_data_array, arr);
-        this.applyNative(arrMem);
-        const out = koffi.decode(arrMem, llama_token_data_array) as { data: Pointer; selected: number | bigint };
-        const selected = Number(out.selected);
-        // Samplers may replace `data`; read the chosen id from wherever it points now.
-        const id = koffi.decode(out.data, selected * size, 'int32_t') as number;
-        this.api.llama_sampler_accept(this.ptr, id);
-        return id;
-      } finally {
-        koffi.free(arrMem);
-      }
+      koffi.encode(arrMem, llama_token_data_array, { data: mem, size: n, selected: -1, sorted: false });
+      this.api.llama_sampler_apply(this.ptr, arrMem);
+      const out = koffi.decode(arrMem, llama_token_data_array) as { data: Pointer; selected: number | bigint };
+      const selected = Number(out.selected);
+      // Samplers may replace `data`; read the chosen id from wherever it points now.
+      const id = koffi.decode(out.data, selected * size, 'int32_t') as number;
+      this.api.llama_sampler_accept(this.ptr, id);
+      return id;
     } finally {
-      koffi.free(mem);
+      koffi.free(arrMem);
     }
   }
 
@@ -88,20 +108,17 @@ export class Sampler {
       this.api.llama_sampler_free(this.chain);
       this.chain = null;
     }
+    if (this.candidates) {
+      koffi.free(this.candidates.mem);
+      this.candidates = undefined;
+    }
   }
 
   private get ptr(): Pointer {
     if (!this.chain) throw new Error('sampler disposed');
     return this.chain;
   }
-
-  private applyNative(arrMem: Pointer): void {
-    applyFn ??= this.api.lib.func('llama_sampler_apply', 'void', ['void *', 'void *']) as (s: Pointer, a: Pointer) => void;
-    applyFn(this.ptr, arrMem);
-  }
 }
-
-let applyFn: ((s: Pointer, a: Pointer) => void) | undefined;
 
 export interface TokenLogprob {
   token: number;
@@ -109,10 +126,20 @@ export interface TokenLogprob {
 }
 
 /**
- * log p(token) under softmax(logits), and the k most likely tokens with their log-probabilities.
- * One pass for the max, one for the normaliser, one partial selection for the top k.
+ * log p(token) under softmax(logits) — the model's own distribution, before temperature and truncation (what vLLM
+ * and DeepConf report) — and the k most likely tokens with their log-probabilities.
  */
 export function logprobs(logits: Float32Array, token: number, k = 0): { logprob: number; top: TokenLogprob[] } {
+  const { logZ, top } = logSoftmaxSummary(logits, k);
+  return { logprob: logits[token]! - logZ, top };
+}
+
+/**
+ * The log-normaliser of softmax(logits) and its k most likely tokens: everything `logprobs` needs except the
+ * sampled token, so it can be computed while the token is still being drawn.
+ * One pass for the max, one for the normaliser, one partial selection for the top k.
+ */
+export function logSoftmaxSummary(logits: Float32Array, k = 0): { logZ: number; top: TokenLogprob[] } {
   const n = logits.length;
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!;
@@ -138,5 +165,5 @@ export function logprobs(logits: Float32Array, token: number, k = 0): { logprob:
     }
     for (const t of top) t.logprob -= logZ;
   }
-  return { logprob: logits[token]! - logZ, top };
+  return { logZ, top };
 }

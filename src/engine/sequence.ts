@@ -36,7 +36,7 @@ export interface GenerateOptions {
   tapWhen?: (token: number, text: string) => boolean;
   /** Also return the k most likely tokens of each step's distribution with their log-probabilities. */
   topLogprobs?: number;
-  /** Return the log-probability of each sampled token. */
+  /** Return the log-probability of each sampled token (under the raw logits; see GeneratedToken.logprob). */
   logprobs?: boolean;
 }
 
@@ -48,7 +48,10 @@ export interface GeneratedToken {
   text: string;
   /** True for the token that ended generation (EOS/stop); it is not decoded into the KV cache. */
   stopped: boolean;
-  /** log p(token) under the distribution it was drawn from (when `logprobs` or `topLogprobs` is set). */
+  /**
+   * log p(token) under the model's distribution — softmax of the raw logits, before temperature and truncation, as
+   * vLLM reports it (when `logprobs` or `topLogprobs` is set).
+   */
   logprob?: number;
   topLogprobs?: TokenLogprob[];
   /** Hidden states of this token (when tapped). */
