@@ -41,24 +41,24 @@ export interface Bandwidth {
   method: string;
 }
 
-export async function measureBandwidth(): Promise<Bandwidth> {
+/** `threads`: how many cores read (default all); one thread gives the bandwidth a single core can pull. */
+export async function measureBandwidth(threads = availableParallelism()): Promise<Bandwidth> {
   const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0);
   if (cc) {
     try {
       const dir = mkdtempSync(join(tmpdir(), 'lynx-bw-'));
       writeFileSync(join(dir, 'bw.c'), KERNEL);
       execFileSync(cc, ['-O3', '-march=native', '-fopenmp', join(dir, 'bw.c'), '-o', join(dir, 'bw')]);
-      const out = execFileSync(join(dir, 'bw'), { encoding: 'utf8' });
-      return { gbPerSecond: Number(out.split(' ')[0]), method: `C read kernel, ${availableParallelism()} threads (OpenMP)` };
+      const out = execFileSync(join(dir, 'bw'), { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+      return { gbPerSecond: Number(out.split(' ')[0]), method: `C read kernel, ${threads} thread${threads === 1 ? '' : 's'} (OpenMP)` };
     } catch {
       // fall through to the JS measurement
     }
   }
-  return { gbPerSecond: await jsBandwidth(), method: `Node worker threads, ${availableParallelism()} threads (lower bound)` };
+  return { gbPerSecond: await jsBandwidth(threads), method: `Node worker threads, ${threads} threads (lower bound)` };
 }
 
-async function jsBandwidth(): Promise<number> {
-  const threads = availableParallelism();
+async function jsBandwidth(threads: number): Promise<number> {
   const bytesPerThread = 256 * 1024 * 1024;
   const src = `
     const { parentPort, workerData } = require('node:worker_threads');

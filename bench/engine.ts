@@ -98,6 +98,9 @@ export interface EngineBenchResult {
   sampling16?: { sampler: string; serialTokensPerSecond: number; parallelTokensPerSecond: number };
   /** Single-sequence decode on one thread: how decode scales with cores (memory-bound decode would not double). */
   decodeOneThreadTokensPerSecond?: number;
+  /** What one core can stream (GB/s), and the one-thread decode's share of that one-core roofline. */
+  oneCoreBandwidthGbPerSecond?: number;
+  oneThreadRooflineFraction?: number;
   peer?: { name: string; decodeTokensPerSecond: number; error?: string };
   rooflineTokensPerSecond?: number;
   rooflineFraction?: number;
@@ -202,6 +205,8 @@ export async function benchEngine(cacheDir: string, types: ('q8_0' | 'bf16')[], 
   mkdirSync(cacheDir, { recursive: true });
   const bw = await measureBandwidth();
   log(`memory bandwidth: ${bw.gbPerSecond.toFixed(1)} GB/s (${bw.method})`);
+  const bw1 = await measureBandwidth(1);
+  log(`memory bandwidth, one core: ${bw1.gbPerSecond.toFixed(1)} GB/s (${bw1.method})`);
   const results: EngineBenchResult[] = [];
   for (const type of types) {
     const file = join(cacheDir, `r1-distill-qwen-1.5b-shape.${type}.gguf`);
@@ -249,6 +254,8 @@ export async function benchEngine(cacheDir: string, types: ('q8_0' | 'bf16')[], 
       aggregate,
       sampling16: { sampler: 'temperature 0.6, top-p 0.95', serialTokensPerSecond: serial, parallelTokensPerSecond: parallel },
       decodeOneThreadTokensPerSecond: oneThread,
+      oneCoreBandwidthGbPerSecond: bw1.gbPerSecond,
+      oneThreadRooflineFraction: (oneThread * weightBytesPerToken) / (bw1.gbPerSecond * 1e9),
       peer,
       rooflineTokensPerSecond: roofline,
       rooflineFraction: decode / roofline,

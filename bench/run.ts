@@ -31,13 +31,14 @@ for (const r of engine) {
       `${agg(1).toFixed(1)} | ${agg(4).toFixed(1)} | ${agg(16).toFixed(1)} | ${(agg(16) / agg(1)).toFixed(2)}x |`,
   );
 }
-console.log('\n| file | 16 seq, T 0.6 / top-p 0.95, serial draws | parallel draws | parallel / serial | decode, 1 thread | 2+ threads / 1 |');
-console.log('|---|---|---|---|---|---|');
+console.log('\n| file | 16 seq, T 0.6 / top-p 0.95, serial draws | parallel draws | parallel / serial | decode, 1 thread | all threads / 1 | one-core bandwidth | 1-thread % of one-core roofline |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of engine) {
   const s = r.sampling16!;
   console.log(
     `| ${r.type} | ${s.serialTokensPerSecond.toFixed(1)} | ${s.parallelTokensPerSecond.toFixed(1)} | ${(s.parallelTokensPerSecond / s.serialTokensPerSecond).toFixed(2)}x | ` +
-      `${r.decodeOneThreadTokensPerSecond!.toFixed(2)} | ${(r.decodeTokensPerSecond / r.decodeOneThreadTokensPerSecond!).toFixed(2)}x |`,
+      `${r.decodeOneThreadTokensPerSecond!.toFixed(2)} | ${(r.decodeTokensPerSecond / r.decodeOneThreadTokensPerSecond!).toFixed(2)}x | ` +
+      `${r.oneCoreBandwidthGbPerSecond!.toFixed(1)} GB/s | ${(r.oneThreadRooflineFraction! * 100).toFixed(0)}% |`,
   );
 }
 const outDir = resolve('bench', 'results');

@@ -269,7 +269,7 @@ ${input.extra ? '\n' + input.extra + '\n' : ''}`;
 
 function behaviour(b: BehaviourReport): string {
   return `The 500 held-out test problems (\`--benchmark demo:test\`, 100 per level; their arithmetic never occurs in training),
-one rollout each at temperature ${b.temperature}, top-p ${b.topP}, seed ${b.seed}, at most ${b.maxTokens} tokens
+one rollout each at temperature ${b.temperature}, top-p ${b.topP} (nucleus of the temperature-scaled distribution), seed ${b.seed}, at most ${b.maxTokens} tokens
 (${b.seconds.toFixed(0)} s, ${Math.round(b.tokensPerSecond)} generated tokens/s on this machine's CPU, 16 sequences batched).
 "After first correct" counts thinking tokens after the sentence that first states the correct answer: what an
 oracle early exit would save.
