@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, loadLlama } from '../src/engine/index.js';
-import { Sampler, type SamplerOptions } from '../src/engine/sampler.js';
+import { argmax, Sampler, type SamplerOptions } from '../src/engine/sampler.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 
 const EXACT = { kvType: 'f32', flashAttention: false } as const;
@@ -54,6 +54,30 @@ describe('sampler chain', () => {
     const minP = drawCounts(LOGITS, { temperature: 2, minP: 0.2 }, 600);
     expect(minP[4]).toBeGreaterThan(0);
     expect(minP[5]! + minP[6]! + minP[7]!).toBe(0);
+  });
+});
+
+describe('greedy', () => {
+  it('the TypeScript argmax picks what llama.cpp\'s greedy sampler picks, ties to the first index', () => {
+    const api = loadLlama().api;
+    const native = (l: Float32Array) => {
+      // llama.cpp's own choice of the single best candidate: top-k 1 leaves one token, which the draw must take.
+      const s = new Sampler(api, { temperature: 1, topK: 1 });
+      const id = s.sampleFromLogits(l);
+      s.dispose();
+      return id;
+    };
+    let state = 12345;
+    for (let trial = 0; trial < 20; trial++) {
+      const l = new Float32Array(5000);
+      for (let i = 0; i < l.length; i++) {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        l[i] = Math.round((state / 2 ** 32) * 40) / 4; // coarse values: ties are common
+      }
+      expect(argmax(l)).toBe(native(l));
+      expect(new Sampler(api, {}).sampleFromLogits(l)).toBe(argmax(l));
+    }
+    expect(argmax(Float32Array.from([1, 3, 3, 2]))).toBe(1);
   });
 });
 

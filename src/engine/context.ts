@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import type { LlamaModel } from './model.js';
 import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS, type Pointer } from './native.js';
 import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from './errors.js';
-import { logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
+import { argmax, logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';
 import { setErrorSink } from './library.js';
 import { InvalidInputError } from '../util/errors.js';
@@ -351,7 +351,7 @@ export class LlamaContext {
       for (const r of group) r.reject(err);
       return;
     }
-    const sampled = group.filter((r) => r.sampler).length;
+    const sampled = group.filter((r) => r.sampler && !r.sampler.greedy).length;
     const parallel =
       this.parallelSampling === true ||
       (this.parallelSampling === 'auto' && sampled >= 2 && this.model.info.nVocab >= PARALLEL_SAMPLING_MIN_VOCAB);
@@ -365,7 +365,7 @@ export class LlamaContext {
         if (!logitsPtr) throw new DecodeError('llama.cpp returned no logits for an output row');
         const result: DecodeResult = { hidden: hidden.get(req) };
         const sampler = req.sampler;
-        const draw = sampler && parallel ? sampler.sampleFromContextAsync(this.ptr, idx) : undefined;
+        const draw = sampler && !sampler.greedy && parallel ? sampler.sampleFromContextAsync(this.ptr, idx) : undefined;
         // While a worker draws the token, copy the logits and compute the log-probabilities here.
         const logits = new Float32Array(koffi.view(logitsPtr, this.model.info.nVocab * 4));
         req.seq.keepLogits(logits);
@@ -384,7 +384,7 @@ export class LlamaContext {
           return result;
         };
         if (draw) drawing.push({ req, draw, finish });
-        else req.resolve(finish(sampler.sampleFromContext(this.ptr, idx)));
+        else req.resolve(finish(sampler.greedy ? argmax(logits) : sampler.sampleFromContext(this.ptr, idx)));
       } catch (e) {
         req.reject(e as Error);
       }

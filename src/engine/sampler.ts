@@ -27,6 +27,8 @@ export function isGreedy(opts: SamplerOptions): boolean {
 /** A native sampler chain. Each sequence owns one, so sequences sampled in one batch stay independent. */
 export class Sampler {
   readonly options: Readonly<SamplerOptions>;
+  /** Greedy: the token is the argmax, read in TypeScript from the logits (no candidate array to build). */
+  readonly greedy: boolean;
   private chain: Pointer | null;
   private readonly api: LlamaApi;
   /** Candidate array for sampleFromLogits, kept between calls (a vocabulary's worth of llama_token_data). */
@@ -35,6 +37,7 @@ export class Sampler {
   constructor(api: LlamaApi, options: SamplerOptions = {}) {
     this.api = api;
     this.options = { ...options };
+    this.greedy = isGreedy(options);
     const chain = api.llama_sampler_chain_init(api.llama_sampler_chain_default_params());
     if (isGreedy(options)) {
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_greedy());
@@ -66,6 +69,7 @@ export class Sampler {
 
   /** Sample from a copy of logits (used when the context's buffer has moved on since they were computed). */
   sampleFromLogits(logits: Float32Array): number {
+    if (this.greedy) return argmax(logits);
     const n = logits.length;
     const size = koffi.sizeof(llama_token_data);
     if (!this.candidates || this.candidates.n !== n) {
@@ -118,6 +122,22 @@ export class Sampler {
     if (!this.chain) throw new Error('sampler disposed');
     return this.chain;
   }
+}
+
+/**
+ * The first index of the largest logit: llama.cpp's greedy sampler's choice, without building its 152k-entry
+ * candidate array (0.5 ms a token on one core, against 0.1 ms for this pass).
+ */
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  let max = logits[0]!;
+  for (let i = 1; i < logits.length; i++) {
+    if (logits[i]! > max) {
+      max = logits[i]!;
+      best = i;
+    }
+  }
+  return best;
 }
 
 export interface TokenLogprob {
