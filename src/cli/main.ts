@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 import { LynxError } from '../util/errors.js';
 import { registerCommands } from './commands/index.js';
 import { readPackageVersion } from './version.js';
+import { staleBuildWarning } from './stale-build.js';
+import { packageRoot } from '../util/paths.js';
 
 export function buildProgram(): Command {
   const program = new Command('lynx')
@@ -37,6 +39,10 @@ export async function main(argv: string[]): Promise<number> {
 // Run when executed directly (bin or `node dist/cli/main.js`), not when imported by tests.
 const invoked = process.argv[1] ?? '';
 if (/[\\/](main\.(js|ts)|lynx)$/.test(invoked)) {
+  if (invoked.endsWith('.js') || invoked.endsWith('lynx')) {
+    const stale = staleBuildWarning(packageRoot());
+    if (stale) process.stderr.write(`lynx: warning: ${stale}\n`);
+  }
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
