@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import type { LlamaModel } from './model.js';
 import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS, type Pointer } from './native.js';
 import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from './errors.js';
-import { argmax, logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
+import { logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';
 import { setErrorSink } from './library.js';
 import { InvalidInputError } from '../util/errors.js';
@@ -384,7 +384,7 @@ export class LlamaContext {
           return result;
         };
         if (draw) drawing.push({ req, draw, finish });
-        else req.resolve(finish(sampler.greedy ? argmax(logits) : sampler.sampleFromContext(this.ptr, idx)));
+        else req.resolve(finish(sampler.sampleFromContext(this.ptr, idx, logits)));
       } catch (e) {
         req.reject(e as Error);
       }

@@ -51,9 +51,12 @@ export class Sampler {
     this.chain = chain;
   }
 
-  /** Sample from output row `index` of the context's last decode (fast path: llama.cpp reads its own logits). */
-  sampleFromContext(ctx: Pointer, index: number): number {
-    return this.api.llama_sampler_sample(this.ptr, ctx, index);
+  /**
+   * Sample from output row `index` of the context's last decode, whose logits `logits` views. Greedy reads the argmax
+   * from them; other chains run natively on the context's own buffer.
+   */
+  sampleFromContext(ctx: Pointer, index: number, logits: Float32Array): number {
+    return this.greedy ? argmax(logits) : this.api.llama_sampler_sample(this.ptr, ctx, index);
   }
 
   /**
