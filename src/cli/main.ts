@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
 // Run when executed directly (bin or `node dist/cli/main.js`), not when imported by tests.
 const invoked = process.argv[1] ?? '';
 if (/[\\/](main\.(js|ts)|lynx)$/.test(invoked)) {
-  if (invoked.endsWith('.js') || invoked.endsWith('lynx')) {
+  if (!invoked.endsWith('.ts')) {
     const stale = staleBuildWarning(packageRoot());
     if (stale) process.stderr.write(`lynx: warning: ${stale}\n`);
   }

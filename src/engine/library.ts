@@ -133,8 +133,11 @@ function findLibDir(backend: BackendName): string | undefined {
   return undefined;
 }
 
+/** libllama as the packages name it (versioned) or as a CMake build names it. */
+const LIBLLAMA = /^libllama(\.[a-z]+)?\.v[\d.]+\.so$|^libllama\.so$/;
+
 function isLibllama(file: string): boolean {
-  return /^libllama(\.[a-z]+)?\.v[\d.]+\.so$/.test(file) || file === 'libllama.so';
+  return LIBLLAMA.test(file);
 }
 
 function findFile(dir: string, pattern: RegExp): string {
@@ -147,7 +150,7 @@ function findFile(dir: string, pattern: RegExp): string {
 function openBuild(named: BackendName | undefined, libDir: string): Llama {
   const ggmlBase = koffi.load(join(libDir, 'libggml-base.so'));
   const ggml = koffi.load(findFile(libDir, /^libggml(\.[a-z]+)?\.v[\d.]+\.so$|^libggml\.so$/));
-  const lib = koffi.load(findFile(libDir, /^libllama(\.[a-z]+)?\.v[\d.]+\.so$|^libllama\.so$/));
+  const lib = koffi.load(findFile(libDir, LIBLLAMA));
   const api = declareApi(lib, ggmlBase, ggml);
   installLogger(api);
   checkAbi(api);
