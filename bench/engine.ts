@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { defaultThreads } from '../src/engine/context.js';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
 import type { SamplerOptions } from '../src/engine/sampler.js';
-import { GgufWriter } from '../src/gguf/writer.js';
+import { GgufWriter } from '../src/formats/gguf/writer.js';
 import { byteToUnicode, TINY } from '../test/helpers/engine-models.js';
 import { measureBandwidth } from './bandwidth.js';
 

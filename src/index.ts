@@ -8,7 +8,7 @@
 export * from './engine/index.js';
 
 // GGUF files and model import (Hugging Face folders, llama2.c checkpoints, tokenizers, chat templates).
-export * from './gguf/index.js';
+export * from './formats/gguf/index.js';
 export * from './import/index.js';
 export { ReferenceModel, ReferenceSession, type ReferenceConfig } from './reference/index.js';
 
@@ -32,9 +32,9 @@ export { problemPromptTokens, renderChatForModel } from './reasoning/prompt-toke
 // LYNX: cue events, features, dataset, probe, conformal rules, simulated and online early exit.
 export { CueDetector, findCueEvents, CUE_VARIANTS, type CueHit, type CueOptions } from './reasoning/lynx/cues.js';
 export { defaultHiddenStateLayers, tapLayersFor } from './reasoning/lynx/features.js';
-export { buildDataset, buildDatasetToDir, mergeShards, summarizeDataset, type BuildOptions, type BuildToDirOptions } from './reasoning/lynx/dataset-builder.js';
-export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset-store.js';
-export { Probe, trainProbeLynx, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe.js';
+export { buildDataset, buildDatasetToDir, mergeShards, summarizeDataset, type BuildOptions, type BuildToDirOptions } from './reasoning/lynx/dataset/builder.js';
+export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset/store.js';
+export { Probe, trainProbeLynx, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe/probe.js';
 export {
   calibrateLynx,
   calibrateLtt,
@@ -46,29 +46,30 @@ export {
   type ExitRule,
   type LynxRule,
   type TrajectoryRule,
-} from './reasoning/lynx/conformal.js';
-export { simulate, lynxMetrics, type SimRollout, type LynxMetrics } from './reasoning/lynx/simulate.js';
+} from './reasoning/calibration/conformal.js';
+export { lynxMetrics, type SimRollout, type LynxMetrics } from './reasoning/lynx/simulate.js';
+export { simulate, writeSimulation } from './eval/simulated-runs.js';
 export { solveWithLynx, lynxMethod, type LynxPolicy, type ScoredCueEvent } from './reasoning/lynx/online.js';
 export { loadLynxPolicy } from './reasoning/lynx/policy.js';
-export { trainProbeOnDatasets, calibrateExperiment, simulateExperiment } from './reasoning/lynx/experiment.js';
+export { trainProbeOnDatasets, calibrateExperiment, simulateExperiment } from './pipeline/experiment.js';
 
 // Peer methods on the same harness.
 export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';
 export { deepConf, deepConfSweep, type DeepConfOptions } from './reasoning/peers/deepconf.js';
 export { dynasorCot, dynasorSweep, type DynasorOptions } from './reasoning/peers/dynasor.js';
-export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reasoning/peers/deer-rollouts.js';
+export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reasoning/lynx/deer-rollouts.js';
 
 // Evaluation and reports.
-export { loadBenchmark, type Problem } from './eval/benchmarks.js';
-export { extractAnswer } from './eval/answer-extract.js';
-export { answersEquivalent, answersEquivalentSync, type Policy } from './eval/answer-equiv.js';
+export { loadBenchmark, type Problem } from './tasks/benchmarks.js';
+export { extractAnswer } from './tasks/answer-extract.js';
+export { answersEquivalent, answersEquivalentSync, type Policy } from './tasks/answer-equiv.js';
 export { runEvaluation, type RunOptions, type RunResult } from './eval/runner.js';
 export { evaluateMethod, type EvaluateOptions } from './eval/evaluate-method.js';
 export type { PredictionRecord, RunMetrics } from './eval/records.js';
 export { writeReport, scanExperiment } from './report/index.js';
 
 // The demo reasoner.
-export { demoBenchmark } from './demo/benchmark.js';
+export { demoBenchmark } from './tasks/demo/benchmark.js';
 export { shippedDemo } from './demo/shipped.js';
 export { compareWithBaseline, type DemoProblemResult, type DemoSummary } from './demo/compare.js';
 export { DEMO_RECIPES, trainDemoModel } from './demo/train.js';

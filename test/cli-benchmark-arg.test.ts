@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadBenchmarkArg } from '../src/cli/benchmark-arg.js';
-import { loadBenchmark } from '../src/eval/benchmarks.js';
+import { loadBenchmark } from '../src/tasks/benchmarks.js';
 
 const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'data');
 

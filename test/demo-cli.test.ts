@@ -15,11 +15,11 @@ import { join, resolve } from 'node:path';
 import { buildDemoTokenizer } from '../src/demo/corpus.js';
 import { writeInitialModel } from '../src/demo/init-model.js';
 import { writeTokenizerToGguf } from '../src/demo/tokenizer.js';
-import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe.js';
-import { CONFORMAL_SCHEMA, ruleFileName, type LynxRule } from '../src/reasoning/lynx/conformal.js';
+import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe/probe.js';
+import { CONFORMAL_SCHEMA, ruleFileName, type LynxRule } from '../src/reasoning/calibration/conformal.js';
 import { writeJsonAtomic } from '../src/util/fs.js';
 import { Rng } from '../src/util/rng.js';
-import { GgufFile } from '../src/gguf/reader.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
 import type { DemoProblemResult, DemoSummary } from '../src/demo/compare.js';
 
 const ROOT = resolve(__dirname, '..');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildCorpus, buildDemoTokenizer, labelsEverywhere, renderDemoPrompt, tokenizeExample } from '../src/demo/corpus.js';
-import { heldOutProblems } from '../src/demo/problems.js';
+import { heldOutProblems } from '../src/tasks/demo/problems.js';
 import { SPECIAL } from '../src/demo/tokenizer.js';
 import { generateTraces } from '../src/demo/traces.js';
 import { InvalidInputError } from '../src/util/errors.js';

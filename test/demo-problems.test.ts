@@ -8,8 +8,8 @@ import {
   LEVELS,
   problemSplit,
   problemStream,
-} from '../src/demo/problems.js';
-import { demoBenchmark, parseDemoBenchmarkName } from '../src/demo/benchmark.js';
+} from '../src/tasks/demo/problems.js';
+import { demoBenchmark, parseDemoBenchmarkName } from '../src/tasks/demo/benchmark.js';
 import { InvalidInputError } from '../src/util/errors.js';
 
 describe('demo problems', () => {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { applyOp, generateProblems, opSymbol, type OpKind } from '../src/demo/problems.js';
+import { applyOp, generateProblems, opSymbol, type OpKind } from '../src/tasks/demo/problems.js';
 import { generateTrace, generateTraces, parseCompletion, traceRng, THINK_END } from '../src/demo/traces.js';
 import { formatTraceStats, summarizeCompletion, thinkingTokenSplit, traceStatistics } from '../src/demo/trace-stats.js';
 import { buildDemoTokenizer } from '../src/demo/corpus.js';
-import { lastBoxedContent } from '../src/eval/answer-extract.js';
+import { lastBoxedContent } from '../src/tasks/answer-extract.js';
 import { findCueEvents } from '../src/reasoning/lynx/cues.js';
-import { zstMessages } from '../src/eval/prompts.js';
+import { zstMessages } from '../src/tasks/prompts.js';
 import { Rng } from '../src/util/rng.js';
 import { InvalidInputError } from '../src/util/errors.js';
 

@@ -11,7 +11,7 @@ import {
   ModelLoadError,
   loadLlama,
 } from '../src/engine/index.js';
-import { compareDefaults } from '../src/engine/abi.js';
+import { compareDefaults } from '../src/native/abi.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 
 let dir: string;

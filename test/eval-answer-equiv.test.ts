@@ -2,10 +2,10 @@ import { describe, expect, it, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answersEquivalent, answersEquivalentSync, scoreText, type Policy } from '../src/eval/answer-equiv.js';
-import { normalizeAnswer, parseNumber, parseStructure } from '../src/eval/answer-normalize.js';
-import { SymbolicChecker, sharedSymbolicChecker } from '../src/eval/symbolic.js';
-import { loadAmc23, loadGsm8k } from '../src/eval/benchmarks.js';
+import { answersEquivalent, answersEquivalentSync, scoreText, type Policy } from '../src/tasks/answer-equiv.js';
+import { normalizeAnswer, parseNumber, parseStructure } from '../src/tasks/answer-normalize.js';
+import { SymbolicChecker, sharedSymbolicChecker } from '../src/tasks/symbolic.js';
+import { loadAmc23, loadGsm8k } from '../src/tasks/benchmarks.js';
 
 const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'data');
 

@@ -7,7 +7,7 @@ import {
   extractMathAnswer,
   lastBoxedContent,
   lastNumber,
-} from '../src/eval/answer-extract.js';
+} from '../src/tasks/answer-extract.js';
 
 describe('boxed answers', () => {
   it('takes the last brace-balanced box', () => {

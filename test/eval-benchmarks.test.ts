@@ -15,7 +15,7 @@ import {
   loadJsonlBenchmark,
   loadMath,
   loadMath500,
-} from '../src/eval/benchmarks.js';
+} from '../src/tasks/benchmarks.js';
 import { InvalidInputError, UnsupportedError } from '../src/util/errors.js';
 
 const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'data');

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FetchError, fetchBenchmark, fetchableBenchmarks } from '../src/eval/fetch.js';
+import { FetchError, fetchBenchmark, fetchableBenchmarks } from '../src/tasks/fetch.js';
 import {
   loadAime24,
   loadAmc23,
@@ -18,7 +18,7 @@ import {
   loadGsm8k,
   loadMath,
   loadMath500,
-} from '../src/eval/benchmarks.js';
+} from '../src/tasks/benchmarks.js';
 import { UnsupportedError } from '../src/util/errors.js';
 
 const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'data');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bootstrapMeanInterval, computeMetrics, mean, quantile, wilsonInterval } from '../src/eval/metrics.js';
+import { computeMetrics } from '../src/eval/metrics.js';
+import { bootstrapMeanInterval, mean, quantile, wilsonInterval } from '../src/util/stats.js';
 import type { PredictionRecord } from '../src/eval/records.js';
 import { Rng } from '../src/util/rng.js';
 

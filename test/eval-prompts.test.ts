@@ -9,7 +9,7 @@ import {
   loadPromptTemplate,
   parsePromptTemplate,
   zstMessages,
-} from '../src/eval/prompts.js';
+} from '../src/tasks/prompts.js';
 import { InvalidInputError } from '../src/util/errors.js';
 
 const choices = ['bank', 'library', 'department store', 'mall', 'new york'].map((text, i) => ({

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadCommonsenseQa, loadMath500, type Problem } from '../src/eval/benchmarks.js';
+import { loadCommonsenseQa, loadMath500, type Problem } from '../src/tasks/benchmarks.js';
 import { mergeShards, repairTornTail, runEvaluation, shardProblems, type SolveOutput } from '../src/eval/runner.js';
 import { readConfig, readMetrics, readPredictions, runDir } from '../src/eval/records.js';
-import { sharedSymbolicChecker } from '../src/eval/symbolic.js';
+import { sharedSymbolicChecker } from '../src/tasks/symbolic.js';
 import { fakeSolve } from './fixtures/eval/fake-method.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));

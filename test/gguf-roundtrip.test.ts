@@ -2,9 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GgufWriter } from '../src/gguf/writer.js';
-import { GgufFile } from '../src/gguf/reader.js';
-import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat, quantizeQ8_0, decodeTensor } from '../src/gguf/encode.js';
+import { GgufWriter } from '../src/formats/gguf/writer.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
+import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat, quantizeQ8_0, decodeTensor } from '../src/formats/gguf/encode.js';
 import { InvalidInputError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 

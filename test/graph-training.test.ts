@@ -1,5 +1,5 @@
 /**
- * Full-gradient training through ggml's own graph (src/engine/graph-training.ts): the graph's loss equals the
+ * Full-gradient training through ggml's own graph (src/training/graph-trainer.ts): the graph's loss equals the
  * cross-entropy of llama.cpp's inference logits for the same file, training moves every weight (attn_k/attn_v
  * included, which llama.cpp's own training path leaves frozen), the loss falls, and the saved file reloads in the
  * engine with the trained behaviour.
@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, loadLlama } from '../src/engine/index.js';
-import { GraphTrainer, trainGraph } from '../src/engine/graph-training.js';
-import { windowsFromStream, type TokenRows, type TrainingReport } from '../src/engine/training.js';
+import { GraphTrainer, trainGraph } from '../src/training/graph-trainer.js';
+import { windowsFromStream, type TokenRows, type TrainingReport } from '../src/training/llama-opt.js';
 import { Rng } from '../src/util/rng.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 

@@ -8,11 +8,11 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
-import { GraphTrainer } from '../src/engine/graph-training.js';
+import { GraphTrainer } from '../src/training/graph-trainer.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 import { modelShapeOf, writeDeeperCopy } from '../src/demo/grow-model.js';
 import { trainDemoModel } from '../src/demo/train.js';
-import { GgufFile } from '../src/gguf/reader.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
 import { InvalidInputError } from '../src/util/errors.js';
 
 const SEQ_LEN = 32;

@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { convertToGguf } from '../src/import/convert.js';
-import { writeSafetensors } from '../src/import/safetensors.js';
+import { writeSafetensors } from '../src/formats/safetensors.js';
 import { readHfConfig } from '../src/import/hf-config.js';
 import { ReferenceModel } from '../src/reference/forward.js';
 import { InvalidInputError, UnsupportedError } from '../src/util/errors.js';

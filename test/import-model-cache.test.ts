@@ -5,7 +5,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GgufFile } from '../src/gguf/reader.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
 import { folderKey, resolveModel } from '../src/import/model-cache.js';
 import { buildTinyHfModel } from './helpers/tiny-models.js';
 

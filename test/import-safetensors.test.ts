@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, SafetensorsModel, writeSafetensors, writeSafetensorsSharded } from '../src/import/safetensors.js';
+import { SafetensorsFile, SafetensorsModel, writeSafetensors, writeSafetensorsSharded } from '../src/formats/safetensors.js';
 import { InvalidInputError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 

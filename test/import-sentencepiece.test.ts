@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
-import { GgufFile } from '../src/gguf/reader.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
 import { convertToGguf } from '../src/import/convert.js';
 import { parseSentencePieceModel } from '../src/import/sentencepiece.js';
 import { loadHfTokenizer } from '../src/import/tokenizer.js';

@@ -17,8 +17,8 @@ import {
   ruleFileName,
   writeSweep,
   type ScoredRollout,
-} from '../src/reasoning/lynx/conformal.js';
-import { binomCdf, binomialPValue, hoeffdingBentkusPValue } from '../src/reasoning/lynx/stats.js';
+} from '../src/reasoning/calibration/conformal.js';
+import { binomCdf, binomialPValue, hoeffdingBentkusPValue } from '../src/reasoning/calibration/stats.js';
 import { Rng } from '../src/util/rng.js';
 
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));

@@ -15,7 +15,7 @@ import {
   unitKey,
   type DatasetRow,
   type EventMeta,
-} from '../src/reasoning/lynx/dataset-store.js';
+} from '../src/reasoning/lynx/dataset/store.js';
 import { Rng } from '../src/util/rng.js';
 import { parseShard, shardItems } from '../src/util/shard.js';
 
@@ -125,7 +125,7 @@ describe('event dataset store', () => {
     build(ref);
     const dir = fresh();
     const child = `
-      import { DatasetWriter, unitKey } from './src/reasoning/lynx/dataset-store.ts';
+      import { DatasetWriter, unitKey } from './src/reasoning/lynx/dataset/store.ts';
       import { Rng } from './src/util/rng.ts';
       const makeUnit = ${MAKE_UNIT_SRC};
       const units = ${JSON.stringify(UNITS)};

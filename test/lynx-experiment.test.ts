@@ -9,8 +9,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { discoverRuns, loadRun } from '../src/eval/records.js';
-import { DEFAULT_DELTAS, parseRule, ruleFileName, type LynxRule, type TrajectoryRule } from '../src/reasoning/lynx/conformal.js';
-import { DatasetWriter, readDataset, unitKey, type DatasetRow } from '../src/reasoning/lynx/dataset-store.js';
+import { DEFAULT_DELTAS, parseRule, ruleFileName, type LynxRule, type TrajectoryRule } from '../src/reasoning/calibration/conformal.js';
+import { DatasetWriter, readDataset, unitKey, type DatasetRow } from '../src/reasoning/lynx/dataset/store.js';
 import {
   SUMMARY_FILE,
   calibrateExperiment,
@@ -20,9 +20,9 @@ import {
   trainProbeOnDatasets,
   type CalibrationSummary,
   type ProbeTrainingMetrics,
-} from '../src/reasoning/lynx/experiment.js';
+} from '../src/pipeline/experiment.js';
 import { loadLynxPolicy } from '../src/reasoning/lynx/policy.js';
-import { loadProbe } from '../src/reasoning/lynx/probe.js';
+import { loadProbe } from '../src/reasoning/lynx/probe/probe.js';
 import { Rng } from '../src/util/rng.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');

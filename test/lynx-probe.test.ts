@@ -12,8 +12,8 @@ import {
   trainProbeLynx,
   type FeatureMatrix,
   type ProbeLayer,
-} from '../src/reasoning/lynx/probe.js';
-import { binaryMetrics, rocAuc } from '../src/reasoning/lynx/stats.js';
+} from '../src/reasoning/lynx/probe/probe.js';
+import { binaryMetrics, rocAuc } from '../src/reasoning/calibration/stats.js';
 import { Rng } from '../src/util/rng.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lynx-probe-'));

@@ -9,8 +9,9 @@ import {
   heldOutStats,
   CONFORMAL_SCHEMA,
   type TrajectoryRule,
-} from '../src/reasoning/lynx/conformal.js';
-import { eventDecisions, simulate, simulateRollout, writeSimulation, type SimRollout } from '../src/reasoning/lynx/simulate.js';
+} from '../src/reasoning/calibration/conformal.js';
+import { eventDecisions, simulateRollout, type SimRollout } from '../src/reasoning/lynx/simulate.js';
+import { simulate, writeSimulation } from '../src/eval/simulated-runs.js';
 import { Rng } from '../src/util/rng.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lynx-simulate-'));

@@ -34,7 +34,7 @@ import {
   obtainAnswer,
   type ProbeRecord,
 } from '../src/reasoning/peers/dynasor.js';
-import { parseDeerRollouts, readDeerRollouts, toDeerRows, writeDeerRollouts, type DeerEventResult } from '../src/reasoning/peers/deer-rollouts.js';
+import { parseDeerRollouts, readDeerRollouts, toDeerRows, writeDeerRollouts, type DeerEventResult } from '../src/reasoning/lynx/deer-rollouts.js';
 import { answerTextOf, traceSeed } from '../src/reasoning/method.js';
 import type { RolloutResult } from '../src/reasoning/rollout.js';
 import { InvalidInputError } from '../src/util/errors.js';

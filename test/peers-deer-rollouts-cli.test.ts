@@ -14,12 +14,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
-import { ZST_INSTRUCTION } from '../src/eval/prompts.js';
+import { ZST_INSTRUCTION } from '../src/tasks/prompts.js';
 import { EXIT_CUES } from '../src/reasoning/forced-exit.js';
-import { CONFORMAL_SCHEMA, ruleFileName, type LynxRule } from '../src/reasoning/lynx/conformal.js';
-import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe.js';
+import { CONFORMAL_SCHEMA, ruleFileName, type LynxRule } from '../src/reasoning/calibration/conformal.js';
+import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe/probe.js';
 import type { DeerRolloutRecord, DeerRolloutsSummary } from '../src/cli/commands/deer-rollouts.js';
-import type { DeerRolloutRow } from '../src/reasoning/peers/deer-rollouts.js';
+import type { DeerRolloutRow } from '../src/reasoning/lynx/deer-rollouts.js';
 import { writeJsonAtomic } from '../src/util/fs.js';
 import { Rng } from '../src/util/rng.js';
 import { buildTinyGguf } from './helpers/engine-models.js';

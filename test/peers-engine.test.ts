@@ -15,7 +15,7 @@ import { EXIT_CUES, exitCueText } from '../src/reasoning/forced-exit.js';
 import { fullRollout, methodEnv, tokenBudget, type MethodEnv, type MethodOutcome } from '../src/reasoning/method.js';
 import { deer, deerSweep, DEER_THINK_END } from '../src/reasoning/peers/deer.js';
 import { dynasorCot, dynasorSweep } from '../src/reasoning/peers/dynasor.js';
-import { applyAtDeerEvents, parseDeerRollouts, toDeerRows } from '../src/reasoning/peers/deer-rollouts.js';
+import { applyAtDeerEvents, parseDeerRollouts, toDeerRows } from '../src/reasoning/lynx/deer-rollouts.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 
 let dir: string;

@@ -1,6 +1,6 @@
 /**
  * The defects of the pinned llama.cpp build's training path, shown by turning each workaround off (see
- * src/engine/training.ts): without gradient zeroing training stalls, without the manual ggml_set_param the token
+ * src/training/llama-opt.ts): without gradient zeroing training stalls, without the manual ggml_set_param the token
  * embedding never moves, and attn_k/attn_v receive no gradient even when marked trainable.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadLlama } from '../src/engine/index.js';
-import { TrainableModel, train, windowsFromStream, type TrainOptions, type TrainingReport } from '../src/engine/training.js';
+import { TrainableModel, train, windowsFromStream, type TrainOptions, type TrainingReport } from '../src/training/llama-opt.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 
 const SEQ_LEN = 256;

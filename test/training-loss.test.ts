@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, loadLlama } from '../src/engine/index.js';
-import { TrainableModel, train, windowsFromStream, type TrainingReport } from '../src/engine/training.js';
+import { TrainableModel, train, windowsFromStream, type TrainingReport } from '../src/training/llama-opt.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 
 const SENTENCE = 'the quick brown fox jumps over the lazy dog. ';

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaModel, loadLlama } from '../src/engine/index.js';
-import { GgufFile } from '../src/gguf/reader.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
 import { DEMO_RECIPES, recipeWith, trainDemoModel, validateRecipe, type DemoTrainResult, type LossCurveFile } from '../src/demo/train.js';
 
 let dir: string;

@@ -17,10 +17,10 @@ import {
   train,
   trainModel,
   windowsFromStream,
-} from '../src/engine/training.js';
+} from '../src/training/llama-opt.js';
 import { byteLevelTokenizer, countParams, randomOrthogonal, validateShape, writeInitialModel } from '../src/demo/init-model.js';
-import { GgufFile } from '../src/gguf/reader.js';
-import { GgufWriter } from '../src/gguf/writer.js';
+import { GgufFile } from '../src/formats/gguf/reader.js';
+import { GgufWriter } from '../src/formats/gguf/writer.js';
 import { Rng } from '../src/util/rng.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 

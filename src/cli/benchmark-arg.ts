@@ -1,6 +1,6 @@
 /** The benchmark a command runs on: `--benchmark` and the options that select its problems. */
 import type { Command } from 'commander';
-import { loadBenchmark, type Problem } from '../eval/benchmarks.js';
+import { loadBenchmark, type Problem } from '../tasks/benchmarks.js';
 import { InvalidInputError } from '../util/errors.js';
 import { intOption, listOption } from './options.js';
 
@@ -28,7 +28,7 @@ export function problemSelectionOptions(command: Command): Command {
 /** The problems the arguments select: a benchmark from the data folder, a .jsonl file, or the demo model's `demo[:part]`. */
 export async function loadBenchmarkArg(args: BenchmarkArgs): Promise<Problem[]> {
   if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
-    const { demoBenchmark } = await import('../demo/benchmark.js');
+    const { demoBenchmark } = await import('../tasks/demo/benchmark.js');
     return demoBenchmark(args.benchmark, { limit: args.limit });
   }
   if (args.split !== undefined && args.split !== 'train' && args.split !== 'test') throw new InvalidInputError(`--split must be train or test, got '${args.split}'`);

@@ -6,9 +6,9 @@
  */
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
 import { forEachConcurrent } from '../util/concurrency.js';
-import type { Problem } from '../eval/benchmarks.js';
-import { extractAnswer } from '../eval/answer-extract.js';
-import { answersEquivalentSync } from '../eval/answer-equiv.js';
+import type { Problem } from '../tasks/benchmarks.js';
+import { extractAnswer } from '../tasks/answer-extract.js';
+import { answersEquivalentSync } from '../tasks/answer-equiv.js';
 import { fullRollout, methodEnv, type MethodEnv, type MethodOutcome } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { solveWithLynx, type LynxPolicy, type ScoredCueEvent } from '../reasoning/lynx/online.js';

@@ -8,7 +8,7 @@
  */
 import { Template } from '@huggingface/jinja';
 import { InvalidInputError } from '../util/errors.js';
-import { fnv1a, problemStream, type Problem } from './problems.js';
+import { fnv1a, problemStream, type Problem } from '../tasks/demo/problems.js';
 import { generateTrace, traceRng, type Trace, type TraceOptions } from './traces.js';
 import { CHAT_TEMPLATE, DemoTokenizer, SPECIAL, trainBpe, type TokenizerSpec } from './tokenizer.js';
 

@@ -7,7 +7,7 @@
  * up what it could not fit (in the demo: copying the right operand out of the problem, an induction pattern that needs
  * composition across layers).
  */
-import { GgufFile } from '../gguf/reader.js';
+import { GgufFile } from '../formats/gguf/reader.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { f32CopyWriter, type ModelShape } from './init-model.js';

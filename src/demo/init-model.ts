@@ -1,6 +1,6 @@
 /**
  * A randomly initialised qwen2-architecture GGUF, the starting point of the demo model's training
- * (`src/engine/training.ts`). The layout is shaped by what llama.cpp's training path of the pinned build can train:
+ * (`src/training/llama-opt.ts`). The layout is shaped by what llama.cpp's training path of the pinned build can train:
  *
  * - all tensors F32 (llama_opt_init only marks F32 tensors as trainable);
  * - an untied `output.weight` (llama_opt_init never trains `token_embd.weight`; the trainer marks it itself, and a
@@ -13,8 +13,8 @@
  * Initialisation follows GPT-2: N(0, 0.02) for weights, N(0, 0.02/sqrt(2·nLayer)) for the projections that write into
  * the residual stream (`attn_output`, `ffn_down`), ones for norms, zeros for biases.
  */
-import { GgufWriter } from '../gguf/writer.js';
-import { GgufFile } from '../gguf/reader.js';
+import { GgufWriter } from '../formats/gguf/writer.js';
+import { GgufFile } from '../formats/gguf/reader.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 

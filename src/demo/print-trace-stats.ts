@@ -6,7 +6,7 @@
 import { buildCorpus, buildDemoTokenizer, tokenizeExample } from './corpus.js';
 import { formatTraceStats, traceStatistics } from './trace-stats.js';
 import { generateTraces } from './traces.js';
-import { parseDemoBenchmarkName } from './benchmark.js';
+import { parseDemoBenchmarkName } from '../tasks/demo/benchmark.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -11,7 +11,7 @@
  * tokens are in the vocabulary, so any text encodes and decodes back exactly.
  */
 import { join } from 'node:path';
-import type { GgufWriter } from '../gguf/writer.js';
+import type { GgufWriter } from '../formats/gguf/writer.js';
 import { InvalidInputError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
 

@@ -16,9 +16,9 @@
  * from the arithmetic it has just read: this is what the probe learns from hidden states.
  */
 import { Rng } from '../util/rng.js';
-import { zstMessages } from '../eval/prompts.js';
+import { zstMessages } from '../tasks/prompts.js';
 import { InvalidInputError } from '../util/errors.js';
-import { applyOp, expression, generateProblems, inverseKind, type Problem, type ProblemSplit } from './problems.js';
+import { applyOp, expression, generateProblems, inverseKind, type Problem, type ProblemSplit } from '../tasks/demo/problems.js';
 import { preTokenize } from './tokenizer.js';
 
 /** The user turn in LYNX's zst style, exactly as the evaluation harness builds it (problem, newline, instruction). */

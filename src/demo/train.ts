@@ -1,7 +1,7 @@
 /**
  * The recipe that trains the project's own small reasoning model (`lynx demo train`): tokenizer, random initial
  * model, packed trace corpus, AdamW with a cosine schedule through llama.cpp's training path
- * (`src/engine/training.ts`), and the saved GGUF with its loss curve (`<name>.loss.json`) next to it.
+ * (`src/training/llama-opt.ts`), and the saved GGUF with its loss curve (`<name>.loss.json`) next to it.
  *
  * Everything is derived from the recipe's seeds, so the same recipe gives the same model (up to floating-point
  * summation order across threads). `DEMO_RECIPES.small` is the second, smaller model for big/small composition;
@@ -20,11 +20,11 @@ import {
   type TrainingReport,
   type TrainingStep,
   type TrainOptions,
-} from '../engine/training.js';
-import { GraphTrainer, trainGraph } from '../engine/graph-training.js';
-import type { TensorType } from '../gguf/encode.js';
+} from '../training/llama-opt.js';
+import { GraphTrainer, trainGraph } from '../training/graph-trainer.js';
+import type { TensorType } from '../formats/gguf/encode.js';
 import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
-import { GgufFile } from '../gguf/reader.js';
+import { GgufFile } from '../formats/gguf/reader.js';
 import { modelShapeOf, writeDeeperCopy } from './grow-model.js';
 // ---- adapter point: the demo tokenizer and corpus (src/demo/tokenizer.ts, src/demo/corpus.ts) ----
 import { writeTokenizerToGguf, type DemoTokenizer } from './tokenizer.js';
@@ -69,7 +69,7 @@ export interface DemoRecipe {
   /** Encoding of the matrices in the shipped file. */
   saveType: TensorType;
   /**
-   * Which training path: 'graph' (full gradients through a ggml graph built by src/engine/graph-training.ts; the
+   * Which training path: 'graph' (full gradients through a ggml graph built by src/training/graph-trainer.ts; the
    * default) or 'llama-opt' (llama.cpp's own llama_opt_*, which leaves attn_k/attn_v frozen and cuts the gradient to
    * earlier positions; kept for comparison and for models of other shapes). Recipes written before this field read
    * as 'llama-opt'.

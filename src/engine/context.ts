@@ -5,11 +5,11 @@
 import koffi from 'koffi';
 import { availableParallelism } from 'node:os';
 import type { LlamaModel } from './model.js';
-import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS, type Pointer } from './native.js';
+import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS, type Pointer } from '../native/declarations.js';
 import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from './errors.js';
 import { logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';
-import { setErrorSink } from './library.js';
+import { setErrorSink } from '../native/library.js';
 import { InvalidInputError } from '../util/errors.js';
 
 /** A tap point: block index N (tensor `l_out-N`, = HF hidden_states[N+1]) or 'final' (after the final norm). */

@@ -1,13 +1,10 @@
 import { LynxError } from '../util/errors.js';
 
+export { AbiMismatchError, BackendLoadError } from '../native/errors.js';
+
 /** The model file is missing, not GGUF, truncated, or llama.cpp refused it. */
 export class ModelLoadError extends LynxError {}
 
-/** The loaded llama.cpp library does not have the struct layout this binding declares. */
-export class AbiMismatchError extends LynxError {}
-
-/** No llama.cpp build could be loaded (missing optional package, missing GPU driver for a forced backend, ...). */
-export class BackendLoadError extends LynxError {}
 
 /** The context has no room left: no free sequence slot, or not enough KV cells for the request. */
 export class ContextFullError extends LynxError {}

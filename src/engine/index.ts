@@ -1,5 +1,5 @@
 /** The engine: llama.cpp through koffi. See docs/engine-api.md. */
-export { loadLlama, llama, type Llama, type LoadLlamaOptions, type BackendChoice, type BackendName, type LogLevel } from './library.js';
+export { loadLlama, llama, type Llama, type LoadLlamaOptions, type BackendChoice, type BackendName, type LogLevel } from '../native/library.js';
 export { LlamaModel, type ModelInfo, type SpecialTokens, type LoadModelOptions } from './model.js';
 export { LlamaContext, type ContextOptions, type TapLayer } from './context.js';
 export {

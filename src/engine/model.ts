@@ -2,8 +2,8 @@
  * A GGUF model loaded by llama.cpp: its shape, metadata, special tokens, chat template and tokenizer.
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from './library.js';
-import type { Pointer } from './native.js';
+import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from '../native/library.js';
+import type { Pointer } from '../native/declarations.js';
 import { DisposedError, ModelLoadError } from './errors.js';
 
 export interface SpecialTokens {

@@ -5,9 +5,9 @@
 import type { LlamaContext, LlamaModel } from '../engine/index.js';
 import type { MethodEnv, MethodOutcome, ReasoningMethod, ReasoningSweep } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
-import type { Problem } from './benchmarks.js';
-import type { Policy } from './answer-equiv.js';
-import type { PromptStyle } from './prompts.js';
+import type { Problem } from '../tasks/benchmarks.js';
+import type { Policy } from '../tasks/answer-equiv.js';
+import type { PromptStyle } from '../tasks/prompts.js';
 import type { CueEventRecord, PredictionRecord } from './records.js';
 import { runDir } from './records.js';
 import { runEvaluation, type RunResult, type SolveOutput } from './runner.js';

@@ -17,13 +17,7 @@ import { InvalidInputError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { readJsonl } from '../util/jsonl.js';
 
-/** total = reasoning + exitCue + answer, one accounting for all methods. */
-export interface TokenCounts {
-  reasoning: number;
-  exitCue: number;
-  answer: number;
-  total: number;
-}
+import type { TokenCounts } from '../reasoning/token-counts.js';
 
 export interface CueEventRecord {
   index: number;

@@ -16,9 +16,9 @@ import { InvalidInputError } from '../util/errors.js';
 import { appendJsonl } from '../util/jsonl.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { checkShard, inShard, type Shard } from '../util/shard.js';
-import type { Problem } from './benchmarks.js';
-import { scoreText, type Policy } from './answer-equiv.js';
-import type { SymbolicChecker } from './symbolic.js';
+import type { Problem } from '../tasks/benchmarks.js';
+import { scoreText, type Policy } from '../tasks/answer-equiv.js';
+import type { SymbolicChecker } from '../tasks/symbolic.js';
 import { computeMetrics } from './metrics.js';
 import {
   CONFIG_FILE,
@@ -33,8 +33,8 @@ import {
   type PredictionRecord,
   type RunConfig,
   type RunMetrics,
-  type TokenCounts,
 } from './records.js';
+import type { TokenCounts } from '../reasoning/token-counts.js';
 
 /** What a method returns for one problem; the runner adds identity, scoring and timing. */
 export interface SolveOutput {

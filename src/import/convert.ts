@@ -11,13 +11,13 @@
 import { existsSync, statSync, readdirSync, openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { GgufWriter, type TensorData } from '../gguf/writer.js';
-import { type TensorType } from '../gguf/encode.js';
+import { GgufWriter, type TensorData } from '../formats/gguf/writer.js';
+import { type TensorType } from '../formats/gguf/encode.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { llama3RopeFactors, readHfConfig, SUPPORTED_ARCHITECTURES, type HfConfig } from './hf-config.js';
 import { hfVocabToGguf, type GgufVocab } from './hf-vocab.js';
 import { Llama2cCheckpoint, llama2cVocabToGguf, readLlama2cTokenizer } from './llama2c.js';
-import { SafetensorsModel } from './safetensors.js';
+import { SafetensorsModel } from '../formats/safetensors.js';
 
 /** Tensor encoding of the 2-D weights; 'auto' keeps a BF16 checkpoint in BF16 and writes F16 otherwise (as llama.cpp's converter). */
 export type ConvertType = TensorType | 'auto';

@@ -5,5 +5,5 @@ export { readHfConfig, parseHfConfig, SUPPORTED_ARCHITECTURES, type HfConfig, ty
 export { hfVocabToGguf, readChatTemplate, readTokenizerConfig, TOKEN_TYPE, type GgufVocab } from './hf-vocab.js';
 export { HfTokenizer, loadHfTokenizer, type EncodeOptions } from './tokenizer.js';
 export { ChatTemplate, opensThinking, type ChatMessage, type RenderOptions } from './chat-template.js';
-export { SafetensorsFile, SafetensorsModel, writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type SafetensorsInput } from './safetensors.js';
+export { SafetensorsFile, SafetensorsModel, writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type SafetensorsInput } from '../formats/safetensors.js';
 export { Llama2cCheckpoint, readLlama2cTokenizer, decodeLlama2c, type Llama2cConfig } from './llama2c.js';

@@ -11,6 +11,7 @@ import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { exitCueText } from './forced-exit.js';
 import { runRollout, type RolloutOptions, type RolloutResult } from './rollout.js';
+import type { TokenCounts } from './token-counts.js';
 
 /** Sampling defaults of the field for reasoning models (DeepSeek-R1 and LYNX): temperature 0.6, top-p 0.95. */
 export const DEFAULT_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 0.6, topP: 0.95 });
@@ -37,12 +38,6 @@ export interface MethodInput {
   promptTokens: number[];
 }
 
-export interface TokenCounts {
-  reasoning: number;
-  exitCue: number;
-  answer: number;
-  total: number;
-}
 
 /** Where a method stopped the reasoning early (the PredictionRecord's `exit`). */
 export interface MethodExit {

@@ -4,8 +4,8 @@
  * special tokens parsed.
  */
 import type { LlamaModel } from '../engine/index.js';
-import { buildPrompt, type ChatMessage, type PromptStyle } from '../eval/prompts.js';
-import type { Problem } from '../eval/benchmarks.js';
+import { buildPrompt, type ChatMessage, type PromptStyle } from '../tasks/prompts.js';
+import type { Problem } from '../tasks/benchmarks.js';
 import { ChatTemplate } from '../import/chat-template.js';
 import { InvalidInputError } from '../util/errors.js';
 

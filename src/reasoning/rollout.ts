@@ -4,6 +4,7 @@
  */
 import type { GeneratedToken, SamplerOptions, Sequence, TapLayer } from '../engine/index.js';
 import { forcedExit, type ForcedExitResult } from './forced-exit.js';
+import type { TokenCounts } from './token-counts.js';
 
 export interface RolloutStep {
   token: number;
@@ -75,7 +76,7 @@ export interface RolloutResult {
   answerText: string;
   /** Boxed answer decoded after an exit cue (natural ends leave extraction to the evaluator). */
   boxedAnswer?: string | null;
-  tokenCounts: { reasoning: number; exitCue: number; answer: number; total: number };
+  tokenCounts: TokenCounts;
   wallMs: number;
 }
 

@@ -10,7 +10,7 @@
 import { UnsupportedError } from '../util/errors.js';
 import { readHfConfig, type HfConfig, type RopeScaling } from '../import/hf-config.js';
 import { Llama2cCheckpoint } from '../import/llama2c.js';
-import { SafetensorsModel } from '../import/safetensors.js';
+import { SafetensorsModel } from '../formats/safetensors.js';
 
 export interface ReferenceConfig {
   nLayer: number;

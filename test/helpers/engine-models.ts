@@ -2,7 +2,7 @@
  * Tiny random llama / qwen2 models written as GGUF for the engine tests, with a byte-level BPE vocabulary
  * (256 byte tokens, a few merges, R1-style special tokens) and a chat template.
  */
-import { GgufWriter } from '../../src/gguf/writer.js';
+import { GgufWriter } from '../../src/formats/gguf/writer.js';
 import { Rng } from '../../src/util/rng.js';
 
 export interface TinyOptions {

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Llama2cCheckpoint, readLlama2cTokenizer } from '../../src/import/llama2c.js';
-import { writeSafetensors, type SafetensorsInput } from '../../src/import/safetensors.js';
+import { writeSafetensors, type SafetensorsInput } from '../../src/formats/safetensors.js';
 import { encodeSentencePieceModel, SP_TYPE, type SentencePiece } from '../../src/import/sentencepiece.js';
 import { packageRoot } from '../../src/util/paths.js';
 

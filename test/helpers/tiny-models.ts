@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { convertToGguf, type ConvertType } from '../../src/import/convert.js';
-import { writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type SafetensorsInput } from '../../src/import/safetensors.js';
+import { writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type SafetensorsInput } from '../../src/formats/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
 
 export type TinyArch = 'llama' | 'mistral' | 'qwen2' | 'qwen3';

@@ -6,10 +6,10 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { LlamaModel } from '../../engine/index.js';
-import { checkPolicy } from '../../eval/answer-equiv.js';
-import type { PromptStyle } from '../../eval/prompts.js';
+import { checkPolicy } from '../../tasks/answer-equiv.js';
+import type { PromptStyle } from '../../tasks/prompts.js';
 import { CUE_VARIANTS, type CueOptions } from '../../reasoning/lynx/cues.js';
-import { buildDatasetToDir, summarizeDataset } from '../../reasoning/lynx/dataset-builder.js';
+import { buildDatasetToDir, summarizeDataset } from '../../reasoning/lynx/dataset/builder.js';
 import { defaultHiddenStateLayers } from '../../reasoning/lynx/features.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { DEFAULT_DELTAS } from '../../reasoning/lynx/conformal.js';
-import { DEFAULT_HELD_OUT_FRACTION, calibrateExperiment, type CalibrationSummary, type RuleName } from '../../reasoning/lynx/experiment.js';
+import { DEFAULT_DELTAS } from '../../reasoning/calibration/conformal.js';
+import { DEFAULT_HELD_OUT_FRACTION, calibrateExperiment, type CalibrationSummary, type RuleName } from '../../pipeline/experiment.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { floatOption, intOption, listOption } from '../options.js';
 

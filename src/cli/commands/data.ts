@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { fetchBenchmark, fetchableBenchmarks } from '../../eval/fetch.js';
+import { fetchBenchmark, fetchableBenchmarks } from '../../tasks/fetch.js';
 
 export function registerData(program: Command): void {
   const data = program.command('data').description('benchmark data');

@@ -7,12 +7,12 @@
  */
 import type { Command } from 'commander';
 import { LlamaContext, LlamaModel, type TapLayer } from '../../engine/index.js';
-import type { Choice } from '../../eval/benchmarks.js';
-import { extractAnswer } from '../../eval/answer-extract.js';
-import { answersEquivalent, checkPolicy, policyRules, type Policy } from '../../eval/answer-equiv.js';
-import type { PromptStyle } from '../../eval/prompts.js';
+import type { Choice } from '../../tasks/benchmarks.js';
+import { extractAnswer } from '../../tasks/answer-extract.js';
+import { answersEquivalent, checkPolicy, policyRules, type Policy } from '../../tasks/answer-equiv.js';
+import type { PromptStyle } from '../../tasks/prompts.js';
 import { exitCueText } from '../../reasoning/forced-exit.js';
-import { ruleExits } from '../../reasoning/lynx/conformal.js';
+import { ruleExits } from '../../reasoning/calibration/conformal.js';
 import { concatFeatures, tapLayersFor } from '../../reasoning/lynx/features.js';
 import type { LynxPolicy } from '../../reasoning/lynx/online.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
@@ -24,8 +24,8 @@ import {
   type DecideAtEvents,
   type DeerEventResult,
   type DeerRollout,
-} from '../../reasoning/peers/deer-rollouts.js';
-import type { TokenCounts } from '../../reasoning/method.js';
+} from '../../reasoning/lynx/deer-rollouts.js';
+import type { TokenCounts } from '../../reasoning/token-counts.js';
 import { problemPromptTokens } from '../../reasoning/prompt-tokens.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { writeJsonAtomic } from '../../util/fs.js';

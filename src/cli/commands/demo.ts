@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LlamaModel } from '../../engine/index.js';
-import { demoBenchmark } from '../../demo/benchmark.js';
+import { demoBenchmark } from '../../tasks/demo/benchmark.js';
 import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.js';
 import { measureBehaviour, mergeStageCurves, writeModelCard } from '../../demo/model-card.js';
 import { requireShippedDemo, shippedDemo } from '../../demo/shipped.js';

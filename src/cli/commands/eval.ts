@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LlamaContext, LlamaModel } from '../../engine/index.js';
 import { evaluateMethod } from '../../eval/evaluate-method.js';
-import { checkPolicy } from '../../eval/answer-equiv.js';
+import { checkPolicy } from '../../tasks/answer-equiv.js';
 import { methodEnv, fullRollout, tokenBudget, type ReasoningMethod, type ReasoningSweep } from '../../reasoning/method.js';
 import { deer, deerSweep } from '../../reasoning/peers/deer.js';
 import { deepConf, deepConfSweep } from '../../reasoning/peers/deepconf.js';

@@ -10,7 +10,7 @@ import { registerSimulate } from './simulate.js';
 import { registerDeerRollouts } from './deer-rollouts.js';
 import { registerData } from './data.js';
 import { registerConvert } from './convert.js';
-import { registerReport } from '../../report/command.js';
+import { registerReport } from './report.js';
 import { registerDemo } from './demo.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */

@@ -1,6 +1,6 @@
 /** `lynx merge`: join the shards of one `lynx build-dataset` run into one dataset folder. */
 import type { Command } from 'commander';
-import { mergeShards } from '../../reasoning/lynx/dataset-builder.js';
+import { mergeShards } from '../../reasoning/lynx/dataset/builder.js';
 
 export function registerMerge(program: Command): void {
   program

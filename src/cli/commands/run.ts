@@ -4,7 +4,7 @@ import { methodEnv } from '../../reasoning/method.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { solveWithLynx, type ScoredCueEvent } from '../../reasoning/lynx/online.js';
 import { problemPromptTokens } from '../../reasoning/prompt-tokens.js';
-import { extractAnswer } from '../../eval/answer-extract.js';
+import { extractAnswer } from '../../tasks/answer-extract.js';
 import { resolveModelPath } from '../model-arg.js';
 import { floatOption, intOption } from '../options.js';
 import { paint } from '../terminal.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { simulateExperiment, type RuleName } from '../../reasoning/lynx/experiment.js';
+import { simulateExperiment, type RuleName } from '../../pipeline/experiment.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { intOption, listOption } from '../options.js';
 import { parseDeltas } from './calibrate.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { trainProbeOnDatasets, type ProbeTrainingMetrics } from '../../reasoning/lynx/experiment.js';
-import type { ProbeConfig } from '../../reasoning/lynx/probe.js';
-import type { KernelChoice } from '../../reasoning/lynx/probe-parallel.js';
+import { trainProbeOnDatasets, type ProbeTrainingMetrics } from '../../pipeline/experiment.js';
+import type { ProbeConfig } from '../../reasoning/lynx/probe/probe.js';
+import type { KernelChoice } from '../../reasoning/lynx/probe/parallel.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { floatOption, intOption } from '../options.js';
 

@@ -19,8 +19,8 @@ import {
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import { CueDetector, type CueHit, type CueOptions } from './cues.js';
 import { concatFeatures, tapLayersFor } from './features.js';
-import type { Probe } from './probe.js';
-import { ruleExits, type ExitRule } from './conformal.js';
+import type { Probe } from './probe/probe.js';
+import { ruleExits, type ExitRule } from '../calibration/conformal.js';
 
 /** What LYNX needs at run time: the probe, its layers, the calibrated rule and the cue words. */
 export interface LynxPolicy {

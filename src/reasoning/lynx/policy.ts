@@ -6,8 +6,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
 import { readJson } from '../../util/fs.js';
-import { loadProbe } from './probe.js';
-import { parseRule, ruleFileName, type ExitRule } from './conformal.js';
+import { loadProbe } from './probe/probe.js';
+import { parseRule, ruleFileName, type ExitRule } from '../calibration/conformal.js';
 import type { LynxPolicy } from './online.js';
 
 export interface PolicySelector {

@@ -3,7 +3,7 @@
  * safetensors through the project's reader/writer in `src/import/safetensors.ts` (atomic writes, lazy reads by offset).
  */
 import { InvalidInputError } from '../../util/errors.js';
-import { SafetensorsFile, writeSafetensors as writeSafetensorsFile } from '../../import/safetensors.js';
+import { SafetensorsFile, writeSafetensors as writeSafetensorsFile } from '../../formats/safetensors.js';
 
 export interface F32Tensor {
   dtype: 'F32';

@@ -20,7 +20,7 @@
  * decimals) and use the top-k candidates only (vLLM's stopping rule), the same for warm-up and online traces.
  */
 import type { Sequence } from '../../engine/index.js';
-import { quantile } from '../../eval/metrics.js';
+import { quantile } from '../../util/stats.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText } from '../forced-exit.js';
 import {
@@ -31,9 +31,9 @@ import {
   type MethodOutcome,
   type ReasoningMethod,
   type ReasoningSweep,
-  type TokenCounts,
 } from '../method.js';
 import { runRollout, type RolloutResult } from '../rollout.js';
+import type { TokenCounts } from '../token-counts.js';
 
 export type DeepConfVariant = 'low' | 'high';
 

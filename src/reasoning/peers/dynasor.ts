@@ -34,9 +34,9 @@ import {
   type MethodOutcome,
   type ReasoningMethod,
   type ReasoningSweep,
-  type TokenCounts,
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
+import type { TokenCounts } from '../token-counts.js';
 
 export const UNCERTAIN_WORDS: readonly string[] = ['wait', 'hold', 'but', 'okay', 'no', 'hmm'];
 

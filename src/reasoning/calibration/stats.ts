@@ -2,7 +2,7 @@
  * Small statistics used by the probe metrics, the conformal rules and the simulated evaluation: binomial tails,
  * the Hoeffding–Bentkus p-value, a seeded cluster bootstrap, and binary classification metrics.
  */
-import { quantile } from '../../eval/metrics.js';
+import { quantile } from '../../util/stats.js';
 import { Rng } from '../../util/rng.js';
 
 // Lanczos approximation (g = 7, n = 9); relative error below 1e-14 for x > 0.

@@ -19,12 +19,12 @@
  */
 import koffi from 'koffi';
 import { totalmem } from 'node:os';
-import { GgufFile } from '../gguf/reader.js';
-import { GgufWriter } from '../gguf/writer.js';
-import type { TensorType } from '../gguf/encode.js';
+import { GgufFile } from '../formats/gguf/reader.js';
+import { GgufWriter } from '../formats/gguf/writer.js';
+import type { TensorType } from '../formats/gguf/encode.js';
 import { InvalidInputError } from '../util/errors.js';
-import { loadLlama, type Llama } from './library.js';
-import type { Pointer } from './native.js';
+import { loadLlama, type Llama } from '../native/library.js';
+import type { Pointer } from '../native/declarations.js';
 import {
   FILE_TYPE,
   TrainingError,
@@ -40,7 +40,7 @@ import {
   type TrainingData,
   type TrainingReport,
   type TrainingStep,
-} from './training.js';
+} from './llama-opt.js';
 
 // ---- native declarations (ggml.h, ggml-backend.h, ggml-opt.h of the pinned build) ----
 

@@ -19,8 +19,8 @@ import type { LlamaContext, TapLayer } from '../../engine/index.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { exitCueText, forcedExit } from '../forced-exit.js';
-import { findCueEvents, type CueToken, type CueVariant } from '../lynx/cues.js';
-import type { TokenCounts } from '../method.js';
+import { findCueEvents, type CueToken, type CueVariant } from './cues.js';
+import type { TokenCounts } from '../token-counts.js';
 
 /** One line of DEER's output JSONL. */
 export interface DeerRolloutRow {

@@ -9,9 +9,9 @@
  * separate build step and work the same from TypeScript sources and from the compiled package.
  */
 import { Worker } from 'node:worker_threads';
-import { InvalidInputError } from '../../util/errors.js';
-import { denseAdamStep, denseForward } from './probe-kernels.js';
-import { instantiateKernels, probeWasmModule, wasmSimdAvailable, type WasmExports } from './probe-wasm.js';
+import { InvalidInputError } from '../../../util/errors.js';
+import { denseAdamStep, denseForward } from './kernels.js';
+import { instantiateKernels, probeWasmModule, wasmSimdAvailable, type WasmExports } from './wasm.js';
 
 export type KernelChoice = 'auto' | 'js' | 'wasm';
 export type KernelBackend = 'js' | 'wasm';

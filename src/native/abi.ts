@@ -3,7 +3,7 @@
  * compare every field with the defaults of the llama.cpp source we declared against. A layout change in a new build
  * shifts fields and fails here with a clear message, instead of corrupting memory later.
  */
-import type { LlamaApi } from './native.js';
+import type { LlamaApi } from './declarations.js';
 import { AbiMismatchError } from './errors.js';
 
 const EXPECTED_MODEL_DEFAULTS: Record<string, unknown> = {
@@ -85,7 +85,7 @@ export function checkAbi(api: LlamaApi): void {
   ];
   if (problems.length > 0) {
     throw new AbiMismatchError(
-      'ABI mismatch: the loaded llama.cpp library does not match the struct layouts declared in src/engine/native.ts ' +
+      'ABI mismatch: the loaded llama.cpp library does not match the struct layouts declared in src/native/declarations.ts ' +
         '(was @node-llama-cpp/* upgraded without updating the binding?):\n  ' +
         problems.join('\n  '),
     );

@@ -13,19 +13,19 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { LlamaContext, type LlamaModel, type SamplerOptions, type TapLayer } from '../../engine/index.js';
-import type { Problem } from '../../eval/benchmarks.js';
-import { extractAnswer } from '../../eval/answer-extract.js';
-import { answersEquivalent, type Policy } from '../../eval/answer-equiv.js';
-import type { PromptStyle } from '../../eval/prompts.js';
-import { exitCueText, forcedExit } from '../forced-exit.js';
-import { answerTextOf, traceSampler, DEFAULT_SAMPLER, type MethodEnv } from '../method.js';
-import { problemPromptTokens } from '../prompt-tokens.js';
-import { runRollout } from '../rollout.js';
-import { InvalidInputError } from '../../util/errors.js';
-import { inShard, parseShard, type Shard } from '../../util/shard.js';
-import { CueDetector, resolveCues, selectEvents, syntheticEventIndex, type CueHit, type CueOptions } from './cues.js';
-import { concatFeatures, defaultHiddenStateLayers, tapLayersFor } from './features.js';
+import { LlamaContext, type LlamaModel, type SamplerOptions, type TapLayer } from '../../../engine/index.js';
+import type { Problem } from '../../../tasks/benchmarks.js';
+import { extractAnswer } from '../../../tasks/answer-extract.js';
+import { answersEquivalent, type Policy } from '../../../tasks/answer-equiv.js';
+import type { PromptStyle } from '../../../tasks/prompts.js';
+import { exitCueText, forcedExit } from '../../forced-exit.js';
+import { answerTextOf, traceSampler, DEFAULT_SAMPLER, type MethodEnv } from '../../method.js';
+import { problemPromptTokens } from '../../prompt-tokens.js';
+import { runRollout } from '../../rollout.js';
+import { InvalidInputError } from '../../../util/errors.js';
+import { inShard, parseShard, type Shard } from '../../../util/shard.js';
+import { CueDetector, resolveCues, selectEvents, syntheticEventIndex, type CueHit, type CueOptions } from '../cues.js';
+import { concatFeatures, defaultHiddenStateLayers, tapLayersFor } from '../features.js';
 import {
   DatasetWriter,
   MANIFEST_FILE,
@@ -34,8 +34,8 @@ import {
   unitKey,
   type DatasetManifest,
   type EventMeta,
-} from './dataset-store.js';
-import { TensorFile } from './tensor-io.js';
+} from './store.js';
+import { TensorFile } from '../tensor-io.js';
 
 export type { EventMeta };
 

@@ -13,11 +13,11 @@
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { InvalidInputError } from '../../util/errors.js';
-import { readJson, writeJsonAtomic, writeFileAtomic } from '../../util/fs.js';
-import { Rng } from '../../util/rng.js';
-import { computeMetrics } from '../../eval/metrics.js';
-import { PREDICTIONS_FILE, runDir, writeConfig, writeMetrics, type PredictionRecord } from '../../eval/records.js';
+import { InvalidInputError } from '../util/errors.js';
+import { readJson, writeJsonAtomic, writeFileAtomic } from '../util/fs.js';
+import { Rng } from '../util/rng.js';
+import { computeMetrics } from '../eval/metrics.js';
+import { PREDICTIONS_FILE, runDir, writeConfig, writeMetrics, type PredictionRecord } from '../eval/records.js';
 import {
   CONFORMAL_SCHEMA,
   DEFAULT_DELTAS,
@@ -28,11 +28,12 @@ import {
   type ExitRule,
   type HeldOutStats,
   type TrajectoryOptions,
-} from './conformal.js';
-import { MANIFEST_FILE, datasetRollouts, readDataset, unitKey, type EventMeta } from './dataset-store.js';
-import { DEFAULT_PROBE_CONFIG, loadProbe, saveProbe, trainProbeLynx, type Probe, type ProbeConfig, type ProbeHeader, type ProbeMetrics } from './probe.js';
-import type { KernelChoice } from './probe-parallel.js';
-import { simulate, lynxMetrics, rolloutEventRecords, rolloutId, simulateRollout, type LynxMetrics, type SimRollout } from './simulate.js';
+} from '../reasoning/calibration/conformal.js';
+import { MANIFEST_FILE, datasetRollouts, readDataset, unitKey, type EventMeta } from '../reasoning/lynx/dataset/store.js';
+import { DEFAULT_PROBE_CONFIG, loadProbe, saveProbe, trainProbeLynx, type Probe, type ProbeConfig, type ProbeHeader, type ProbeMetrics } from '../reasoning/lynx/probe/probe.js';
+import type { KernelChoice } from '../reasoning/lynx/probe/parallel.js';
+import { lynxMetrics, simulateRollout, type LynxMetrics, type SimRollout } from '../reasoning/lynx/simulate.js';
+import { rolloutEventRecords, rolloutId, simulate } from '../eval/simulated-runs.js';
 
 export type RuleName = ExitRule['rule'];
 export const RULE_NAMES: readonly RuleName[] = ['lynx', 'ltt', 'crc'];

@@ -16,10 +16,10 @@
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidInputError } from '../../util/errors.js';
-import { readJson, writeFileAtomic, writeJsonAtomic } from '../../util/fs.js';
-import type { SimEvent, SimRollout } from './simulate.js';
-import { TensorFile, writeSafetensors } from './tensor-io.js';
+import { InvalidInputError } from '../../../util/errors.js';
+import { readJson, writeFileAtomic, writeJsonAtomic } from '../../../util/fs.js';
+import type { SimEvent, SimRollout } from '../simulate.js';
+import { TensorFile, writeSafetensors } from '../tensor-io.js';
 
 export const DATASET_SCHEMA = 'lynx.dataset/1';
 export const MANIFEST_FILE = 'manifest.json';

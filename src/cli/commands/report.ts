@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { intOption } from '../cli/options.js';
-import { writeReport } from './index.js';
-import { experimentMarkdown } from './markdown.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TRACES_PER_RUN } from './model.js';
+import { intOption } from '../options.js';
+import { writeReport } from '../../report/index.js';
+import { experimentMarkdown } from '../../report/markdown.js';
+import { writeFileAtomic } from '../../util/fs.js';
+import { DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TRACES_PER_RUN } from '../../report/model.js';
 
 interface ReportArgs {
   out?: string;

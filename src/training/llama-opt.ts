@@ -29,14 +29,14 @@ import koffi from 'koffi';
 import { availableParallelism, totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { GgufFile } from '../gguf/reader.js';
-import { GgufWriter } from '../gguf/writer.js';
-import type { TensorType } from '../gguf/encode.js';
+import { GgufFile } from '../formats/gguf/reader.js';
+import { GgufWriter } from '../formats/gguf/writer.js';
+import type { TensorType } from '../formats/gguf/encode.js';
 import { LynxError, InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from './library.js';
-import { GGML_TENSOR_OFFSETS, type Pointer } from './native.js';
-import { DisposedError, ModelLoadError } from './errors.js';
+import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from '../native/library.js';
+import { GGML_TENSOR_OFFSETS, type Pointer } from '../native/declarations.js';
+import { DisposedError, ModelLoadError } from '../engine/errors.js';
 
 /** Training could not start or failed inside llama.cpp; the message says why and what to change. */
 export class TrainingError extends LynxError {}

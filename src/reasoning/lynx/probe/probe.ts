@@ -14,14 +14,14 @@
  */
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { InvalidInputError } from '../../util/errors.js';
-import { readJson, writeJsonAtomic } from '../../util/fs.js';
-import { Rng } from '../../util/rng.js';
+import { InvalidInputError } from '../../../util/errors.js';
+import { readJson, writeJsonAtomic } from '../../../util/fs.js';
+import { Rng } from '../../../util/rng.js';
 import { availableParallelism } from 'node:os';
-import { denseAdamStep, denseBackward, denseForward } from './probe-kernels.js';
-import { ParallelLayer, resolveKernels, type KernelBackend, type KernelChoice } from './probe-parallel.js';
-import { binaryMetrics, type BinaryMetrics } from './stats.js';
-import { TensorFile, writeSafetensors, type F32Tensor } from './tensor-io.js';
+import { denseAdamStep, denseBackward, denseForward } from './kernels.js';
+import { ParallelLayer, resolveKernels, type KernelBackend, type KernelChoice } from './parallel.js';
+import { binaryMetrics, type BinaryMetrics } from '../../calibration/stats.js';
+import { TensorFile, writeSafetensors, type F32Tensor } from '../tensor-io.js';
 
 /** A row-major float32 matrix: `rows` × `cols`. */
 export interface FeatureMatrix {

@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { bf16sToFloats, floatToBf16, floatToHalf, halfsToFloats, u16View } from '../gguf/encode.js';
+import { bf16sToFloats, floatToBf16, floatToHalf, halfsToFloats, u16View } from './gguf/encode.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 

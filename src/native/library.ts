@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { declareApi, ggml_log_callback, type LlamaApi } from './native.js';
+import { declareApi, ggml_log_callback, type LlamaApi } from './declarations.js';
 import { checkAbi } from './abi.js';
 import { AbiMismatchError, BackendLoadError } from './errors.js';
 

@@ -8,8 +8,8 @@
  * The sets are fixed lists (problems are interleaved across levels, so `--limit N` still covers every level), so runs
  * with different sampling seeds evaluate the same problems.
  */
-import type { Problem as BenchmarkProblem } from '../eval/benchmarks.js';
-import { InvalidInputError } from '../util/errors.js';
+import type { Problem as BenchmarkProblem } from '../benchmarks.js';
+import { InvalidInputError } from '../../util/errors.js';
 import { heldOutProblems, LEVELS, MAX_LEVEL, MIN_LEVEL, type Problem, type ProblemSplit } from './problems.js';
 
 type HeldOutPart = Exclude<ProblemSplit, 'train'>;

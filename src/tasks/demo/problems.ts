@@ -9,8 +9,8 @@
  * chosen by a hash: a training problem can never be a held-out problem told with other names. The slice is cut into
  * test, calibration and probe-training parts (`problemSplit`).
  */
-import { Rng } from '../util/rng.js';
-import { InvalidInputError } from '../util/errors.js';
+import { Rng } from '../../util/rng.js';
+import { InvalidInputError } from '../../util/errors.js';
 
 export type OpKind = 'add' | 'sub' | 'mul' | 'div';
 

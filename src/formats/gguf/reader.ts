@@ -3,7 +3,7 @@
  * the file by offset (a multi-gigabyte model is never read whole). F32/F16/BF16/Q8_0 decode to Float32Array.
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { InvalidInputError, UnsupportedError } from '../util/errors.js';
+import { InvalidInputError, UnsupportedError } from '../../util/errors.js';
 import { decodeTensor, GGML_TYPE_NAME, type TensorType } from './encode.js';
 import { GGUF_ALIGNMENT, type GgufScalarType, type GgufValue, type GgufValueType } from './writer.js';
 
