@@ -34,24 +34,26 @@ export { CueDetector, findCueEvents, CUE_VARIANTS, type CueHit, type CueOptions 
 export { defaultHiddenStateLayers, tapLayersFor } from './reasoning/lynx/features.js';
 export { buildDataset, buildDatasetToDir, mergeShards, summarizeDataset, type BuildOptions, type BuildToDirOptions } from './reasoning/lynx/dataset/builder.js';
 export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset/store.js';
-export { Probe, trainProbeLynx, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe/probe.js';
+export { Probe, trainProbe, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe/probe.js';
 export {
   calibrateLynx,
   calibrateLtt,
   calibrateCrc,
   conformalSweep,
   ruleExits,
-  parseRule,
   DEFAULT_DELTAS,
   type ExitRule,
   type LynxRule,
   type TrajectoryRule,
 } from './reasoning/calibration/conformal.js';
+export { parseRule, readRules, RULE_NAMES, type RuleName } from './reasoning/calibration/rule-files.js';
 export { lynxMetrics, type SimRollout, type LynxMetrics } from './reasoning/lynx/simulate.js';
 export { simulate, writeSimulation } from './eval/simulated-runs.js';
 export { solveWithLynx, lynxMethod, type LynxPolicy, type ScoredCueEvent } from './reasoning/lynx/online.js';
 export { loadLynxPolicy } from './reasoning/lynx/policy.js';
-export { trainProbeOnDatasets, calibrateExperiment, simulateExperiment } from './pipeline/experiment.js';
+export { trainProbeStep } from './pipeline/train-probe.js';
+export { calibrateStep } from './pipeline/calibrate.js';
+export { simulateStep } from './pipeline/simulate.js';
 
 // Peer methods on the same harness.
 export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';
@@ -60,9 +62,10 @@ export { dynasorCot, dynasorSweep, type DynasorOptions } from './reasoning/peers
 export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reasoning/lynx/deer-rollouts.js';
 
 // Evaluation and reports.
-export { loadBenchmark, type Problem } from './tasks/benchmarks.js';
+export { loadBenchmark, benchmarkLabel, type BenchmarkSelection } from './tasks/registry.js';
+export type { Problem, Choice } from './tasks/problem.js';
 export { extractAnswer } from './tasks/answer-extract.js';
-export { answersEquivalent, answersEquivalentSync, type Policy } from './tasks/answer-equiv.js';
+export { answersEquivalent, answersEquivalentSync, type Grading } from './tasks/answer-equiv.js';
 export { runEvaluation, type RunOptions, type RunResult } from './eval/runner.js';
 export { evaluateMethod, type EvaluateOptions } from './eval/evaluate-method.js';
 export type { PredictionRecord, RunMetrics } from './eval/records.js';

@@ -2,7 +2,7 @@ import { describe, expect, it, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answersEquivalent, answersEquivalentSync, scoreText, type Policy } from '../src/tasks/answer-equiv.js';
+import { answersEquivalent, answersEquivalentSync, scoreText, type Grading } from '../src/tasks/answer-equiv.js';
 import { normalizeAnswer, parseNumber, parseStructure } from '../src/tasks/answer-normalize.js';
 import { SymbolicChecker, sharedSymbolicChecker } from '../src/tasks/symbolic.js';
 import { loadAmc23, loadGsm8k } from '../src/tasks/benchmarks.js';
@@ -12,14 +12,14 @@ const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'share
 interface Pair {
   pred: string;
   gold: string;
-  policy: Policy;
+  policy: Grading;
   expect: boolean;
   why: string;
 }
 
-const ALL: Policy[] = ['strict', 'zst', 'deer'];
+const ALL: Grading[] = ['strict', 'zst', 'deer'];
 const pairs: Pair[] = [];
-const add = (pred: string, gold: string, policies: Policy[], expected: boolean, why: string) => {
+const add = (pred: string, gold: string, policies: Grading[], expected: boolean, why: string) => {
   for (const policy of policies) pairs.push({ pred, gold, policy, expect: expected, why });
 };
 
@@ -147,7 +147,7 @@ for (let i = 0; i < 15; i++) {
 }
 
 // ---- hand-written ---------------------------------------------------------------------------------------------
-const hand: [string, string, Policy[], boolean, string][] = [
+const hand: [string, string, Grading[], boolean, string][] = [
   ['(3, \\frac{\\pi}{2})', '\\left( 3, \\frac{\\pi}{2} \\right)', ALL, true, 'polar point'],
   ['\\frac{\\sqrt{3}}{3}', '\\frac{1}{\\sqrt3}', ['zst', 'deer'], true, 'rationalised denominator'],
   ['\\frac{\\sqrt{3}}{3}', '\\frac{1}{\\sqrt3}', ['strict'], false, 'strict does no algebra'],
@@ -294,7 +294,7 @@ describe('answer equivalence table', () => {
     it(`decides every ${policy} pair right`, async () => {
       const wrong: string[] = [];
       for (const p of pairs.filter((x) => x.policy === policy)) {
-        const r = await answersEquivalent(p.pred, p.gold, { policy });
+        const r = await answersEquivalent(p.pred, p.gold, { grading: policy });
         if (r.equivalent !== p.expect)
           wrong.push(`${p.why}: ${JSON.stringify(p.pred)} vs ${JSON.stringify(p.gold)} -> ${r.equivalent} (${r.reason})`);
       }
@@ -304,7 +304,7 @@ describe('answer equivalence table', () => {
 
   it('the synchronous checker agrees with the worker-thread checker', () => {
     const disagree = pairs
-      .filter((p) => answersEquivalentSync(p.pred, p.gold, { policy: p.policy }).equivalent !== p.expect)
+      .filter((p) => answersEquivalentSync(p.pred, p.gold, { grading: p.policy }).equivalent !== p.expect)
       .map((p) => `${p.policy} ${p.pred} vs ${p.gold}`);
     expect(disagree).toEqual([]);
   });
@@ -361,10 +361,10 @@ describe('symbolic time limit', () => {
 
   it('reports a timeout through answersEquivalent', async () => {
     const timingOut = { check: async () => ({ verdict: false, timedOut: true }) } as unknown as SymbolicChecker;
-    const r = await answersEquivalent('(x+1)^2', 'x^2+2x+1', { policy: 'zst', checker: timingOut });
+    const r = await answersEquivalent('(x+1)^2', 'x^2+2x+1', { grading: 'zst', checker: timingOut });
     expect(r).toEqual({ equivalent: false, reason: 'timeout', timedOut: true });
     // a pair decided without algebra never reaches the checker
-    expect(await answersEquivalent('1/2', '0.5', { policy: 'zst', checker: timingOut })).toMatchObject({ equivalent: true });
+    expect(await answersEquivalent('1/2', '0.5', { grading: 'zst', checker: timingOut })).toMatchObject({ equivalent: true });
   });
 });
 
@@ -378,9 +378,9 @@ describe('runaway answers', () => {
       },
     } as unknown as SymbolicChecker;
     const runaway = 'x+'.repeat(300) + '1';
-    expect(await answersEquivalent(runaway, 'x+1', { policy: 'zst', checker: counting })).toMatchObject({ equivalent: false });
+    expect(await answersEquivalent(runaway, 'x+1', { grading: 'zst', checker: counting })).toMatchObject({ equivalent: false });
     expect(calls).toBe(0);
-    expect(await answersEquivalent('1+x', 'x+1', { policy: 'zst', checker: counting })).toMatchObject({ equivalent: true });
+    expect(await answersEquivalent('1+x', 'x+1', { grading: 'zst', checker: counting })).toMatchObject({ equivalent: true });
     expect(calls).toBe(1);
   });
 });
@@ -388,10 +388,10 @@ describe('runaway answers', () => {
 describe('scoring generated text', () => {
   it('extracts and compares under each policy', async () => {
     const text = 'Wait, so the area is 12. Hmm.\n</think>\nThe answer is $\\boxed{\\dfrac{1}{2}}$.';
-    for (const policy of ALL) expect((await scoreText(text, { gold: '0.5' }, { policy })).correct).toBe(true);
+    for (const policy of ALL) expect((await scoreText(text, { gold: '0.5' }, { grading: policy })).correct).toBe(true);
     const unboxed = 'So the answer is 0.5';
-    expect((await scoreText(unboxed, { gold: '\\frac12' }, { policy: 'zst' })).correct).toBe(true);
-    expect((await scoreText(unboxed, { gold: '\\frac12' }, { policy: 'deer' })).correct).toBe(false);
+    expect((await scoreText(unboxed, { gold: '\\frac12' }, { grading: 'zst' })).correct).toBe(true);
+    expect((await scoreText(unboxed, { gold: '\\frac12' }, { grading: 'deer' })).correct).toBe(false);
   });
 
   it('scores multiple choice by letter', async () => {

@@ -1,3 +1,4 @@
+import { loadBenchmark } from '../src/tasks/registry.js';
 import { describe, expect, it, afterEach } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,6 @@ import {
   gsm8kGold,
   loadAime24,
   loadAmc23,
-  loadBenchmark,
   loadCommonsenseQa,
   loadGsm8k,
   loadJsonlBenchmark,

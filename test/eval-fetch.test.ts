@@ -2,6 +2,7 @@
  * `fetchBenchmark` against a local HTTP server that serves copies of ../shared/data in the shapes of GitHub raw
  * files and the Hugging Face dataset viewer's /splits and /rows API. Never the real network.
  */
+import { loadBenchmark } from '../src/tasks/registry.js';
 import { describe, expect, it, beforeAll, afterAll, afterEach } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +14,6 @@ import { FetchError, fetchBenchmark, fetchableBenchmarks } from '../src/tasks/fe
 import {
   loadAime24,
   loadAmc23,
-  loadBenchmark,
   loadCommonsenseQa,
   loadGsm8k,
   loadMath,

@@ -25,7 +25,7 @@ import { findCueEvents } from '../src/reasoning/lynx/cues.js';
 import { concatFeatures, tapLayersFor } from '../src/reasoning/lynx/features.js';
 import { problemPromptTokens } from '../src/reasoning/prompt-tokens.js';
 import { LlamaContext } from '../src/engine/index.js';
-import type { Problem } from '../src/tasks/benchmarks.js';
+import type { Problem } from '../src/tasks/problem.js';
 import { MANIFEST_FILE, readDataset } from '../src/reasoning/lynx/dataset/store.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 
@@ -139,7 +139,7 @@ describe('lynx build-dataset', () => {
       expect(e.tokensSoFar).toBe(e.position + 1);
       expect([0, 1]).toContain(e.label);
       // The label is the forced exit's answer judged against the gold answer.
-      expect(e.label === 1).toBe(answersEquivalentSync(e.exitAnswer, e.gold!, { policy: 'zst' }).equivalent);
+      expect(e.label === 1).toBe(answersEquivalentSync(e.exitAnswer, e.gold!, { grading: 'zst' }).equivalent);
       expect(e.synthetic).toBe(e.cue === 'synthetic');
       if (!e.synthetic) expect(CUES).toContain(e.cue);
       expect(typeof e.fullCorrect).toBe('boolean');

@@ -10,14 +10,12 @@ import {
   conformalSweep,
   firstExit,
   heldOutStats,
-  parseRule,
   predictionSet,
   quantileIndex,
   ruleExits,
-  ruleFileName,
-  writeSweep,
   type ScoredRollout,
 } from '../src/reasoning/calibration/conformal.js';
+import { parseRule, ruleFileName, writeSweep } from '../src/reasoning/calibration/rule-files.js';
 import { binomCdf, binomialPValue, hoeffdingBentkusPValue } from '../src/reasoning/calibration/stats.js';
 import { Rng } from '../src/util/rng.js';
 

@@ -9,18 +9,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { discoverRuns, loadRun } from '../src/eval/records.js';
-import { DEFAULT_DELTAS, parseRule, ruleFileName, type LynxRule, type TrajectoryRule } from '../src/reasoning/calibration/conformal.js';
+import { DEFAULT_DELTAS, type LynxRule, type TrajectoryRule } from '../src/reasoning/calibration/conformal.js';
+import { parseRule, ruleFileName } from '../src/reasoning/calibration/rule-files.js';
 import { DatasetWriter, readDataset, unitKey, type DatasetRow } from '../src/reasoning/lynx/dataset/store.js';
-import {
-  SUMMARY_FILE,
-  calibrateExperiment,
-  loadEventDatasets,
-  simulateExperiment,
-  splitProblems,
-  trainProbeOnDatasets,
-  type CalibrationSummary,
-  type ProbeTrainingMetrics,
-} from '../src/pipeline/experiment.js';
+import { SUMMARY_FILE, calibrateStep, splitProblems, type CalibrationSummary } from '../src/pipeline/calibrate.js';
+import { loadEventDatasets } from '../src/pipeline/event-data.js';
+import { simulateStep } from '../src/pipeline/simulate.js';
+import { trainProbeStep, type ProbeTrainingMetrics } from '../src/pipeline/train-probe.js';
 import { loadLynxPolicy } from '../src/reasoning/lynx/policy.js';
 import { loadProbe } from '../src/reasoning/lynx/probe/probe.js';
 import { Rng } from '../src/util/rng.js';
@@ -100,7 +95,7 @@ const TEST = join(EXP, 'datasets', 'test');
 const SMALL = { hidden: [64, 16] };
 
 let trained: { metrics: ProbeTrainingMetrics };
-let calibrated: ReturnType<typeof calibrateExperiment>;
+let calibrated: ReturnType<typeof calibrateStep>;
 
 beforeAll(() => {
   makeDataset(TRAIN, { seed: 1, problems: 500 });
@@ -110,7 +105,7 @@ beforeAll(() => {
 
 describe('lynx train-probe', () => {
   it('trains on the datasets and saves probe, info and metrics', () => {
-    trained = trainProbeOnDatasets({ datasets: [TRAIN], outDir: join(EXP, 'probe'), config: SMALL, seed: 7 });
+    trained = trainProbeStep({ datasets: [TRAIN], outDir: join(EXP, 'probe'), config: SMALL, seed: 7 });
     const m = trained.metrics;
     expect(m.val_auc).toBeGreaterThan(0.8);
     expect(m.val_acc).toBeGreaterThan(0.7);
@@ -140,7 +135,7 @@ describe('lynx train-probe', () => {
 
   it('refuses datasets that disagree on layers, cues or model, and single-class data', () => {
     const other = makeDataset(join(tmp, 'other-layers'), { seed: 4, problems: 5, info: { hiddenStateLayers: [2, 4, 7] } });
-    expect(() => trainProbeOnDatasets({ datasets: [TRAIN, other], outDir: join(tmp, 'p-bad') })).toThrow(
+    expect(() => trainProbeStep({ datasets: [TRAIN, other], outDir: join(tmp, 'p-bad') })).toThrow(
       /disagree on hiddenStateLayers: .*train has \[2,4,6\], .*other-layers has \[2,4,7\]/,
     );
     const otherModel = makeDataset(join(tmp, 'other-model'), { seed: 4, problems: 5, info: { model: 'another-model' } });
@@ -148,7 +143,7 @@ describe('lynx train-probe', () => {
     const noLayers = makeDataset(join(tmp, 'no-layers'), { seed: 4, problems: 5, info: { hiddenStateLayers: undefined } });
     expect(() => loadEventDatasets([noLayers])).toThrow(/does not say which hidden-state layers .*info\.hiddenStateLayers/);
     const allRight = makeDataset(join(tmp, 'all-right'), { seed: 4, problems: 30, allLabels: 1 });
-    expect(() => trainProbeOnDatasets({ datasets: [allRight], outDir: join(tmp, 'p-bad') })).toThrow(/both labels, but all \d+ forced exits .* were correct/);
+    expect(() => trainProbeStep({ datasets: [allRight], outDir: join(tmp, 'p-bad') })).toThrow(/both labels, but all \d+ forced exits .* were correct/);
     expect(() => loadEventDatasets([join(tmp, 'nowhere')])).toThrow(/no manifest\.json: not a LYNX event dataset/);
     expect(existsSync(join(tmp, 'p-bad'))).toBe(false);
   });
@@ -188,7 +183,7 @@ describe('the split by problem', () => {
 
 describe('lynx calibrate', () => {
   it('writes 7 deltas × 3 rules and a summary with held-out rates next to delta', () => {
-    calibrated = calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(EXP, 'conformal'), seed: 3 });
+    calibrated = calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(EXP, 'conformal'), seed: 3 });
     const files = readdirSync(join(EXP, 'conformal')).sort();
     const expected = ['lynx', 'ltt', 'crc'].flatMap((r) => DEFAULT_DELTAS.map((d) => ruleFileName(r as 'lynx', d)));
     expect(files).toEqual([...expected, SUMMARY_FILE].sort());
@@ -268,9 +263,9 @@ describe('lynx calibrate', () => {
 
   it('calibrates on everything with --held-out 0 and removes rule files of an earlier calibration', () => {
     const out = join(tmp, 'conformal-all');
-    calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: out });
+    calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: out });
     expect(readdirSync(out)).toHaveLength(22);
-    const r = calibrateExperiment({ probeDir: EXP, datasets: [CALIB], outDir: out, heldOutFraction: 0, deltas: [0.1, 0.05], rules: ['lynx', 'crc'] });
+    const r = calibrateStep({ probeDir: EXP, datasets: [CALIB], outDir: out, heldOutFraction: 0, deltas: [0.1, 0.05], rules: ['lynx', 'crc'] });
     expect(readdirSync(out).sort()).toEqual(['conformal_calib_005.json', 'conformal_calib_010.json', 'crc_005.json', 'crc_010.json', SUMMARY_FILE].sort());
     expect(r.summary.split.heldOut).toBeNull();
     expect(r.summary.rules.map((e) => `${e.rule}@${e.delta}`)).toEqual(['lynx@0.05', 'lynx@0.1', 'crc@0.05', 'crc@0.1']);
@@ -280,23 +275,23 @@ describe('lynx calibrate', () => {
   });
 
   it('fails clearly on a missing probe, a mismatched probe and single-class calibration data', () => {
-    expect(() => calibrateExperiment({ probeDir: join(tmp, 'no-probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad') })).toThrow(
+    expect(() => calibrateStep({ probeDir: join(tmp, 'no-probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad') })).toThrow(
       /no probe at .*no-probe.*train one with 'lynx train-probe'/,
     );
     const allWrong = makeDataset(join(tmp, 'all-wrong'), { seed: 8, problems: 40, allLabels: 0 });
-    expect(() => calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [allWrong], outDir: join(tmp, 'c-bad') })).toThrow(
+    expect(() => calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [allWrong], outDir: join(tmp, 'c-bad') })).toThrow(
       /calibration data has a single class: all \d+ forced exits were wrong/,
     );
     const otherLayers = join(tmp, 'other-layers');
-    expect(() => calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [otherLayers], outDir: join(tmp, 'c-bad') })).toThrow(
+    expect(() => calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [otherLayers], outDir: join(tmp, 'c-bad') })).toThrow(
       /probe in .* reads hidden-state layers \[2,4,6\] but the datasets hold layers \[2,4,7\]/,
     );
     const otherModel = join(tmp, 'other-model');
-    expect(() => calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [otherModel], outDir: join(tmp, 'c-bad') })).toThrow(
+    expect(() => calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [otherModel], outDir: join(tmp, 'c-bad') })).toThrow(
       /trained with model "synthetic-model" but the datasets have "another-model"/,
     );
-    expect(() => calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad'), deltas: [0] })).toThrow(/delta must be in \(0, 1\)/);
-    expect(() => calibrateExperiment({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad'), rules: ['nope' as 'lynx'] })).toThrow(
+    expect(() => calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad'), deltas: [0] })).toThrow(/delta must be in \(0, 1\)/);
+    expect(() => calibrateStep({ probeDir: join(EXP, 'probe'), datasets: [CALIB], outDir: join(tmp, 'c-bad'), rules: ['nope' as 'lynx'] })).toThrow(
       /unknown rule 'nope'/,
     );
     expect(existsSync(join(tmp, 'c-bad'))).toBe(false);
@@ -305,7 +300,7 @@ describe('lynx calibrate', () => {
 
 describe('lynx simulate', () => {
   it('writes a run folder per rule and delta plus the full-rollout baseline', () => {
-    const r = simulateExperiment({ exp: EXP, datasets: [TEST], resamples: 200 });
+    const r = simulateStep({ exp: EXP, datasets: [TEST], resamples: 200 });
     const ds = readDataset(TEST);
     expect(r.rollouts).toBe(400);
     expect(r.events).toBe(ds.rows);
@@ -345,7 +340,7 @@ describe('lynx simulate', () => {
 
   it('filters rules and deltas and names what is missing', () => {
     const out = join(tmp, 'exp-filtered');
-    const r = simulateExperiment({
+    const r = simulateStep({
       exp: out,
       probeDir: join(EXP, 'probe'),
       conformalDir: join(EXP, 'conformal'),
@@ -357,13 +352,13 @@ describe('lynx simulate', () => {
     });
     expect(r.runs.map((x) => `${x.method} ${x.setting}`)).toEqual(['lynx-ltt delta=0.05', 'lynx-ltt delta=0.1']);
     expect(discoverRuns(out).map((x) => `${x.benchmark}/${x.method}`)).toEqual(['other-bench/full', 'other-bench/lynx-ltt', 'other-bench/lynx-ltt']);
-    expect(() => simulateExperiment({ exp: out, probeDir: join(EXP, 'probe'), conformalDir: join(EXP, 'conformal'), datasets: [TEST], deltas: [0.07] })).toThrow(
+    expect(() => simulateStep({ exp: out, probeDir: join(EXP, 'probe'), conformalDir: join(EXP, 'conformal'), datasets: [TEST], deltas: [0.07] })).toThrow(
       /no rule matching/,
     );
     expect(() =>
-      simulateExperiment({ exp: out, probeDir: join(EXP, 'probe'), conformalDir: join(tmp, 'conformal-all'), datasets: [TEST], rules: ['ltt'], deltas: [0.05] }),
+      simulateStep({ exp: out, probeDir: join(EXP, 'probe'), conformalDir: join(tmp, 'conformal-all'), datasets: [TEST], rules: ['ltt'], deltas: [0.05] }),
     ).toThrow(/has no ltt rule for delta 0.05 \(ltt_005\.json\)/);
-    expect(() => simulateExperiment({ exp: join(tmp, 'empty-exp'), probeDir: join(EXP, 'probe'), datasets: [TEST] })).toThrow(/no conformal folder .*lynx calibrate/);
+    expect(() => simulateStep({ exp: join(tmp, 'empty-exp'), probeDir: join(EXP, 'probe'), datasets: [TEST] })).toThrow(/no conformal folder .*lynx calibrate/);
   });
 });
 

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
-import type { Problem } from '../src/tasks/benchmarks.js';
+import type { Problem } from '../src/tasks/problem.js';
 import { extractAnswer } from '../src/tasks/answer-extract.js';
 import { exitCueText, forcedExit } from '../src/reasoning/forced-exit.js';
 import { DEFAULT_SAMPLER, fullRollout, methodEnv, type MethodEnv, type MethodOutcome } from '../src/reasoning/method.js';
@@ -24,7 +24,7 @@ import { problemPromptTokens } from '../src/reasoning/prompt-tokens.js';
 import { buildDataset, type RolloutRecord } from '../src/reasoning/lynx/dataset/builder.js';
 import { datasetRollouts, type EventMeta } from '../src/reasoning/lynx/dataset/store.js';
 import { lynxSweep, solveWithLynx, type ScoredCueEvent } from '../src/reasoning/lynx/online.js';
-import { initLayers, Probe, trainProbe } from '../src/reasoning/lynx/probe/probe.js';
+import { initLayers, Probe, fitProbe } from '../src/reasoning/lynx/probe/probe.js';
 import { CONFORMAL_SCHEMA, type ExitRule } from '../src/reasoning/calibration/conformal.js';
 import { findCueEvents } from '../src/reasoning/lynx/cues.js';
 import { concatFeatures, tapLayersFor } from '../src/reasoning/lynx/features.js';
@@ -81,7 +81,7 @@ let randomProbe: Probe;
 let lastEventProbe: Probe;
 
 const envFor = (seed: number): MethodEnv =>
-  methodEnv({ model, context, sampler: { ...DEFAULT_SAMPLER }, maxTokens: MAX_TOKENS, exitCue: EXIT_CUE, answerMaxTokens: ANSWER_MAX, seed });
+  methodEnv({ context, sampler: { ...DEFAULT_SAMPLER }, maxTokens: MAX_TOKENS, exitCue: EXIT_CUE, answerMaxTokens: ANSWER_MAX, seed });
 const input = (p: Problem) => ({ problemId: p.id, promptTokens: problemPromptTokens(model, p) });
 
 const rule = (threshold: number | null): ExitRule => ({
@@ -127,7 +127,7 @@ function standardisation(X: Float32Array, d: number): { mean: Float32Array; scal
 /** A small probe trained to say "last event of its rollout" (`counts` = events per rollout, in row order). */
 function trainLastEventProbe(X: Float32Array, counts: number[]): Probe {
   const y = counts.flatMap((c) => Array.from({ length: c }, (_, k) => (k === c - 1 ? 1 : 0)));
-  const { probe } = trainProbe(
+  const { probe } = fitProbe(
     { data: X, rows: y.length, cols: X.length / y.length },
     y,
     { hidden: [32], earlyStopping: false, maxEpochs: 400, seed: 3 },
@@ -172,7 +172,7 @@ async function build(cues: string[], seed: number, list: Problem[]): Promise<Rol
     maxTokens: MAX_TOKENS,
     seed,
     concurrency: 4,
-    policy: 'strict', // the model writes random bytes: no symbolic checks of its garbage answers
+    grading: 'strict', // the model writes random bytes: no symbolic checks of its garbage answers
     onRollout: (r) => void records.push(r),
   });
   return records.sort((a, b) => a.problemIndex - b.problemIndex);

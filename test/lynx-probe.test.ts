@@ -8,8 +8,8 @@ import {
   Probe,
   saveProbe,
   stratifiedSplit,
+  fitProbe,
   trainProbe,
-  trainProbeLynx,
   type FeatureMatrix,
   type ProbeLayer,
 } from '../src/reasoning/lynx/probe/probe.js';
@@ -43,7 +43,7 @@ function synth(n: number, d: number, seed: number, noise = 0, sampleSeed = seed)
 describe('probe', () => {
   it('learns a separable problem (held-out AUC > 0.95) with LYNX metrics', () => {
     const { X, y } = synth(1000, 40, 1);
-    const r = trainProbeLynx(X, y, { config: { seed: 7 } });
+    const r = trainProbe(X, y, { config: { seed: 7 } });
     expect(r.metrics.val_auc).toBeGreaterThan(0.95);
     expect(r.metrics.val_acc).toBeGreaterThan(0.85);
     expect(r.metrics.n_val).toBe(200);
@@ -65,10 +65,10 @@ describe('probe', () => {
   it('is reproducible for a seed, different across seeds, and independent of threads', () => {
     const { X, y } = synth(300, 24, 2, 0.5);
     const cfg = { hidden: [16, 8], maxEpochs: 30, seed: 5 };
-    const a = trainProbe(X, y, cfg, { threads: 1 });
-    const b = trainProbe(X, y, cfg, { threads: 1 });
-    const c = trainProbe(X, y, { ...cfg, seed: 6 }, { threads: 1 });
-    const d = trainProbe(X, y, cfg, { threads: 2 });
+    const a = fitProbe(X, y, cfg, { threads: 1 });
+    const b = fitProbe(X, y, cfg, { threads: 1 });
+    const c = fitProbe(X, y, { ...cfg, seed: 6 }, { threads: 1 });
+    const d = fitProbe(X, y, cfg, { threads: 2 });
     a.probe.layers.forEach((l, i) => {
       expect(b.probe.layers[i]!.weight).toEqual(l.weight);
       expect(d.probe.layers[i]!.weight).toEqual(l.weight);
@@ -81,8 +81,8 @@ describe('probe', () => {
   it.each(['js', 'wasm'] as const)('splits work over threads without changing a single bit (%s kernels)', (kernels) => {
     const { X, y } = synth(261, 300, 3, 0.3); // odd batch sizes too
     const cfg = { hidden: [64, 8], maxEpochs: 4, seed: 1, batchSize: 51 };
-    const one = trainProbe(X, y, cfg, { threads: 1, kernels });
-    const two = trainProbe(X, y, cfg, { threads: 2, kernels });
+    const one = fitProbe(X, y, cfg, { threads: 1, kernels });
+    const two = fitProbe(X, y, cfg, { threads: 2, kernels });
     expect(one.history.kernels).toBe(kernels);
     expect(two.history.threads).toBe(2);
     expect(two.probe.layers[0]!.weight).toEqual(one.probe.layers[0]!.weight);
@@ -92,8 +92,8 @@ describe('probe', () => {
   it('trains alike with the js and wasm kernels', () => {
     const { X, y } = synth(400, 32, 8, 0.2);
     const cfg = { hidden: [16, 8], maxEpochs: 3, earlyStopping: false, seed: 2 };
-    const a = trainProbe(X, y, cfg, { threads: 1, kernels: 'js' });
-    const b = trainProbe(X, y, cfg, { threads: 1, kernels: 'wasm' });
+    const a = fitProbe(X, y, cfg, { threads: 1, kernels: 'js' });
+    const b = fitProbe(X, y, cfg, { threads: 1, kernels: 'wasm' });
     expect(b.history.kernels).toBe('wasm');
     // float32 vs double rounding only: the training trajectories stay together
     b.history.loss.forEach((l, i) => expect(l).toBeCloseTo(a.history.loss[i]!, 4));
@@ -102,12 +102,12 @@ describe('probe', () => {
     let maxDiff = 0;
     pa.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - pb[i]!))));
     expect(maxDiff).toBeLessThan(1e-3);
-    expect(() => trainProbe(synth(50, 6, 1).X, synth(50, 6, 1).y, { hidden: [5], maxEpochs: 1 }, { kernels: 'wasm' })).toThrow(/divisible by 4/);
+    expect(() => fitProbe(synth(50, 6, 1).X, synth(50, 6, 1).y, { hidden: [5], maxEpochs: 1 }, { kernels: 'wasm' })).toThrow(/divisible by 4/);
   });
 
   it('saves and loads with identical predictions', () => {
     const { X, y } = synth(200, 20, 4);
-    const { probe } = trainProbe(X, y, { hidden: [12, 6], maxEpochs: 20 }, { threads: 1 });
+    const { probe } = fitProbe(X, y, { hidden: [12, 6], maxEpochs: 20 }, { threads: 1 });
     const dir = join(tmp, 'probe');
     saveProbe(dir, probe, { featureLayers: [9, 16, 28] });
     const { probe: back, header } = loadProbe(dir);
@@ -147,7 +147,7 @@ describe('probe', () => {
     const hidden = [...hiddenSizes];
     const seed = 3;
     const cfg = { hidden, seed, maxEpochs: 2, earlyStopping: false, batchSize: 41, alpha: 0.01 };
-    const { probe, history } = trainProbe(X, y, cfg, { threads: 1, kernels });
+    const { probe, history } = fitProbe(X, y, cfg, { threads: 1, kernels });
     expect(history.kernels).toBe(kernels);
     // reference: same initial weights, full-batch, two steps
     const ref: ProbeLayer[] = initLayers([D, ...hidden, 1], Rng.derive(seed, 'init'));

@@ -34,7 +34,7 @@ beforeAll(() => {
   // of which other traces share its batches, so runs with different concurrency compare token for token.
   context = new LlamaContext(model, { nCtx: 8192, nSeqMax: 12, nBatch: 256, threads: 1, kvType: 'f32', flashAttention: false });
   prompt = model.tokenize('<｜User｜>What is 2+2?<｜Assistant｜><think>\n');
-  env = methodEnv({ model, context, maxTokens: 48, seed: 3 });
+  env = methodEnv({ context, maxTokens: 48, seed: 3 });
 });
 
 afterAll(() => {

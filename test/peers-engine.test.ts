@@ -45,7 +45,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const env = (over: Partial<MethodEnv> = {}): MethodEnv => methodEnv({ model, context, maxTokens: 64, seed: 7, ...over });
+const env = (over: Partial<MethodEnv> = {}): MethodEnv => methodEnv({ context, maxTokens: 64, seed: 7, ...over });
 const solve = (m: { solve: (i: { problemId: string; promptTokens: number[] }, e: MethodEnv) => Promise<MethodOutcome> }, id: string, e = env()) =>
   m.solve({ problemId: id, promptTokens: prompt }, e);
 

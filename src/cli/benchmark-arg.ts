@@ -1,18 +1,7 @@
-/** The benchmark a command runs on: `--benchmark` and the options that select its problems. */
+/** The problem-selection options every command that reads a benchmark declares (`loadBenchmark` reads them). */
 import type { Command } from 'commander';
-import { loadBenchmark, type Problem } from '../tasks/benchmarks.js';
-import { InvalidInputError } from '../util/errors.js';
+import type { BenchmarkSelection } from '../tasks/registry.js';
 import { intOption, listOption } from './options.js';
-
-export interface BenchmarkArgs {
-  benchmark: string;
-  dataDir?: string;
-  split?: string;
-  limit?: number;
-  limitPerSubset?: number;
-  subsetOffset?: number;
-  subsets?: string[];
-}
 
 /** Declare the problem-selection options (`--data-dir`, `--split`, `--limit`, and MATH's subject options). */
 export function problemSelectionOptions(command: Command): Command {
@@ -25,19 +14,21 @@ export function problemSelectionOptions(command: Command): Command {
     .option('--subsets <list>', 'MATH: subjects', listOption);
 }
 
-/** The problems the arguments select: a benchmark from the data folder, a .jsonl file, or the demo model's `demo[:part]`. */
-export async function loadBenchmarkArg(args: BenchmarkArgs): Promise<Problem[]> {
-  if (args.benchmark === 'demo' || args.benchmark.startsWith('demo:')) {
-    const { demoBenchmark } = await import('../tasks/demo/benchmark.js');
-    return demoBenchmark(args.benchmark, { limit: args.limit });
-  }
-  if (args.split !== undefined && args.split !== 'train' && args.split !== 'test') throw new InvalidInputError(`--split must be train or test, got '${args.split}'`);
-  return loadBenchmark(args.benchmark, {
+/** The selection the options give (what `loadBenchmark` takes). */
+export function selectionOf(args: {
+  dataDir?: string;
+  split?: string;
+  limit?: number;
+  limitPerSubset?: number;
+  subsetOffset?: number;
+  subsets?: string[];
+}): BenchmarkSelection {
+  return {
     dataDir: args.dataDir,
     split: args.split,
     limit: args.limit,
     limitPerSubset: args.limitPerSubset,
     subsetOffset: args.subsetOffset,
     subsets: args.subsets,
-  });
+  };
 }

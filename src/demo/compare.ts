@@ -6,7 +6,7 @@
  */
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
 import { forEachConcurrent } from '../util/concurrency.js';
-import type { Problem } from '../tasks/benchmarks.js';
+import type { Problem } from '../tasks/problem.js';
 import { extractAnswer } from '../tasks/answer-extract.js';
 import { answersEquivalentSync } from '../tasks/answer-equiv.js';
 import { fullRollout, methodEnv, type MethodEnv, type MethodOutcome } from '../reasoning/method.js';
@@ -71,7 +71,7 @@ function scored(o: MethodOutcome, p: Problem): DemoAnswer {
   const answer = extractAnswer(o.answerText, p).answer;
   return {
     answer,
-    correct: answersEquivalentSync(answer, p.gold, { policy: 'zst' }).equivalent,
+    correct: answersEquivalentSync(answer, p.gold, { grading: 'zst' }).equivalent,
     tokens: o.tokens.total,
     reasoningTokens: o.tokens.reasoning,
     wallMs: o.wallMs,
@@ -91,7 +91,7 @@ export async function compareWithBaseline(opts: DemoCompareOptions): Promise<{ r
     const context = new LlamaContext(model, { nCtx: promptLength + maxTokens + 160, nSeqMax: 2, kvType: 'f32', flashAttention: false });
     try {
       return await fn(
-        methodEnv({ model, context, sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 }, maxTokens, seed: opts.seed ?? 0 }),
+        methodEnv({ context, sampler: { temperature: opts.temperature ?? 0.6, topP: opts.topP ?? 0.95 }, maxTokens, seed: opts.seed ?? 0 }),
       );
     } finally {
       context.dispose();

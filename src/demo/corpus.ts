@@ -8,7 +8,7 @@
  */
 import { Template } from '@huggingface/jinja';
 import { InvalidInputError } from '../util/errors.js';
-import { fnv1a, problemStream, type Problem } from '../tasks/demo/problems.js';
+import { fnv1a, problemStream, type DemoProblem } from '../tasks/demo/problems.js';
 import { generateTrace, traceRng, type Trace, type TraceOptions } from './traces.js';
 import { CHAT_TEMPLATE, DemoTokenizer, SPECIAL, trainBpe, type TokenizerSpec } from './tokenizer.js';
 
@@ -76,7 +76,7 @@ export function trainDemoTokenizerSpec(opts: { seed?: number; traces?: number; v
   const texts: string[] = [];
   const stream = problemStream({ seed });
   for (let i = 0; i < (opts.traces ?? TOKENIZER_TRACES); i++) {
-    const p = stream.next().value as Problem;
+    const p = stream.next().value as DemoProblem;
     const { prompt, completion } = exampleText(generateTrace(p, traceRng(seed, p), opts.trace));
     texts.push(prompt + completion);
   }
@@ -146,7 +146,7 @@ export function buildCorpus(tok: DemoTokenizer, opts: CorpusOptions): Corpus {
   const traceSeed = fnv1a('traces', opts.seed);
 
   while (nextWindow < opts.nSequences || open.length > 0) {
-    const p = stream.next().value as Problem;
+    const p = stream.next().value as DemoProblem;
     const trace = generateTrace(p, traceRng(traceSeed, p), opts.trace);
     const ex = tokenizeExample(tok, trace);
     traces++;

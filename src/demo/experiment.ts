@@ -1,6 +1,6 @@
 /**
- * `lynx demo experiment`: the whole LYNX pipeline on the demo reasoner, as the sequence of `lynx` commands a user would
- * type (each printed before it runs, so any step can be rerun or changed by hand):
+ * `lynx demo experiment`: the whole LYNX pipeline on the demo reasoner, as pipeline steps, each logged as the `lynx`
+ * command that does the same (so any step can be rerun or changed by hand):
  *
  *   datasets/probe, datasets/calib, datasets/test   lynx build-dataset on the three disjoint held-out parts
  *   probe/                                           lynx train-probe datasets/probe
@@ -15,6 +15,16 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildDatasetStep, type BuildDatasetStepOptions } from '../pipeline/build-dataset.js';
+import { calibrateStep, DEFAULT_HELD_OUT_FRACTION, type CalibrateStepOptions } from '../pipeline/calibrate.js';
+import { evaluateStep, type EvaluateStepOptions } from '../pipeline/evaluate.js';
+import { simulateStep, type SimulateStepOptions } from '../pipeline/simulate.js';
+import { trainProbeStep, type TrainProbeStepOptions } from '../pipeline/train-probe.js';
+import { writeReport } from '../report/index.js';
+import { DEFAULT_DELTAS } from '../reasoning/calibration/conformal.js';
+import { RULE_NAMES } from '../reasoning/calibration/rule-files.js';
+import { DEFAULT_PROBE_CONFIG } from '../reasoning/lynx/probe/probe.js';
+import { DEFAULT_SAMPLER } from '../reasoning/method.js';
 import { LynxError } from '../util/errors.js';
 
 export interface DemoExperimentOptions {
@@ -32,57 +42,152 @@ export interface DemoExperimentOptions {
   onlineDeltas?: number[];
   /** Skip the peer methods (quicker). */
   skipPeers?: boolean;
-  /** Runs `lynx ARGS...` and returns its exit code (the CLI's `main`, injected to avoid an import cycle). */
-  lynx: (argv: string[]) => Promise<number>;
   log?: (line: string) => void;
 }
 
-export interface DemoExperimentStep {
-  name: string;
-  argv: string[];
-  /** Output that, when present, means the step is done. */
-  doneWhen?: string;
-}
+/** One step: the pipeline call, with exactly the options its logged command line gives. */
+export type DemoExperimentStep = { name: string; argv: string[]; doneWhen?: string } & (
+  | { kind: 'build-dataset'; options: Omit<BuildDatasetStepOptions, 'signal' | 'onProgress'> }
+  | { kind: 'train-probe'; options: Omit<TrainProbeStepOptions, 'log'> }
+  | { kind: 'calibrate'; options: Omit<CalibrateStepOptions, 'log'> }
+  | { kind: 'simulate'; options: Omit<SimulateStepOptions, 'log'> }
+  | { kind: 'eval'; options: Omit<EvaluateStepOptions, 'onMethod' | 'onProgress'> }
+  | { kind: 'report'; options: { root: string } }
+);
 
 const BENCH = 'demo';
 
-export function demoExperimentSteps(o: Omit<DemoExperimentOptions, 'lynx' | 'log'>): DemoExperimentStep[] {
+export function demoExperimentSteps(o: Omit<DemoExperimentOptions, 'log'>): DemoExperimentStep[] {
   const exp = o.out;
   const n = { probe: 500, calib: 500, test: 500, ...o.problems };
-  const seed = String(o.seed ?? 0);
-  const maxTokens = String(o.maxTokens ?? 640);
-  const conc = String(o.concurrency ?? 8);
-  const common = ['-m', o.model, '--max-tokens', maxTokens, '--seed', seed, '--concurrency', conc];
+  const seed = o.seed ?? 0;
+  const maxTokens = o.maxTokens ?? 640;
+  const concurrency = o.concurrency ?? 8;
+  const common = ['-m', o.model, '--max-tokens', String(maxTokens), '--seed', String(seed), '--concurrency', String(concurrency)];
+  const sampler = { temperature: DEFAULT_SAMPLER.temperature!, topP: DEFAULT_SAMPLER.topP! };
   const ds = (part: 'probe' | 'calib' | 'test') => join(exp, 'datasets', part);
   const build = (part: 'probe' | 'calib' | 'test', rollouts: number): DemoExperimentStep => ({
     name: `dataset ${part}`,
     argv: ['build-dataset', '-b', `demo:${part}`, '--limit', String(n[part]), '--rollouts', String(rollouts), '-o', ds(part), ...common],
+    kind: 'build-dataset',
+    options: {
+      model: o.model,
+      benchmark: `demo:${part}`,
+      selection: { limit: n[part] },
+      outDir: ds(part),
+      rolloutsPerProblem: rollouts,
+      cues: 'default',
+      exitCue: 'paper',
+      answerMaxTokens: 64,
+      maxTokens,
+      skipFirstEvents: 0,
+      sampler,
+      seed,
+      grading: 'zst',
+      numerics: 'exact',
+      concurrency,
+      chunkUnits: 16,
+    },
   });
-  const evalRun = (method: string, extra: string[], limit = n.test): DemoExperimentStep => ({
+  const evalRun = (method: string, extra: string[], spec: Omit<EvaluateStepOptions['spec'], 'method'>, limit = n.test): DemoExperimentStep => ({
     name: `eval ${method} ${extra.join(' ')}`.trim(),
     argv: ['eval', '-b', BENCH, '--limit', String(limit), '-o', exp, '--method', method, ...extra, ...common],
+    kind: 'eval',
+    options: {
+      model: o.model,
+      benchmark: BENCH,
+      selection: { limit },
+      out: exp,
+      spec: { method, rule: 'lynx', variant: 'low', interval: 32, ...spec },
+      maxTokens,
+      sampler,
+      seed,
+      grading: 'zst',
+      concurrency,
+      exitCue: 'paper',
+    },
   });
+  const deltas = o.onlineDeltas ?? [0.05, 0.1, 0.2, 0.3];
   const steps: DemoExperimentStep[] = [
     build('probe', o.probeRollouts ?? 2),
     build('calib', 1),
     build('test', 1),
-    { name: 'probe', argv: ['train-probe', ds('probe'), '-o', join(exp, 'probe'), '-q'], doneWhen: join(exp, 'probe', 'probe.json') },
-    { name: 'calibrate', argv: ['calibrate', '--probe', join(exp, 'probe'), '--data', ds('calib'), '-o', join(exp, 'conformal'), '-q'], doneWhen: join(exp, 'conformal', 'summary.json') },
-    { name: 'simulate', argv: ['simulate', '--exp', exp, '--data', ds('test'), '-b', `${BENCH}-sim`, '-q'] },
-    evalRun('full', []),
-    evalRun('budget', ['--budget', '48,96,144,192']),
-    evalRun('lynx', ['--probe', exp, '--delta', (o.onlineDeltas ?? [0.05, 0.1, 0.2, 0.3]).join(',')]),
+    {
+      name: 'probe',
+      argv: ['train-probe', ds('probe'), '-o', join(exp, 'probe'), '-q'],
+      doneWhen: join(exp, 'probe', 'probe.json'),
+      kind: 'train-probe',
+      options: { datasets: [ds('probe')], outDir: join(exp, 'probe'), config: { hidden: [...DEFAULT_PROBE_CONFIG.hidden] }, seed: 42, valSplit: 0.2, kernels: 'auto' },
+    },
+    {
+      name: 'calibrate',
+      argv: ['calibrate', '--probe', join(exp, 'probe'), '--data', ds('calib'), '-o', join(exp, 'conformal'), '-q'],
+      doneWhen: join(exp, 'conformal', 'summary.json'),
+      kind: 'calibrate',
+      options: {
+        probeDir: join(exp, 'probe'),
+        datasets: [ds('calib')],
+        outDir: join(exp, 'conformal'),
+        deltas: [...DEFAULT_DELTAS],
+        rules: [...RULE_NAMES],
+        heldOutFraction: DEFAULT_HELD_OUT_FRACTION,
+        seed: 0,
+        trajectory: { alpha: 0.1, gridStep: 0.001 },
+      },
+    },
+    {
+      name: 'simulate',
+      argv: ['simulate', '--exp', exp, '--data', ds('test'), '-b', `${BENCH}-sim`, '-q'],
+      kind: 'simulate',
+      options: { exp, datasets: [ds('test')], benchmark: `${BENCH}-sim`, seed: 0, resamples: 2000 },
+    },
+    evalRun('full', [], {}),
+    evalRun('budget', ['--budget', '48,96,144,192'], { budgets: [48, 96, 144, 192] }),
+    evalRun('lynx', ['--probe', exp, '--delta', deltas.join(',')], { probe: exp, deltas }),
   ];
   if (!o.skipPeers) {
     steps.push(
-      evalRun('deer', ['--threshold', '0.8,0.9,0.95,0.99']),
-      evalRun('dynasor', ['--agreement', '2,3,4', '--interval', '32']),
+      evalRun('deer', ['--threshold', '0.8,0.9,0.95,0.99'], { thresholds: [0.8, 0.9, 0.95, 0.99] }),
+      evalRun('dynasor', ['--agreement', '2,3,4', '--interval', '32'], { agreements: [2, 3, 4] }),
       // DeepConf samples up to 8 traces per problem: the first 100 problems keep its cost near the others'.
-      evalRun('deepconf', ['--traces', '4,8', '--warmup', '2'], Math.min(n.test, 100)),
+      evalRun('deepconf', ['--traces', '4,8', '--warmup', '2'], { traces: [4, 8], warmup: 2 }, Math.min(n.test, 100)),
     );
   }
-  steps.push({ name: 'report', argv: ['report', exp] });
+  steps.push({ name: 'report', argv: ['report', exp], kind: 'report', options: { root: exp } });
   return steps;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** Run one step through the pipeline; returns what it produced, in a line or a few. */
+export async function runDemoStep(step: DemoExperimentStep): Promise<string[]> {
+  switch (step.kind) {
+    case 'build-dataset': {
+      const { result: r, summary: s } = await buildDatasetStep(step.options);
+      return [`${s.rows} events from ${s.rollouts} rollouts (${r.rollouts} built, ${r.skipped} already done), ${pct(s.rows > 0 ? s.labelOnes / s.rows : 0)} correct exits`];
+    }
+    case 'train-probe': {
+      const { metrics: m } = trainProbeStep(step.options);
+      return [`probe: validation AUC ${m.val_auc.toFixed(3)}, accuracy ${m.val_acc.toFixed(3)} on ${m.n_val} events`];
+    }
+    case 'calibrate': {
+      const { files } = calibrateStep(step.options);
+      return [`${files.length} rule files`];
+    }
+    case 'simulate': {
+      const r = simulateStep(step.options);
+      return [`${r.runs.length} rule settings simulated on ${r.rollouts} rollouts`];
+    }
+    case 'eval':
+      return (await evaluateStep(step.options)).map(({ metrics: m }) => `${m.method} ${m.setting}: accuracy ${pct(m.accuracy)}, avg tokens ${m.avgTokens.toFixed(0)}, n ${m.n}`);
+    case 'report':
+      return [writeReport(step.options.root).path];
+  }
+}
+
+/** A step's command line as the log shows it (quoting what a shell would split). */
+export function commandText(step: DemoExperimentStep): string {
+  return `lynx ${step.argv.map((a) => (/[\s,]/.test(a) && !/^[\w.,:/=-]+$/.test(a) ? JSON.stringify(a) : a)).join(' ')}`;
 }
 
 export async function runDemoExperiment(o: DemoExperimentOptions): Promise<DemoExperimentStep[]> {
@@ -93,10 +198,16 @@ export async function runDemoExperiment(o: DemoExperimentOptions): Promise<DemoE
       log(`[${i + 1}/${steps.length}] ${s.name}: done already (${s.doneWhen})`);
       continue;
     }
-    log(`[${i + 1}/${steps.length}] lynx ${s.argv.map((a) => (/[\s,]/.test(a) && !/^[\w.,:/=-]+$/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+    log(`[${i + 1}/${steps.length}] ${commandText(s)}`);
     const t0 = Date.now();
-    const code = await o.lynx(s.argv);
-    if (code !== 0) throw new LynxError(`step '${s.name}' failed (exit code ${code}); fix the cause and run the same command again to resume`);
+    let lines: string[];
+    try {
+      lines = await runDemoStep(s);
+    } catch (e) {
+      if (!(e instanceof LynxError)) throw e;
+      throw new LynxError(`step '${s.name}' failed: ${e.message}; fix the cause and run the same command again to resume`, { cause: e });
+    }
+    for (const line of lines) log(`    ${line}`);
     log(`    ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
   return steps;

@@ -11,7 +11,7 @@ import { fullRollout, methodEnv } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { forEachConcurrent } from '../util/concurrency.js';
-import { heldOutProblems, type Problem } from '../tasks/demo/problems.js';
+import { heldOutProblems, type DemoProblem } from '../tasks/demo/problems.js';
 import { toBenchmarkProblem } from '../tasks/demo/benchmark.js';
 import { summarizeCompletion, type CompletionSummary } from './trace-stats.js';
 import { recipeTrainer, type DemoRecipe, type LossCurveFile } from './train.js';
@@ -61,11 +61,11 @@ export async function measureBehaviour(
   const prompts = problems.map((p) => problemPromptTokens(model, toBenchmarkProblem(p, 'test')));
   const longest = Math.max(...prompts.map((t) => t.length));
   const context = new LlamaContext(model, { nCtx: concurrency * (longest + maxTokens + 80), nSeqMax: concurrency });
-  const env = methodEnv({ model, context, sampler: { temperature, topP }, maxTokens, seed });
+  const env = methodEnv({ context, sampler: { temperature, topP }, maxTokens, seed });
   const count = (s: string) => model.tokenize(s, { addSpecial: false, parseSpecial: true }).length;
   const full = fullRollout();
   // In problem order, whatever order the rollouts finish in.
-  const summaries: { p: Problem; s: CompletionSummary; text: string }[] = new Array(problems.length);
+  const summaries: { p: DemoProblem; s: CompletionSummary; text: string }[] = new Array(problems.length);
   const t0 = performance.now();
   let generated = 0;
   let done = 0;

@@ -18,7 +18,7 @@
 import { Rng } from '../util/rng.js';
 import { zstMessages } from '../tasks/prompts.js';
 import { InvalidInputError } from '../util/errors.js';
-import { applyOp, expression, generateProblems, inverseKind, type Problem, type ProblemSplit } from '../tasks/demo/problems.js';
+import { applyOp, expression, generateProblems, inverseKind, type DemoProblem, type ProblemSplit } from '../tasks/demo/problems.js';
 import { preTokenize } from './tokenizer.js';
 
 /** The user turn in LYNX's zst style, exactly as the evaluation harness builds it (problem, newline, instruction). */
@@ -125,7 +125,7 @@ export interface RoundMark {
 }
 
 export interface Trace {
-  problem: Problem;
+  problem: DemoProblem;
   /** The user turn (zst: problem, newline, instruction). */
   prompt: string;
   /** Text between `<think>\n` and `</think>` (ends with a blank line). */
@@ -168,7 +168,7 @@ function levelValue(values: readonly number[], level: number): number {
 }
 
 /** Values along the chain from `value` after operation `step`, or null when a later step becomes impossible. */
-function carryForward(problem: Problem, step: number, value: number): number[] | null {
+function carryForward(problem: DemoProblem, step: number, value: number): number[] | null {
   const out = [value];
   let x = value;
   for (let i = step + 1; i < problem.ops.length; i++) {
@@ -182,7 +182,7 @@ function carryForward(problem: Problem, step: number, value: number): number[] |
 }
 
 /** A plausible wrong result for `x kind operand = right` that keeps the rest of the chain computable. */
-function wrongResult(rng: Rng, problem: Problem, step: number, right: number): number | null {
+function wrongResult(rng: Rng, problem: DemoProblem, step: number, right: number): number | null {
   const op = problem.ops[step]!;
   const deltas = [1, -1, 2, -2, 10, -10];
   if (op.kind === 'mul') deltas.push(op.operand, -op.operand);
@@ -220,7 +220,7 @@ export function validateTraceOptions(o: TraceOptions): void {
  * Generate the reasoning trace of a problem. Reproducible: the same problem and rng state give the same trace. Use
  * `traceRng(seed, problem)` for a per-problem stream independent of generation order.
  */
-export function generateTrace(problem: Problem, rng: Rng, options: Partial<TraceOptions> = {}): Trace {
+export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<TraceOptions> = {}): Trace {
   const o: TraceOptions = { ...DEFAULT_TRACE_OPTIONS, ...options };
   validateTraceOptions(o);
   const ops = problem.ops;
@@ -446,7 +446,7 @@ export function generateTrace(problem: Problem, rng: Rng, options: Partial<Trace
 }
 
 /** The chain worked backwards from `answer` (index i = value before operation i), or null when a step is not exact. */
-export function workBackwards(problem: Problem, answer: number): number[] | null {
+export function workBackwards(problem: DemoProblem, answer: number): number[] | null {
   const n = problem.ops.length;
   const back: number[] = new Array(n + 1);
   back[n] = answer;
@@ -460,7 +460,7 @@ export function workBackwards(problem: Problem, answer: number): number[] | null
 }
 
 /** A per-problem random stream: a trace depends only on the seed and the problem, not on generation order. */
-export function traceRng(seed: number, problem: Pick<Problem, 'id' | 'text'>): Rng {
+export function traceRng(seed: number, problem: Pick<DemoProblem, 'id' | 'text'>): Rng {
   return Rng.derive(seed, `${problem.id}|${problem.text}`);
 }
 

@@ -3,6 +3,7 @@
  * truncate, dispose).
  */
 import type { LlamaContext, TapLayer, DecodeResult } from './context.js';
+import type { LlamaModel } from './model.js';
 import { ContextFullError, DisposedError, LynxEngineUsageError } from './errors.js';
 import { Sampler, logprobs, type SamplerOptions, type TokenLogprob } from './sampler.js';
 
@@ -72,6 +73,11 @@ export class Sequence {
   constructor(context: LlamaContext, id: number) {
     this.context = context;
     this.id = id;
+  }
+
+  /** The model whose vocabulary these tokens belong to. */
+  get vocab(): LlamaModel {
+    return this.context.model;
   }
 
   /** Number of tokens in this sequence's KV cache. */

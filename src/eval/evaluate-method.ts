@@ -2,18 +2,17 @@
  * Runs a reasoning method (or a sweep of its settings from one generation per problem) over a benchmark through the
  * resumable runner: one run folder per setting under `<root>/eval/<benchmark>/<method>/<setting>/`.
  */
-import type { LlamaContext, LlamaModel } from '../engine/index.js';
-import type { MethodEnv, MethodOutcome, ReasoningMethod, ReasoningSweep } from '../reasoning/method.js';
+import type { Generator } from '../backends/generator.js';
+import { checkRequirements, type MethodEnv, type MethodOutcome, type ReasoningMethod, type ReasoningSweep } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
-import type { Problem } from '../tasks/benchmarks.js';
-import type { Policy } from '../tasks/answer-equiv.js';
+import type { Problem } from '../tasks/problem.js';
+import type { Grading } from '../tasks/answer-equiv.js';
 import type { PromptStyle } from '../tasks/prompts.js';
 import type { CueEventRecord, PredictionRecord } from './records.js';
 import { runDir } from './records.js';
 import { runEvaluation, type RunResult, type SolveOutput } from './runner.js';
 
 export interface EvaluateOptions {
-  model: LlamaModel;
   problems: readonly Problem[];
   benchmark: string;
   /** Experiment root. */
@@ -21,17 +20,17 @@ export interface EvaluateOptions {
   method: ReasoningMethod | ReasoningSweep;
   env: MethodEnv;
   promptStyle?: PromptStyle;
-  policy?: Policy;
+  grading?: Grading;
   shard?: { index: number; count: number };
   /** Problems solved at once (their sequences decode together). Default 1. */
   concurrency?: number;
   config?: Record<string, unknown>;
   /**
-   * Decode each problem in its own new context from this factory (disposed when the problem is done) instead of
-   * `env.context`: results are then exactly those of a lone run of the problem (as the dataset builder's rollouts),
-   * whatever else decodes at the same time, at the cost of batching across problems.
+   * Decode each problem with its own new generator from this factory (disposed when the problem is done) instead of
+   * `env.generator`: locally, a fresh context per problem gives exactly a lone run's result (as the dataset builder's
+   * rollouts), whatever else decodes at the same time, at the cost of batching across problems.
    */
-  freshContext?: () => LlamaContext;
+  freshGenerator?: () => { generator: Generator; dispose(): void };
   onProgress?: (setting: string, done: number, total: number, record: PredictionRecord) => void;
 }
 
@@ -49,10 +48,12 @@ export function toSolveOutput(o: MethodOutcome): SolveOutput {
 }
 
 export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]> {
+  checkRequirements(opts.method, opts.env);
+  const vocab = opts.env.generator.vocab;
   const prompts = new Map<string, number[]>();
   const promptOf = (p: Problem) => {
     let t = prompts.get(p.id);
-    if (!t) prompts.set(p.id, (t = problemPromptTokens(opts.model, p, opts.promptStyle)));
+    if (!t) prompts.set(p.id, (t = problemPromptTokens(vocab, p, opts.promptStyle)));
     return t;
   };
   const m = opts.method;
@@ -63,9 +64,9 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
     let pr = shared.get(p.id);
     if (!pr) {
       const input = { problemId: p.id, promptTokens: promptOf(p) };
-      const context = opts.freshContext?.();
-      const env = context ? { ...opts.env, context } : opts.env;
-      pr = (isSweep(m) ? m.solveAll(input, env) : m.solve(input, env).then((o) => new Map([[m.setting, o]]))).finally(() => context?.dispose());
+      const fresh = opts.freshGenerator?.();
+      const env = fresh ? { ...opts.env, generator: fresh.generator } : opts.env;
+      pr = (isSweep(m) ? m.solveAll(input, env) : m.solve(input, env).then((o) => new Map([[m.setting, o]]))).finally(() => fresh?.dispose());
       shared.set(p.id, pr);
     }
     return pr;
@@ -78,12 +79,12 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
         benchmark: opts.benchmark,
         method: m.name,
         setting,
-        policy: opts.policy,
+        grading: opts.grading,
         shard: opts.shard,
         concurrency: opts.concurrency ?? 1,
         config: {
           ...opts.config,
-          model: opts.model.info.path,
+          model: vocab.info.path,
           maxTokens: opts.env.maxTokens,
           sampler: opts.env.sampler,
           exitCue: opts.env.exitCue,

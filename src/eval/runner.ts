@@ -16,8 +16,8 @@ import { InvalidInputError } from '../util/errors.js';
 import { appendJsonl } from '../util/jsonl.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { checkShard, inShard, type Shard } from '../util/shard.js';
-import type { Problem } from '../tasks/benchmarks.js';
-import { scoreText, type Policy } from '../tasks/answer-equiv.js';
+import type { Problem } from '../tasks/problem.js';
+import { scoreText, type Grading } from '../tasks/answer-equiv.js';
 import type { SymbolicChecker } from '../tasks/symbolic.js';
 import { computeMetrics } from './metrics.js';
 import {
@@ -63,8 +63,8 @@ export interface RunOptions {
   benchmark: string;
   method: string;
   setting: string;
-  /** answer-equivalence policy; default 'zst' */
-  policy?: Policy;
+  /** answer grading (recorded as `policy` in config.json); default 'zst' */
+  grading?: Grading;
   shard?: Shard;
   /** problems solved at the same time (a batching engine can use more than 1); default 1 */
   concurrency?: number;
@@ -120,7 +120,7 @@ function runKey(c: Pick<RunConfig, 'benchmark' | 'method' | 'setting' | 'policy'
 /** Run (or resume) an evaluation. */
 export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
   checkShard(opts.shard);
-  const policy = opts.policy ?? 'zst';
+  const grading = opts.grading ?? 'zst';
   const sharded = opts.shard !== undefined && opts.shard.count > 1;
   const dir = sharded ? join(opts.dir, shardDirName(opts.shard!.index, opts.shard!.count)) : opts.dir;
   const predPath = join(dir, PREDICTIONS_FILE);
@@ -136,7 +136,7 @@ export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
     benchmark: opts.benchmark,
     method: opts.method,
     setting: opts.setting,
-    policy,
+    policy: grading,
     problems: opts.problems.length,
     ...(sharded ? { shard: { index: opts.shard!.index, count: opts.shard!.count } } : {}),
   };
@@ -167,7 +167,7 @@ export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
         const t0 = performance.now();
         const out = await opts.solve(problem, index);
         const wallMs = out.wallMs ?? performance.now() - t0;
-        const rec = await toRecord(problem, index, out, wallMs, opts, policy);
+        const rec = await toRecord(problem, index, out, wallMs, opts, grading);
         appendJsonl(predPath, [rec]);
         done.set(rec.id, rec);
         opts.onProgress?.(done.size, mine.length, rec);
@@ -185,7 +185,7 @@ export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
     setting: opts.setting,
     benchmark: opts.benchmark,
     seed: opts.seed ?? 0,
-    extra: { policy },
+    extra: { policy: grading },
   });
   writeMetrics(dir, metrics);
   writeConfig(dir, {
@@ -205,9 +205,9 @@ async function toRecord(
   out: SolveOutput,
   wallMs: number,
   opts: RunOptions,
-  policy: Policy,
+  grading: Grading,
 ): Promise<PredictionRecord> {
-  const scoring = { policy, checker: opts.checker };
+  const scoring = { grading, checker: opts.checker };
   const s = await scoreText(out.answerText, problem, scoring);
   const rec: PredictionRecord = {
     id: problem.id,

@@ -3,7 +3,7 @@
  * answer greedily. LYNX labels events with it, DEER and Dynasor-CoT probe with it, and every early-exit method ends
  * with it, so all methods share this one implementation and one token accounting.
  */
-import type { Sequence } from '../engine/index.js';
+import type { GeneratorSequence } from '../backends/generator.js';
 
 /** Exit cues of the methods this project implements. */
 export const EXIT_CUES = {
@@ -50,8 +50,8 @@ export interface ForcedExitResult {
 }
 
 /** Decode an answer after an exit cue; greedy; stops when the box closes or at end of generation. */
-export async function forcedExit(seq: Sequence, opts: ForcedExitOptions): Promise<ForcedExitResult> {
-  const model = seq.context.model;
+export async function forcedExit(seq: GeneratorSequence, opts: ForcedExitOptions): Promise<ForcedExitResult> {
+  const model = seq.vocab;
   const cue = exitCueText(opts.cue);
   const target = (opts.mode ?? 'fork') === 'fork' ? seq.fork() : seq;
   try {

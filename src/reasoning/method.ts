@@ -6,7 +6,9 @@
  * Also the two reference methods: the full rollout (the ceiling: think until the model stops) and a fixed thinking
  * budget (the floor: stop at B thinking tokens, then exit with the exit cue).
  */
-import type { LlamaContext, LlamaModel, SamplerOptions, Sequence } from '../engine/index.js';
+import type { LlamaContext, SamplerOptions } from '../engine/index.js';
+import { LocalGenerator } from '../backends/local.js';
+import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement } from '../backends/generator.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { exitCueText } from './forced-exit.js';
@@ -17,9 +19,8 @@ import type { TokenCounts } from './token-counts.js';
 export const DEFAULT_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 0.6, topP: 0.95 });
 
 export interface MethodEnv {
-  model: LlamaModel;
-  /** The context the method decodes in; a method may create, fork and dispose sequences in it. */
-  context: LlamaContext;
+  /** What the method decodes with; a method may create, fork and dispose sequences in it. */
+  generator: Generator;
   /** Sampler of the reasoning trace (its seed is replaced by a per-problem seed). */
   sampler: SamplerOptions;
   /** Maximum generated tokens of one trace (thinking + answer) before a budget exit. */
@@ -72,6 +73,8 @@ export interface ReasoningMethod {
   name: string;
   /** Setting of this instance, e.g. `threshold=0.95`; `full` for full rollouts. */
   setting: string;
+  /** What the method needs of the generator beyond sampling (checked before any work: `checkRequirements`). */
+  requires?: readonly Requirement[];
   solve(input: MethodInput, env: MethodEnv): Promise<MethodOutcome>;
 }
 
@@ -83,16 +86,16 @@ export interface ReasoningMethod {
 export interface ReasoningSweep {
   name: string;
   settings: string[];
+  requires?: readonly Requirement[];
   solveAll(input: MethodInput, env: MethodEnv): Promise<Map<string, MethodOutcome>>;
 }
 
-/** An environment with the defaults filled in. */
+/** An environment with the defaults filled in; a context stands for the local generator over it. */
 export function methodEnv(
-  base: Pick<MethodEnv, 'model' | 'context'> & Partial<Omit<MethodEnv, 'model' | 'context'>>,
+  base: ({ generator: Generator } | { context: LlamaContext }) & Partial<Omit<MethodEnv, 'generator'>>,
 ): MethodEnv {
   const env: MethodEnv = {
-    model: base.model,
-    context: base.context,
+    generator: 'generator' in base ? base.generator : new LocalGenerator(base.context),
     sampler: { ...(base.sampler ?? DEFAULT_SAMPLER) },
     maxTokens: base.maxTokens ?? 16384,
     exitCue: base.exitCue ?? 'paper',
@@ -123,10 +126,15 @@ export function traceRolloutOptions(env: MethodEnv, problemId: string, trace: nu
   return { maxTokens: env.maxTokens, sampler: traceSampler(env, problemId, trace), exitCue: env.exitCue, answerMaxTokens: env.answerMaxTokens };
 }
 
+/** Refuse, before any work, a method whose needs the environment's generator does not meet. */
+export function checkRequirements(method: Pick<ReasoningMethod, 'name' | 'requires'>, env: Pick<MethodEnv, 'generator'>): void {
+  requireCapabilities(env.generator, method.requires ?? [], method.name);
+}
+
 /** Prefill the prompt in a new sequence, run `fn`, and free the sequence whatever happens. */
-export async function withPrompt<T>(env: MethodEnv, promptTokens: readonly number[], fn: (seq: Sequence) => Promise<T>): Promise<T> {
+export async function withPrompt<T>(env: MethodEnv, promptTokens: readonly number[], fn: (seq: GeneratorSequence) => Promise<T>): Promise<T> {
   if (promptTokens.length === 0) throw new InvalidInputError('the prompt is empty: give at least one prompt token');
-  const seq = env.context.createSequence();
+  const seq = env.generator.createSequence();
   try {
     await seq.append(promptTokens);
     return await fn(seq);

@@ -3,16 +3,16 @@
  * rendered through the model's own chat template (from the GGUF) with the generation prompt, then tokenized with
  * special tokens parsed.
  */
-import type { LlamaModel } from '../engine/index.js';
+import type { Vocabulary } from '../backends/generator.js';
 import { buildPrompt, type ChatMessage, type PromptStyle } from '../tasks/prompts.js';
-import type { Problem } from '../tasks/benchmarks.js';
+import type { Problem } from '../tasks/problem.js';
 import { ChatTemplate } from '../import/chat-template.js';
 import { InvalidInputError } from '../util/errors.js';
 
-const templates = new WeakMap<LlamaModel, ChatTemplate>();
+const templates = new WeakMap<Vocabulary, ChatTemplate>();
 
 /** The model's chat template as llama.cpp reads it from the GGUF, with the texts of llama.cpp's BOS and EOS tokens. */
-function chatTemplateOf(model: LlamaModel): ChatTemplate {
+function chatTemplateOf(model: Vocabulary): ChatTemplate {
   let template = templates.get(model);
   if (!template) {
     const source = model.info.chatTemplate;
@@ -25,12 +25,12 @@ function chatTemplateOf(model: LlamaModel): ChatTemplate {
 }
 
 /** Render chat messages with the model's chat template (`add_generation_prompt` on). */
-export function renderChatForModel(model: LlamaModel, messages: ChatMessage[]): string {
+export function renderChatForModel(model: Vocabulary, messages: ChatMessage[]): string {
   return chatTemplateOf(model).render(messages);
 }
 
 /** Prompt tokens of a problem: chat template render, then tokenization with special tokens parsed and no extra BOS. */
-export function problemPromptTokens(model: LlamaModel, problem: Pick<Problem, 'problem' | 'choices'>, style?: PromptStyle): number[] {
+export function problemPromptTokens(model: Vocabulary, problem: Pick<Problem, 'problem' | 'choices'>, style?: PromptStyle): number[] {
   const text = renderChatForModel(model, buildPrompt(problem, style));
   // The template writes BOS itself where the model wants it; do not add another.
   return model.tokenize(text, { addSpecial: false, parseSpecial: true });

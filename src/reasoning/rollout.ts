@@ -2,7 +2,8 @@
  * One reasoning rollout with a decision hook at every generated token. Every method (full rollout, LYNX, DEER,
  * DeepConf, Dynasor-CoT, token budgets) is a hook on this loop, so they all generate, exit and count tokens the same way.
  */
-import type { GeneratedToken, SamplerOptions, Sequence, TapLayer } from '../engine/index.js';
+import type { GeneratedToken, SamplerOptions, TapLayer } from '../engine/index.js';
+import type { GeneratorSequence } from '../backends/generator.js';
 import { forcedExit, type ForcedExitResult } from './forced-exit.js';
 import type { TokenCounts } from './token-counts.js';
 
@@ -48,14 +49,14 @@ export interface RolloutOptions {
   topLogprobs?: number;
   logprobs?: boolean;
   /** Called after every decoded thinking token; may fork `seq` to probe. */
-  onStep?: (step: RolloutStep, seq: Sequence) => StepDecision | Promise<StepDecision>;
+  onStep?: (step: RolloutStep, seq: GeneratorSequence) => StepDecision | Promise<StepDecision>;
   /**
    * Called once when the thinking ends and no decision has stopped it: right after the think-end token (before the
    * answer is generated; `onStep` does not see that token), or when generation ends while still thinking (the model
    * stopped, or the budget ran out). A decision point that only the end of the thinking completes (a cue word right
    * before `</think>` or at the very end) can still exit here, with a `cut` before it.
    */
-  onThinkingEnd?: (end: ThinkingEnd, seq: Sequence) => StepDecision | Promise<StepDecision>;
+  onThinkingEnd?: (end: ThinkingEnd, seq: GeneratorSequence) => StepDecision | Promise<StepDecision>;
   /**
    * Observes every decoded generated token (thinking, the `</think>` token and answer tokens alike), before `onStep`;
    * it cannot change the rollout. DeepConf needs it: its group confidence runs over the whole trace.
@@ -83,9 +84,9 @@ export interface RolloutResult {
 /**
  * Run one rollout on a sequence that already holds the prompt. The sequence is left holding the whole trace.
  */
-export async function runRollout(seq: Sequence, opts: RolloutOptions): Promise<RolloutResult> {
+export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): Promise<RolloutResult> {
   const t0 = performance.now();
-  const model = seq.context.model;
+  const model = seq.vocab;
   const promptLength = seq.length;
   const thinkEnd = model.info.special.thinkEnd;
   const tokens: number[] = [];

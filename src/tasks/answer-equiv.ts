@@ -20,22 +20,22 @@ import {
   type Tolerance,
 } from './symbolic.js';
 import { extractAnswer, letterFromAnswer, type Extraction } from './answer-extract.js';
-import type { Choice } from './benchmarks.js';
+import type { Choice } from './problem.js';
 import { UnsupportedError } from '../util/errors.js';
 
-export const POLICIES = ['strict', 'zst', 'deer'] as const;
-export type Policy = (typeof POLICIES)[number];
+export const GRADINGS = ['strict', 'zst', 'deer'] as const;
+export type Grading = (typeof GRADINGS)[number];
 
-export function isPolicy(s: string): s is Policy {
-  return (POLICIES as readonly string[]).includes(s);
+export function isGrading(s: string): s is Grading {
+  return (GRADINGS as readonly string[]).includes(s);
 }
 
-export function checkPolicy(s: string): Policy {
-  if (!isPolicy(s)) throw new UnsupportedError(`unknown answer policy "${s}"; expected one of ${POLICIES.join(', ')}`);
+export function checkGrading(s: string): Grading {
+  if (!isGrading(s)) throw new UnsupportedError(`unknown answer grading "${s}"; expected one of ${GRADINGS.join(', ')}`);
   return s;
 }
 
-interface PolicyRules {
+interface GradingRules {
   symbolic: boolean;
   /** numbers: exact rationals, or within this tolerance */
   tolerance: Tolerance | null;
@@ -50,7 +50,7 @@ interface PolicyRules {
   boxedOnly: boolean;
 }
 
-const RULES: Record<Policy, PolicyRules> = {
+const RULES: Record<Grading, GradingRules> = {
   strict: {
     symbolic: false,
     tolerance: null,
@@ -86,8 +86,8 @@ const RULES: Record<Policy, PolicyRules> = {
   },
 };
 
-export function policyRules(policy: Policy): Readonly<PolicyRules> {
-  return RULES[policy];
+export function gradingRules(grading: Grading): Readonly<GradingRules> {
+  return RULES[grading];
 }
 
 export interface EquivResult {
@@ -101,7 +101,7 @@ export interface EquivResult {
 type Decision = Generator<SymbolicRequest, boolean, boolean>;
 
 interface Ctx {
-  rules: PolicyRules;
+  rules: GradingRules;
   reason: string;
 }
 
@@ -251,8 +251,8 @@ function* matchUnordered(ps: AnswerNode[], gs: AnswerNode[], ctx: Ctx): Decision
   return true;
 }
 
-function* decide(pred: string, gold: string, policy: Policy, ctx: Ctx): Decision {
-  const rules = RULES[policy];
+function* decide(pred: string, gold: string, grading: Grading, ctx: Ctx): Decision {
+  const rules = RULES[grading];
   const p = normalizeAnswer(pred);
   const g = normalizeAnswer(gold);
   if (p === '' || g === '') {
@@ -283,7 +283,7 @@ function* decide(pred: string, gold: string, policy: Policy, ctx: Ctx): Decision
 }
 
 export interface EquivOptions {
-  policy?: Policy;
+  grading?: Grading;
   /** time limit of one symbolic check (default 3000 ms) */
   timeoutMs?: number;
   /** the checker to use (default: a shared worker-thread checker) */
@@ -293,10 +293,10 @@ export interface EquivOptions {
 /** Whether a predicted answer (already extracted) is equivalent to the gold answer. */
 export async function answersEquivalent(pred: string | null, gold: string, opts: EquivOptions = {}): Promise<EquivResult> {
   if (pred === null) return { equivalent: false, reason: 'empty' };
-  const policy = opts.policy ?? 'zst';
+  const grading = opts.grading ?? 'zst';
   const checker = opts.checker ?? sharedSymbolicChecker();
-  const ctx: Ctx = { rules: RULES[policy], reason: 'different' };
-  const gen = decide(pred, gold, policy, ctx);
+  const ctx: Ctx = { rules: RULES[grading], reason: 'different' };
+  const gen = decide(pred, gold, grading, ctx);
   let timedOut = false;
   let step = gen.next();
   while (!step.done) {
@@ -310,11 +310,11 @@ export async function answersEquivalent(pred: string | null, gold: string, opts:
 }
 
 /** Synchronous variant: symbolic checks run in this thread, without a hard time limit. */
-export function answersEquivalentSync(pred: string | null, gold: string, opts: { policy?: Policy } = {}): EquivResult {
+export function answersEquivalentSync(pred: string | null, gold: string, opts: { grading?: Grading } = {}): EquivResult {
   if (pred === null) return { equivalent: false, reason: 'empty' };
-  const policy = opts.policy ?? 'zst';
-  const ctx: Ctx = { rules: RULES[policy], reason: 'different' };
-  const gen = decide(pred, gold, policy, ctx);
+  const grading = opts.grading ?? 'zst';
+  const ctx: Ctx = { rules: RULES[grading], reason: 'different' };
+  const gen = decide(pred, gold, grading, ctx);
   let step = gen.next();
   while (!step.done) step = gen.next(symbolicEqualInline(step.value) === true);
   return { equivalent: step.value, reason: ctx.reason };
@@ -329,7 +329,7 @@ export interface Scored {
 }
 
 /**
- * Extract the answer of a generated text and compare it with a problem's gold answer under a policy.
+ * Extract the answer of a generated text and compare it with a problem's gold answer under a grading.
  * Multiple-choice problems compare letters.
  */
 export async function scoreText(
@@ -337,8 +337,8 @@ export async function scoreText(
   problem: { gold: string; choices?: readonly Choice[] },
   opts: EquivOptions = {},
 ): Promise<Scored> {
-  const policy = opts.policy ?? 'zst';
-  const ex = extractAnswer(text, problem, { fallback: RULES[policy].boxedOnly ? 'boxed' : 'default' });
+  const grading = opts.grading ?? 'zst';
+  const ex = extractAnswer(text, problem, { fallback: RULES[grading].boxedOnly ? 'boxed' : 'default' });
   return { ...(await scoreExtracted(ex.answer, problem, opts)), extraction: ex.method };
 }
 

@@ -5,7 +5,7 @@
  * last "the answer is" / "Final Answer:", else the last number. Multiple choice: the letter (boxed, then an
  * "answer is (C)" phrase, then a parenthesised or line-leading letter, then the text of a choice).
  */
-import type { Choice } from './benchmarks.js';
+import type { Choice } from './problem.js';
 
 export type ExtractionMethod = 'boxed' | 'phrase' | 'number' | 'letter' | 'choice-text';
 

@@ -6,28 +6,13 @@
  * in the layout described in ../shared/data/README.md, which is also what `fetchBenchmark` writes.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve, basename } from 'node:path';
+import { join, basename } from 'node:path';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { dataDir } from '../util/paths.js';
 import { parseJsonlLines } from '../util/jsonl.js';
 import { Rng } from '../util/rng.js';
 import { lastBoxedContent } from './answer-extract.js';
-
-export interface Choice {
-  label: string;
-  text: string;
-}
-
-export interface Problem {
-  /** unique within the benchmark and stable across runs (used to resume and to join runs) */
-  id: string;
-  benchmark: string;
-  problem: string;
-  gold: string;
-  /** multiple-choice options; the gold is then one of their labels */
-  choices?: Choice[];
-  meta: Record<string, unknown>;
-}
+import type { Choice, Problem } from './problem.js';
 
 export const BENCHMARK_NAMES = ['gsm8k', 'math', 'math500', 'aime24', 'amc23', 'commonsenseqa'] as const;
 export type BenchmarkName = (typeof BENCHMARK_NAMES)[number];
@@ -297,13 +282,13 @@ export function loadJsonlBenchmark(path: string, opts: { name?: string; limit?: 
 }
 
 /**
- * A benchmark by name (gsm8k, math, math500, aime24, amc23, commonsenseqa) or a path to a JSONL file.
- * `gsm8k-train`/`math-train` are accepted as short forms of `{split: 'train'}`.
+ * A benchmark of the data folder by name (gsm8k, math, math500, aime24, amc23, commonsenseqa).
+ * `gsm8k-train`/`math-train` are accepted as short forms of `{split: 'train'}`. `loadBenchmark` (registry.ts) also
+ * takes the demo task's names and JSONL files.
  */
-export function loadBenchmark(name: string, opts: LoadOptions = {}): Problem[] {
-  if (name.endsWith('.jsonl')) return loadJsonlBenchmark(resolve(name), { limit: opts.limit });
+export function loadDataBenchmark(name: string, opts: LoadOptions = {}): Problem[] {
   const m = /^(gsm8k|math)-(train|test)$/.exec(name);
-  if (m) return loadBenchmark(m[1]!, { ...opts, split: m[2] as 'train' | 'test' });
+  if (m) return loadDataBenchmark(m[1]!, { ...opts, split: m[2] as 'train' | 'test' });
   switch (name as BenchmarkName) {
     case 'gsm8k':
       return loadGsm8k(opts);

@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
-import type { Problem } from './benchmarks.js';
+import type { Problem } from './problem.js';
 
 // A type, not an interface, so that it is assignable to the chat template's open message type (ChatTemplate.render).
 export type ChatMessage = {

@@ -3,18 +3,14 @@
  * dataset (features + metadata) into a folder; resumable after any interruption, shardable (`--shard i/N`, joined with
  * `lynx merge`).
  */
-import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { LlamaModel } from '../../engine/index.js';
-import { checkPolicy } from '../../tasks/answer-equiv.js';
-import type { PromptStyle } from '../../tasks/prompts.js';
+import { buildDatasetStep, type BuildDatasetStepOptions } from '../../pipeline/build-dataset.js';
 import { CUE_VARIANTS, type CueOptions } from '../../reasoning/lynx/cues.js';
-import { buildDatasetToDir, summarizeDataset } from '../../reasoning/lynx/dataset/builder.js';
-import { defaultHiddenStateLayers } from '../../reasoning/lynx/features.js';
+import { checkGrading } from '../../tasks/answer-equiv.js';
+import type { PromptStyle } from '../../tasks/prompts.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
-import { loadBenchmarkArg, problemSelectionOptions } from '../benchmark-arg.js';
-import { resolveModelPath } from '../model-arg.js';
+import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
 
@@ -87,29 +83,38 @@ function parseCues(spec: string): NonNullable<CueOptions['cues']> {
   return words;
 }
 
-function parseLayers(list: string[] | undefined, nLayer: number): number[] {
-  if (!list) return defaultHiddenStateLayers(nLayer);
-  const layers = list.map((x) => {
-    const n = Number(x);
-    if (!Number.isInteger(n) || n < 1 || n > nLayer) {
-      throw new InvalidInputError(`--layers: '${x}' is not a hidden-state index of this model (1..${nLayer}; 0, the embeddings, is not tapped)`);
-    }
-    return n;
-  });
-  if (new Set(layers).size !== layers.length) throw new InvalidInputError(`--layers: ${list.join(',')} names a layer twice`);
-  return layers;
-}
-
-export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
-  const policy = checkPolicy(args.policy);
-  const shard = args.shard ? parseShard(args.shard) : undefined;
-  const cues = parseCues(args.cues);
+/** The pipeline step's options from the command's arguments. */
+export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetStepOptions, 'signal' | 'onProgress'> {
   if (args.promptStyle !== undefined && args.promptStyle !== 'zst' && args.promptStyle !== 'csqa') {
     throw new InvalidInputError(`--prompt-style must be zst or csqa, got '${args.promptStyle}'`);
   }
-  const problems = await loadBenchmarkArg(args);
-  if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${args.benchmark}`);
-  const model = LlamaModel.load(await resolveModelPath(args.model));
+  return {
+    model: args.model,
+    benchmark: args.benchmark,
+    selection: selectionOf(args),
+    outDir: args.out,
+    rolloutsPerProblem: args.rollouts,
+    layers: args.layers?.map(Number),
+    cues: parseCues(args.cues),
+    exitCue: args.exitCue,
+    answerMaxTokens: args.answerMaxTokens,
+    maxTokens: args.maxTokens,
+    maxEventsPerRollout: args.maxEvents,
+    skipFirstEvents: args.skipFirst,
+    sampler: { temperature: args.temperature, topP: args.topP },
+    seed: args.seed,
+    grading: checkGrading(args.policy),
+    promptStyle: args.promptStyle as PromptStyle | undefined,
+    shard: args.shard ? parseShard(args.shard) : undefined,
+    numerics: args.batched ? 'batched' : 'exact',
+    concurrency: args.concurrency,
+    threads: args.threads,
+    chunkUnits: args.flushEvery,
+  };
+}
+
+export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
+  const options = buildDatasetOptions(args);
   const controller = new AbortController();
   const interrupt = (signal: NodeJS.Signals) => {
     // Write the rollouts that finished, then leave: the same command resumes from there.
@@ -121,38 +126,10 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   process.once('SIGTERM', interrupt);
   let bar: ReturnType<typeof progressBar> | undefined;
   let shown = 0;
+  const shard = options.shard;
   try {
-    const r = await buildDatasetToDir({
-      model,
-      problems,
-      outDir: args.out,
-      info: {
-        benchmark: args.benchmark.endsWith('.jsonl') ? basename(args.benchmark) : args.benchmark,
-        selection: {
-          split: args.split ?? null,
-          limit: args.limit ?? null,
-          limitPerSubset: args.limitPerSubset ?? null,
-          subsetOffset: args.subsetOffset ?? null,
-          subsets: args.subsets ?? null,
-        },
-      },
-      rolloutsPerProblem: args.rollouts,
-      hiddenStateLayers: parseLayers(args.layers, model.info.nLayer),
-      cues,
-      exitCue: args.exitCue,
-      answerMaxTokens: args.answerMaxTokens,
-      maxTokens: args.maxTokens,
-      maxEventsPerRollout: args.maxEvents,
-      skipFirstEvents: args.skipFirst,
-      sampler: { temperature: args.temperature, topP: args.topP },
-      seed: args.seed,
-      policy,
-      promptStyle: args.promptStyle as PromptStyle | undefined,
-      shard,
-      numerics: args.batched ? 'batched' : 'exact',
-      concurrency: args.concurrency,
-      threads: args.threads,
-      chunkUnits: args.flushEvery,
+    const { result: r, summary: s } = await buildDatasetStep({
+      ...options,
       signal: controller.signal,
       onProgress: (p) => {
         bar ??= progressBar(`build-dataset${shard ? ` ${shard.index}/${shard.count}` : ''}`, p.total);
@@ -161,7 +138,6 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
       },
     });
     bar?.stop();
-    const s = summarizeDataset(r.dir);
     const pct = (a: number, b: number) => (b > 0 ? `${((100 * a) / b).toFixed(1)}%` : 'n/a');
     process.stdout.write(
       `${s.rows} rows, ${s.rollouts} rollouts (${r.rollouts} built, ${r.skipped} already done), label-1 rate ${pct(s.labelOnes, s.rows)}, ` +
@@ -173,6 +149,5 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
     bar?.stop();
     process.removeListener('SIGINT', interrupt);
     process.removeListener('SIGTERM', interrupt);
-    model.dispose();
   }
 }

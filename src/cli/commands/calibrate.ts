@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { DEFAULT_DELTAS } from '../../reasoning/calibration/conformal.js';
-import { DEFAULT_HELD_OUT_FRACTION, calibrateExperiment, type CalibrationSummary, type RuleName } from '../../pipeline/experiment.js';
+import { DEFAULT_HELD_OUT_FRACTION, calibrateStep, type CalibrateStepOptions, type CalibrationSummary } from '../../pipeline/calibrate.js';
+import { RULE_NAMES, type RuleName } from '../../reasoning/calibration/rule-files.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { floatOption, intOption, listOption } from '../options.js';
 
-interface CalibrateArgs {
+export interface CalibrateArgs {
   probe: string;
   data: string[];
   out: string;
@@ -47,21 +48,25 @@ export function registerCalibrate(program: Command): void {
     .option('--grid-step <x>', 'ltt, crc: threshold grid step', floatOption('--grid-step', 0, 1), 0.001)
     .option('-q, --quiet', 'no progress lines')
     .action((args: CalibrateArgs) => {
-      if (args.data.length === 0) throw new InvalidInputError('give the calibration data with --data DIR (repeat for several folders)');
-      if (!(args.heldOut >= 0 && args.heldOut < 1)) throw new InvalidInputError('--held-out must be in [0, 1)');
-      const { summary } = calibrateExperiment({
-        probeDir: args.probe,
-        datasets: args.data,
-        outDir: args.out,
-        deltas: parseDeltas(args.deltas),
-        rules: (args.rules ?? ['lynx', 'ltt', 'crc']) as RuleName[],
-        heldOutFraction: args.heldOut,
-        seed: args.seed,
-        trajectory: { alpha: args.alpha, gridStep: args.gridStep },
-        log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
-      });
+      const { summary } = calibrateStep({ ...calibrateOptions(args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatCalibration(summary) + `wrote ${summary.rules.length} rule files and summary.json to ${args.out}\n`);
     });
+}
+
+/** The pipeline step's options from the command's arguments. */
+export function calibrateOptions(args: CalibrateArgs): Omit<CalibrateStepOptions, 'log'> {
+  if (args.data.length === 0) throw new InvalidInputError('give the calibration data with --data DIR (repeat for several folders)');
+  if (!(args.heldOut >= 0 && args.heldOut < 1)) throw new InvalidInputError('--held-out must be in [0, 1)');
+  return {
+    probeDir: args.probe,
+    datasets: args.data,
+    outDir: args.out,
+    deltas: parseDeltas(args.deltas),
+    rules: (args.rules ?? RULE_NAMES) as RuleName[],
+    heldOutFraction: args.heldOut,
+    seed: args.seed,
+    trajectory: { alpha: args.alpha, gridStep: args.gridStep },
+  };
 }
 
 /** The delta × rule table `lynx calibrate` prints. */

@@ -186,7 +186,6 @@ function registerDemoPipeline(demo: Command): void {
     .action(async (args: { model?: string; out: string; problems: number; maxTokens: number; seed: number; concurrency: number; skipPeers?: boolean }) => {
       const model = args.model ?? shippedDemo().model;
       if (!existsSync(model)) throw new InvalidInputError(`no model at ${model}: train one with 'lynx demo train' and pass it with -m`);
-      const { main } = await import('../main.js');
       const n = Math.min(500, args.problems);
       await runDemoExperiment({
         out: resolve(args.out),
@@ -196,7 +195,6 @@ function registerDemoPipeline(demo: Command): void {
         seed: args.seed,
         concurrency: args.concurrency,
         skipPeers: args.skipPeers,
-        lynx: main,
       });
       process.stdout.write(`${join(resolve(args.out), 'report.html')}\n`);
     });

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { LlamaContext, LlamaModel } from '../../engine/index.js';
-import { resolveModelPath } from '../model-arg.js';
+import { resolveModelPath } from '../../pipeline/model.js';
 import { floatOption, intOption } from '../options.js';
+import { InvalidInputError } from '../../util/errors.js';
 
 interface GenerateArgs {
   model: string;
@@ -38,10 +39,10 @@ export function registerGenerate(program: Command): void {
       const seq = ctx.createSequence();
       const prompt = model.tokenize(args.prompt, { addSpecial: false, parseSpecial: true });
       if (args.bos) {
-        if (model.info.special.bos === undefined) throw new Error('this model has no BOS token');
+        if (model.info.special.bos === undefined) throw new InvalidInputError(`--bos: ${args.model} has no BOS token`);
         prompt.unshift(model.info.special.bos);
       }
-      if (prompt.length === 0) throw new Error('the prompt is empty: give --prompt text or --bos');
+      if (prompt.length === 0) throw new InvalidInputError('the prompt is empty: give --prompt text or --bos');
       const t0 = performance.now();
       await seq.append(prompt);
       const t1 = performance.now();

@@ -5,7 +5,7 @@ import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { solveWithLynx, type ScoredCueEvent } from '../../reasoning/lynx/online.js';
 import { problemPromptTokens } from '../../reasoning/prompt-tokens.js';
 import { extractAnswer } from '../../tasks/answer-extract.js';
-import { resolveModelPath } from '../model-arg.js';
+import { resolveModelPath } from '../../pipeline/model.js';
 import { floatOption, intOption } from '../options.js';
 import { paint } from '../terminal.js';
 
@@ -45,7 +45,6 @@ export function registerRun(program: Command): void {
       const policy = loadLynxPolicy(args.probe, { rule: args.rule, delta: args.delta });
       const context = new LlamaContext(model, { nCtx: args.maxTokens + 1024, nSeqMax: 2 });
       const env = methodEnv({
-        model,
         context,
         sampler: { temperature: args.temperature, topP: args.topP },
         maxTokens: args.maxTokens,

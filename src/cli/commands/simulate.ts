@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { simulateExperiment, type RuleName } from '../../pipeline/experiment.js';
+import { simulateStep, type SimulateStepOptions } from '../../pipeline/simulate.js';
+import type { RuleName } from '../../reasoning/calibration/rule-files.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { intOption, listOption } from '../options.js';
 import { parseDeltas } from './calibrate.js';
 
-interface SimulateArgs {
+export interface SimulateArgs {
   exp: string;
   data: string[];
   benchmark?: string;
@@ -37,22 +38,26 @@ export function registerSimulate(program: Command): void {
     .option('--resamples <n>', 'bootstrap resamples', intOption('--resamples', 100), 2000)
     .option('-q, --quiet', 'no per-run lines')
     .action((args: SimulateArgs) => {
-      if (args.data.length === 0) throw new InvalidInputError('give the test data with --data DIR (repeat for several folders)');
-      const r = simulateExperiment({
-        exp: args.exp,
-        probeDir: args.probe,
-        conformalDir: args.conformal,
-        datasets: args.data,
-        benchmark: args.benchmark,
-        rules: args.rules as RuleName[] | undefined,
-        deltas: args.deltas ? parseDeltas(args.deltas) : undefined,
-        seed: args.seed,
-        resamples: args.resamples,
-        log: args.quiet ? undefined : (line) => process.stdout.write(`${line}\n`),
-      });
+      const r = simulateStep({ ...simulateOptions(args), log: args.quiet ? undefined : (line) => process.stdout.write(`${line}\n`) });
       process.stdout.write(
         `simulated ${r.runs.length} rule settings and the full-rollout baseline on ${r.rollouts} rollouts (${r.events} events); ` +
           `run folders under ${args.exp}/eval/ (lynx report ${args.exp})\n`,
       );
     });
+}
+
+/** The pipeline step's options from the command's arguments. */
+export function simulateOptions(args: SimulateArgs): Omit<SimulateStepOptions, 'log'> {
+  if (args.data.length === 0) throw new InvalidInputError('give the test data with --data DIR (repeat for several folders)');
+  return {
+    exp: args.exp,
+    probeDir: args.probe,
+    conformalDir: args.conformal,
+    datasets: args.data,
+    benchmark: args.benchmark,
+    rules: args.rules as RuleName[] | undefined,
+    deltas: args.deltas ? parseDeltas(args.deltas) : undefined,
+    seed: args.seed,
+    resamples: args.resamples,
+  };
 }

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { trainProbeOnDatasets, type ProbeTrainingMetrics } from '../../pipeline/experiment.js';
+import { trainProbeStep, type ProbeTrainingMetrics, type TrainProbeStepOptions } from '../../pipeline/train-probe.js';
 import type { ProbeConfig } from '../../reasoning/lynx/probe/probe.js';
 import type { KernelChoice } from '../../reasoning/lynx/probe/parallel.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { floatOption, intOption } from '../options.js';
 
-interface TrainProbeArgs {
+export interface TrainProbeArgs {
   out: string;
   seed: number;
   hidden: string;
@@ -49,28 +49,24 @@ export function registerTrainProbe(program: Command): void {
     .option('--kernels <k>', 'auto, wasm or js', 'auto')
     .option('-q, --quiet', 'no progress lines')
     .action((datasets: string[], args: TrainProbeArgs) => {
-      if (!['auto', 'wasm', 'js'].includes(args.kernels)) throw new InvalidInputError(`--kernels must be auto, wasm or js, got '${args.kernels}'`);
-      if (!(args.valSplit > 0 && args.valSplit < 1)) throw new InvalidInputError('--val-split must be in (0, 1)');
-      if (args.valFraction !== undefined && !(args.valFraction > 0 && args.valFraction < 1)) throw new InvalidInputError('--val-fraction must be in (0, 1)');
-      const config: Partial<ProbeConfig> = { hidden: parseHidden(args.hidden) };
-      if (args.epochs !== undefined) config.maxEpochs = args.epochs;
-      if (args.lr !== undefined) config.learningRate = args.lr;
-      if (args.alpha !== undefined) config.alpha = args.alpha;
-      if (args.batchSize !== undefined) config.batchSize = args.batchSize;
-      if (args.patience !== undefined) config.nIterNoChange = args.patience;
-      if (args.valFraction !== undefined) config.validationFraction = args.valFraction;
-      const { metrics, dir } = trainProbeOnDatasets({
-        datasets,
-        outDir: args.out,
-        config,
-        seed: args.seed,
-        valSplit: args.valSplit,
-        threads: args.threads,
-        kernels: args.kernels as KernelChoice,
-        log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
-      });
+      const { metrics, dir } = trainProbeStep({ ...trainProbeOptions(datasets, args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatProbeMetrics(metrics) + `wrote ${dir}/probe.json, probe.safetensors, metrics.json\n`);
     });
+}
+
+/** The pipeline step's options from the command's arguments. */
+export function trainProbeOptions(datasets: string[], args: TrainProbeArgs): Omit<TrainProbeStepOptions, 'log'> {
+  if (!['auto', 'wasm', 'js'].includes(args.kernels)) throw new InvalidInputError(`--kernels must be auto, wasm or js, got '${args.kernels}'`);
+  if (!(args.valSplit > 0 && args.valSplit < 1)) throw new InvalidInputError('--val-split must be in (0, 1)');
+  if (args.valFraction !== undefined && !(args.valFraction > 0 && args.valFraction < 1)) throw new InvalidInputError('--val-fraction must be in (0, 1)');
+  const config: Partial<ProbeConfig> = { hidden: parseHidden(args.hidden) };
+  if (args.epochs !== undefined) config.maxEpochs = args.epochs;
+  if (args.lr !== undefined) config.learningRate = args.lr;
+  if (args.alpha !== undefined) config.alpha = args.alpha;
+  if (args.batchSize !== undefined) config.batchSize = args.batchSize;
+  if (args.patience !== undefined) config.nIterNoChange = args.patience;
+  if (args.valFraction !== undefined) config.validationFraction = args.valFraction;
+  return { datasets, outDir: args.out, config, seed: args.seed, valSplit: args.valSplit, threads: args.threads, kernels: args.kernels as KernelChoice };
 }
 
 export function formatProbeMetrics(m: ProbeTrainingMetrics): string {

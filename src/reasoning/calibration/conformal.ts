@@ -24,9 +24,7 @@
  *   with n/(n+1)·R̃(λ) + 1/(n+1) ≤ δ. Guarantee: E[harmful premature exit] ≤ δ in expectation over calibration and
  *   test problem (exchangeable), with no confidence parameter.
  */
-import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
-import { writeJsonAtomic } from '../../util/fs.js';
 import { binomialPValue, hoeffdingBentkusPValue } from './stats.js';
 
 /** LYNX's δ sweep. */
@@ -513,38 +511,4 @@ export function conformalSweep(input: SweepInput): ExitRule[] {
     }
   }
   return out;
-}
-
-/** File name of one rule at one δ: LYNX's `conformal_calib_005.json` for its rule, `ltt_005.json`, `crc_005.json`. */
-export function ruleFileName(rule: ExitRule['rule'], delta: number): string {
-  const pct = delta * 100;
-  const tag = Math.abs(pct - Math.round(pct)) < 1e-9 ? String(Math.round(pct)).padStart(3, '0') : String(delta);
-  return `${rule === 'lynx' ? 'conformal_calib' : rule}_${tag}.json`;
-}
-
-/** Write one JSON per rule and δ (atomically) into `dir`; returns the paths. */
-export function writeSweep(dir: string, rules: readonly ExitRule[]): string[] {
-  return rules.map((r) => {
-    const path = join(dir, ruleFileName(r.rule, r.delta));
-    writeJsonAtomic(path, jsonSafe(r));
-    return path;
-  });
-}
-
-/** JSON has no Infinity: write unbounded quantiles as null. */
-function jsonSafe(r: ExitRule): unknown {
-  return JSON.parse(JSON.stringify(r, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
-}
-
-/** Read a rule JSON written by `writeSweep` (null quantiles back to +∞). */
-export function parseRule(json: unknown): ExitRule {
-  const r = json as ExitRule;
-  if (!r || typeof r !== 'object' || (r as { schema?: string }).schema !== CONFORMAL_SCHEMA) {
-    throw new InvalidInputError(`not a ${CONFORMAL_SCHEMA} rule file`);
-  }
-  if (r.rule === 'lynx') {
-    return { ...r, qPos: r.qPos ?? Infinity, qNeg: r.qNeg ?? Infinity };
-  }
-  if (r.rule !== 'ltt' && r.rule !== 'crc') throw new InvalidInputError(`unknown rule '${(r as { rule: string }).rule}'`);
-  return r;
 }

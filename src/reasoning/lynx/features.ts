@@ -5,6 +5,7 @@
  * block outputs (`l_out-N` = hidden_states[N+1]), so hidden-state index h is tap h-1.
  */
 import type { TapLayer } from '../../engine/index.js';
+import { InvalidInputError } from '../../util/errors.js';
 
 /** LYNX's choices for known depths (hidden_states indices), else about L/4, L/2, 3L/4 and L. */
 export function defaultHiddenStateLayers(nLayer: number): number[] {
@@ -22,7 +23,7 @@ export function defaultHiddenStateLayers(nLayer: number): number[] {
 export function tapLayersFor(hiddenStateLayers: readonly number[], nLayer: number): number[] {
   return hiddenStateLayers.map((h) => {
     if (!Number.isInteger(h) || h < 1 || h > nLayer) {
-      throw new RangeError(`hidden-state layer ${h} is outside 1..${nLayer} (0, the embeddings, is not a block output)`);
+      throw new InvalidInputError(`hidden-state layer ${h} is outside 1..${nLayer} (0, the embeddings, is not a block output)`);
     }
     return h - 1;
   });

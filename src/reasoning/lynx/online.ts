@@ -3,7 +3,8 @@
  * the probe; when the calibrated rule says exit, the trace is cut before the cue token, the exit cue is appended and
  * the answer decoded. No second forward pass, no re-generation.
  */
-import type { Sequence, TapLayer } from '../../engine/index.js';
+import type { TapLayer } from '../../engine/index.js';
+import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
 import {
@@ -72,15 +73,15 @@ async function lynxTrace(
   policy: LynxPolicy,
   input: MethodInput,
   env: MethodEnv,
-  seq: Sequence,
+  seq: GeneratorSequence,
   hooks: LynxRunHooks,
 ): Promise<{ r: RolloutResult; events: ScoredCueEvent[] }> {
-  const nLayer = env.model.info.nLayer;
+  const nLayer = env.generator.vocab.info.nLayer;
   const taps: TapLayer[] = tapLayersFor(policy.hiddenStateLayers, nLayer);
-  if (policy.probe.nFeatures !== taps.length * env.model.info.nEmbd) {
-    throw new RangeError(
-      `the probe expects ${policy.probe.nFeatures} features but ${taps.length} layers x ${env.model.info.nEmbd} = ` +
-        `${taps.length * env.model.info.nEmbd}: was it trained on another model?`,
+  if (policy.probe.nFeatures !== taps.length * env.generator.vocab.info.nEmbd) {
+    throw new InvalidInputError(
+      `the probe expects ${policy.probe.nFeatures} features but ${taps.length} layers x ${env.generator.vocab.info.nEmbd} = ` +
+        `${taps.length * env.generator.vocab.info.nEmbd}: was it trained on another model?`,
     );
   }
   const detector = new CueDetector({ cues: policy.cues });
@@ -209,7 +210,7 @@ export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
           out.set(setting, {
             answerText: cueText + x.answer.text,
             answer: x.answer.answer,
-            text: env.model.detokenize(tokens),
+            text: env.generator.vocab.detokenize(tokens),
             traceTokens: tokens,
             end: 'exit',
             tokens: { reasoning, exitCue: x.answer.cueTokens, answer: x.answer.answerTokens, total: reasoning + x.answer.cueTokens + x.answer.answerTokens },

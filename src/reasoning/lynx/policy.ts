@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
 import { readJson } from '../../util/fs.js';
 import { loadProbe } from './probe/probe.js';
-import { parseRule, ruleFileName, type ExitRule } from '../calibration/conformal.js';
+import { isRuleName, parseRule, RULE_NAMES, ruleFileName } from '../calibration/rule-files.js';
 import type { LynxPolicy } from './online.js';
 
 export interface PolicySelector {
@@ -26,8 +26,8 @@ export function loadLynxPolicy(root: string, sel: PolicySelector): LynxPolicy {
   }
   const cues = header.info?.cues as string[] | undefined;
   const conformalDir = existsSync(join(root, 'conformal')) ? join(root, 'conformal') : join(probeDir, '..', 'conformal');
-  if (!['lynx', 'ltt', 'crc'].includes(sel.rule)) throw new InvalidInputError(`unknown rule '${sel.rule}': use lynx, ltt or crc`);
-  const file = join(conformalDir, ruleFileName(sel.rule as ExitRule['rule'], sel.delta));
+  if (!isRuleName(sel.rule)) throw new InvalidInputError(`unknown rule '${sel.rule}': use ${RULE_NAMES.join(', ')}`);
+  const file = join(conformalDir, ruleFileName(sel.rule, sel.delta));
   if (!existsSync(file)) {
     const have = existsSync(conformalDir) ? readdirSync(conformalDir).filter((f) => f.endsWith('.json')) : [];
     throw new InvalidInputError(

@@ -19,7 +19,7 @@
  * one prompt prefill), so their steps share `llama_decode` calls. Confidences are not rounded (`helper.py` rounds to 3
  * decimals) and use the top-k candidates only (vLLM's stopping rule), the same for warm-up and online traces.
  */
-import type { Sequence } from '../../engine/index.js';
+import type { GeneratorSequence } from '../../backends/generator.js';
 import { quantile } from '../../util/stats.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText } from '../forced-exit.js';
@@ -294,11 +294,11 @@ interface DeepConfRun {
   warmupCount: number;
 }
 
-async function runDeepConf(promptSeq: Sequence, input: MethodInput, env: MethodEnv, r: Resolved, t0: number): Promise<DeepConfRun> {
+async function runDeepConf(promptSeq: GeneratorSequence, input: MethodInput, env: MethodEnv, r: Resolved, t0: number): Promise<DeepConfRun> {
   const cueText = exitCueText(env.exitCue);
   const cellsPerTrace = env.maxTokens + (env.answerMaxTokens ?? 64) + 64;
-  const room = Math.floor((env.context.nCtx - promptSeq.length) / cellsPerTrace);
-  const concurrency = Math.max(1, Math.min(r.concurrency ?? Infinity, env.context.freeSlots, room));
+  const room = Math.floor((env.generator.capacity().contextTokens - promptSeq.length) / cellsPerTrace);
+  const concurrency = Math.max(1, Math.min(r.concurrency ?? Infinity, env.generator.capacity().freeSequences, room));
 
   const runTrace = async (index: number, warmup: boolean, threshold: number | null): Promise<DeepConfTrace> => {
     const seq = promptSeq.fork();

@@ -25,7 +25,7 @@
  * DEER's `check.py`: only the final response counts (reasoning + exit cue + answer); trial answers that did not
  * exit are reported in `extra.trialTokens`.
  */
-import type { Sequence } from '../../engine/index.js';
+import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { EXIT_CUES, exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
 import {
@@ -212,12 +212,12 @@ interface DeerRun {
   exitReason: 'confident' | 'think-limit' | null;
   wallMs: number;
   /** The sequence after the rollout (still holding the trace); only valid inside `withPrompt`. */
-  seq: Sequence;
+  seq: GeneratorSequence;
   promptLength: number;
 }
 
 /** DEER's own ending: close the thinking, let the model answer, force the answer prompt if it ran out of budget. */
-async function concludeAnswer(seq: Sequence, at: number, maxTokens: number, answerPrompt: string): Promise<ForcedExitResult> {
+async function concludeAnswer(seq: GeneratorSequence, at: number, maxTokens: number, answerPrompt: string): Promise<ForcedExitResult> {
   const fork = seq.fork();
   try {
     fork.truncate(at);
@@ -237,7 +237,7 @@ async function concludeAnswer(seq: Sequence, at: number, maxTokens: number, answ
 }
 
 async function runDeer(
-  seq: Sequence,
+  seq: GeneratorSequence,
   input: MethodInput,
   env: MethodEnv,
   o: ResolvedDeer,
@@ -250,7 +250,7 @@ async function runDeer(
   let cueText = exitCueText(env.exitCue);
   let exitReason: DeerRun['exitReason'] = null;
 
-  const onStep = async (step: { index: number; piece: string }, s: Sequence): Promise<StepDecision> => {
+  const onStep = async (step: { index: number; piece: string }, s: GeneratorSequence): Promise<StepDecision> => {
     const thinkingTokens = step.index + 1;
     const hit = finder.push(step.piece);
     if (thinkingTokens >= thinkLimit) {
@@ -390,7 +390,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
           out.set(settings[i]!, {
             answerText: cueText + answer.text,
             answer: answer.answer,
-            text: env.model.detokenize(tokens),
+            text: env.generator.vocab.detokenize(tokens),
             traceTokens: tokens,
             end: 'exit',
             tokens: { reasoning, exitCue: answer.cueTokens, answer: answer.answerTokens, total: reasoning + answer.cueTokens + answer.answerTokens },

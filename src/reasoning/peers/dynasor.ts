@@ -21,7 +21,8 @@
  * not); `extra.rolloutTokens` keeps the trace's own counts and `extra.probeTokens` / `extra.probeCueTokens` the probes'.
  * With `countProbes: false` the counts are the trace's alone.
  */
-import type { SamplerOptions, Sequence } from '../../engine/index.js';
+import type { SamplerOptions } from '../../engine/index.js';
+import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { EXIT_CUES, exitCueText, type ForcedExitResult } from '../forced-exit.js';
 import {
@@ -159,7 +160,7 @@ export interface DynasorProbe extends ProbeRecord {
 }
 
 /** Decode a probe on a fork: append the cue, sample `maxTokens` tokens, dispose the fork. */
-async function runProbe(seq: Sequence, cueTokens: readonly number[], maxTokens: number, sampler: SamplerOptions): Promise<{ text: string; tokens: number }> {
+async function runProbe(seq: GeneratorSequence, cueTokens: readonly number[], maxTokens: number, sampler: SamplerOptions): Promise<{ text: string; tokens: number }> {
   const fork = seq.fork();
   try {
     await fork.append(cueTokens);
@@ -183,10 +184,10 @@ interface DynasorRun {
   wallMs: number;
 }
 
-async function runDynasor(seq: Sequence, input: MethodInput, env: MethodEnv, o: Resolved, t0: number): Promise<DynasorRun> {
-  const cueTokens = env.model.tokenize(o.probe, { addSpecial: false, parseSpecial: true });
+async function runDynasor(seq: GeneratorSequence, input: MethodInput, env: MethodEnv, o: Resolved, t0: number): Promise<DynasorRun> {
+  const cueTokens = env.generator.vocab.tokenize(o.probe, { addSpecial: false, parseSpecial: true });
   const probes: DynasorProbe[] = [];
-  const onStep = async (step: { index: number }, s: Sequence): Promise<StepDecision> => {
+  const onStep = async (step: { index: number }, s: GeneratorSequence): Promise<StepDecision> => {
     const position = step.index + 1;
     if (position % o.interval !== 0) return { action: 'continue' };
     const sampler = { ...o.probeSampler, seed: traceSeed(env, input.problemId, `probe${probes.length}`) };
@@ -303,7 +304,7 @@ export function dynasorSweep(agreements: readonly number[], opts: Omit<DynasorOp
           out.set(describe(on), {
             answerText: on.probe + exit.text,
             answer: p.answer,
-            text: env.model.detokenize(run.rollout.tokens.slice(0, p.position)),
+            text: env.generator.vocab.detokenize(run.rollout.tokens.slice(0, p.position)),
             traceTokens: run.rollout.tokens.slice(0, p.position),
             end: 'exit',
             tokens: withProbes(counts, probes, k, on),

@@ -8,9 +8,9 @@
  * The sets are fixed lists (problems are interleaved across levels, so `--limit N` still covers every level), so runs
  * with different sampling seeds evaluate the same problems.
  */
-import type { Problem as BenchmarkProblem } from '../benchmarks.js';
+import type { Problem } from '../problem.js';
 import { InvalidInputError } from '../../util/errors.js';
-import { heldOutProblems, LEVELS, MAX_LEVEL, MIN_LEVEL, type Problem, type ProblemSplit } from './problems.js';
+import { heldOutProblems, LEVELS, MAX_LEVEL, MIN_LEVEL, type DemoProblem, type ProblemSplit } from './problems.js';
 
 type HeldOutPart = Exclude<ProblemSplit, 'train'>;
 const PARTS: readonly HeldOutPart[] = ['test', 'calib', 'probe'];
@@ -54,7 +54,7 @@ function parseLevels(text: string, name: string): number[] {
 }
 
 /** A demo problem as the evaluation harness's problem record (gold is the integer answer). */
-export function toBenchmarkProblem(p: Problem, part: HeldOutPart): BenchmarkProblem {
+export function toBenchmarkProblem(p: DemoProblem, part: HeldOutPart): Problem {
   return {
     id: p.id,
     benchmark: 'demo',
@@ -68,7 +68,7 @@ export function toBenchmarkProblem(p: Problem, part: HeldOutPart): BenchmarkProb
  * Problems of a demo benchmark name. `seed` is accepted for the harness's uniform call and deliberately unused: the
  * sets are fixed.
  */
-export function demoBenchmark(name: string, opts: { limit?: number; seed?: number } = {}): BenchmarkProblem[] {
+export function demoBenchmark(name: string, opts: { limit?: number; seed?: number } = {}): Problem[] {
   const spec = parseDemoBenchmarkName(name);
   const all = heldOutProblems(PART_SIZE_PER_LEVEL[spec.part], spec.part).filter((p) => spec.levels.includes(p.level));
   const limited = opts.limit !== undefined && opts.limit >= 0 ? all.slice(0, opts.limit) : all;

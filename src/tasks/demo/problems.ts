@@ -23,7 +23,7 @@ export interface Operation {
   clause: string;
 }
 
-export interface Problem {
+export interface DemoProblem {
   /** Stable id: `L<level>-<fingerprint>`. */
   id: string;
   level: number;
@@ -209,13 +209,13 @@ export function fingerprint(start: number, ops: readonly { kind: OpKind; operand
 /** Share of the arithmetic space (per mille) reserved for held-out problems, chosen by hash so it never moves. */
 export const HELD_OUT_PER_MILLE = 100;
 
-function splitHash(problem: Pick<Problem, 'start' | 'ops'>): number {
+function splitHash(problem: Pick<DemoProblem, 'start' | 'ops'>): number {
   // Another seed than the id's, so the split is independent of the id's digits.
   return fnv1a(arithmeticKey(problem.start, problem.ops), 0x811c9dc5 ^ 0x5bd1e995);
 }
 
 /** True when the problem's arithmetic lies in the held-out slice: model training never sees these. */
-export function isHeldOut(problem: Pick<Problem, 'start' | 'ops'>): boolean {
+export function isHeldOut(problem: Pick<DemoProblem, 'start' | 'ops'>): boolean {
   return splitHash(problem) % 1000 < HELD_OUT_PER_MILLE;
 }
 
@@ -229,7 +229,7 @@ export type ProblemSplit = 'train' | 'test' | 'calib' | 'probe';
 
 export const PROBLEM_SPLITS: readonly ProblemSplit[] = ['train', 'test', 'calib', 'probe'];
 
-export function problemSplit(problem: Pick<Problem, 'start' | 'ops'>): ProblemSplit {
+export function problemSplit(problem: Pick<DemoProblem, 'start' | 'ops'>): ProblemSplit {
   const h = splitHash(problem);
   if (h % 1000 >= HELD_OUT_PER_MILLE) return 'train';
   const part = Math.floor(h / 1000) % 4;
@@ -237,7 +237,7 @@ export function problemSplit(problem: Pick<Problem, 'start' | 'ops'>): ProblemSp
 }
 
 /** One random problem of a level. */
-export function generateProblem(rng: Rng, level: number): Problem {
+export function generateProblem(rng: Rng, level: number): DemoProblem {
   const spec = levelSpec(level);
   for (;;) {
     const person = rng.pick(NAMES);
@@ -279,7 +279,7 @@ export interface ProblemStreamOptions {
 }
 
 /** An endless, reproducible stream of problems. */
-export function* problemStream(opts: ProblemStreamOptions): Generator<Problem> {
+export function* problemStream(opts: ProblemStreamOptions): Generator<DemoProblem> {
   const levels = opts.levels ?? LEVELS.map((l) => l.level);
   if (levels.length === 0) throw new InvalidInputError('no difficulty levels given');
   for (const l of levels) levelSpec(l);
@@ -309,8 +309,8 @@ export function* problemStream(opts: ProblemStreamOptions): Generator<Problem> {
 }
 
 /** `count` reproducible problems from a seed (see problemStream). */
-export function generateProblems(count: number, opts: ProblemStreamOptions): Problem[] {
-  const out: Problem[] = [];
+export function generateProblems(count: number, opts: ProblemStreamOptions): DemoProblem[] {
+  const out: DemoProblem[] = [];
   if (count <= 0) return out;
   for (const p of problemStream(opts)) {
     out.push(p);
@@ -326,17 +326,17 @@ export const HELD_OUT_SEED = 20250707;
  * A fixed set of distinct problems of one held-out part, `perLevel` of each level, in level order L1, L2, ..., L5,
  * L1, ... (so the first N problems cover every level). `heldOutProblems()` is the model card's 500 test problems.
  */
-export function heldOutProblems(perLevel = 100, part: Exclude<ProblemSplit, 'train'> = 'test', seed = HELD_OUT_SEED): Problem[] {
+export function heldOutProblems(perLevel = 100, part: Exclude<ProblemSplit, 'train'> = 'test', seed = HELD_OUT_SEED): DemoProblem[] {
   const byLevel = LEVELS.map((spec) => {
     const stream = problemStream({ seed: fnv1a(`${part}-L${spec.level}`, seed), levels: [spec.level], split: part, distinct: true });
-    const out: Problem[] = [];
+    const out: DemoProblem[] = [];
     for (const p of stream) {
       out.push(p);
       if (out.length >= perLevel) break;
     }
     return out;
   });
-  const out: Problem[] = [];
+  const out: DemoProblem[] = [];
   for (let i = 0; i < perLevel; i++) for (const list of byLevel) out.push(list[i]!);
   return out;
 }

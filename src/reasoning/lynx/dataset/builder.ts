@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LlamaContext, type LlamaModel, type SamplerOptions, type TapLayer } from '../../../engine/index.js';
-import type { Problem } from '../../../tasks/benchmarks.js';
+import type { Problem } from '../../../tasks/problem.js';
 import { extractAnswer } from '../../../tasks/answer-extract.js';
-import { answersEquivalent, type Policy } from '../../../tasks/answer-equiv.js';
+import { answersEquivalent, type Grading } from '../../../tasks/answer-equiv.js';
 import type { PromptStyle } from '../../../tasks/prompts.js';
 import { exitCueText, forcedExit } from '../../forced-exit.js';
 import { answerTextOf, traceSampler, DEFAULT_SAMPLER, type MethodEnv } from '../../method.js';
@@ -36,6 +36,7 @@ import {
   type EventMeta,
 } from './store.js';
 import { TensorFile } from '../tensor-io.js';
+import { LocalGenerator } from '../../../backends/local.js';
 
 export type { EventMeta };
 
@@ -68,7 +69,7 @@ export interface BuildOptions {
   skipFirstEvents?: number;
   sampler?: SamplerOptions;
   seed?: number;
-  policy?: Policy;
+  grading?: Grading;
   promptStyle?: PromptStyle;
   /** Build only the problems at positions j with j mod count = index (`--shard i/N`). */
   shard?: Shard;
@@ -119,7 +120,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
   const maxTokens = opts.maxTokens ?? 4096;
   const answerMaxTokens = opts.answerMaxTokens ?? 64;
   const exitCue = opts.exitCue ?? 'paper';
-  const policy = opts.policy ?? 'zst';
+  const grading = opts.grading ?? 'zst';
   const cueTokens = model.tokenize(exitCueText(exitCue), { addSpecial: false, parseSpecial: true }).length;
   const jobs: { problemIndex: number; rollout: number }[] = [];
   let skipped = 0;
@@ -145,8 +146,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
   // 'batched': one context for all rollouts in flight, decoded together. 'exact': a fresh context per rollout.
   const shared = exact ? undefined : newContext(concurrency);
   const env = (context: LlamaContext): MethodEnv => ({
-    model,
-    context,
+    generator: new LocalGenerator(context),
     sampler: opts.sampler ?? { ...DEFAULT_SAMPLER },
     maxTokens,
     exitCue,
@@ -189,7 +189,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
   async function labelRollout(env: MethodEnv, problemIndex: number, rollout: number): Promise<RolloutRecord> {
     const problem = opts.problems[problemIndex]!;
     const prompt = prompts[problemIndex]!;
-    const seq = env.context.createSequence();
+    const seq = env.generator.createSequence();
     try {
       await seq.append(prompt);
       const detector = new CueDetector({ cues: opts.cues });
@@ -233,7 +233,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
       for (const hit of detector.finish()) take(hit);
       const fullText = answerTextOf(r, exitCueText(exitCue));
       const fullAnswer = extractAnswer(fullText, problem).answer;
-      const fullCorrect = (await answersEquivalent(fullAnswer, problem.gold, { policy })).equivalent;
+      const fullCorrect = (await answersEquivalent(fullAnswer, problem.gold, { grading })).equivalent;
       const reasoning = r.tokenCounts.reasoning;
 
       let chosen = selectEvents(hits, { skipFirst: opts.skipFirstEvents, maxEvents: opts.maxEventsPerRollout }).map((h) => ({
@@ -261,7 +261,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
           slice.map(async (ev, j) => {
             const exit = await forcedExit(seq, { cue: exitCue, maxTokens: answerMaxTokens, at: prompt.length + ev.position, mode: 'fork' });
             const answer = extractAnswer(exitCueText(exitCue) + exit.text, problem).answer;
-            const ok = (await answersEquivalent(answer, problem.gold, { policy })).equivalent;
+            const ok = (await answersEquivalent(answer, problem.gold, { grading })).equivalent;
             metas[start + j] = {
               problemId: problem.id,
               problemIndex,
@@ -379,7 +379,7 @@ export function datasetInfo(opts: Omit<BuildToDirOptions, 'outDir'>): Record<str
     answerMaxTokens: opts.answerMaxTokens ?? 64,
     maxEventsPerRollout: nullable(opts.maxEventsPerRollout),
     skipFirstEvents: opts.skipFirstEvents ?? 0,
-    policy: opts.policy ?? 'zst',
+    policy: opts.grading ?? 'zst',
     promptStyle: nullable(opts.promptStyle),
     numerics: opts.numerics ?? 'exact',
     shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null,

@@ -91,9 +91,9 @@ export class Probe {
     readonly scale: Float32Array,
     readonly layers: ProbeLayer[],
   ) {
-    if (mean.length !== nFeatures || scale.length !== nFeatures) throw new Error('probe scaler size does not match nFeatures');
+    if (mean.length !== nFeatures || scale.length !== nFeatures) throw new InvalidInputError('probe scaler size does not match nFeatures: the probe file is damaged');
     if (layers.length === 0 || layers[0]!.inDim !== nFeatures || layers[layers.length - 1]!.outDim !== 1) {
-      throw new Error('probe layers do not chain from nFeatures to 1 output');
+      throw new InvalidInputError('probe layers do not chain from nFeatures to 1 output: the probe file is damaged');
     }
   }
 
@@ -276,7 +276,7 @@ export interface TrainOptions {
 }
 
 /** Train a probe on rows of `X` with labels `y` (1 = the forced exit was correct). */
-export function trainProbe(
+export function fitProbe(
   X: FeatureMatrix,
   y: ArrayLike<number>,
   config: Partial<ProbeConfig> = {},
@@ -603,7 +603,7 @@ export interface ProbeMetrics {
  * LYNX's probe training: stratified `valSplit` hold-out (seeded), probe trained on the rest (with its own
  * early-stopping split inside), metrics on the hold-out.
  */
-export function trainProbeLynx(
+export function trainProbe(
   X: FeatureMatrix,
   y: ArrayLike<number>,
   opts: { valSplit?: number; config?: Partial<ProbeConfig> } & Pick<TrainOptions, 'onEpoch' | 'threads' | 'kernels'> = {},
@@ -612,7 +612,7 @@ export function trainProbeLynx(
   const seed = opts.config?.seed ?? DEFAULT_PROBE_CONFIG.seed;
   const validationFraction = opts.config?.validationFraction ?? Math.max(0.1, valSplit);
   const { train, test } = stratifiedSplit(y, valSplit, Rng.derive(seed, 'holdout'));
-  const { probe, history } = trainProbe(X, y, { ...opts.config, validationFraction }, { indices: train, onEpoch: opts.onEpoch, threads: opts.threads, kernels: opts.kernels });
+  const { probe, history } = fitProbe(X, y, { ...opts.config, validationFraction }, { indices: train, onEpoch: opts.onEpoch, threads: opts.threads, kernels: opts.kernels });
   const Xval = new Float32Array(test.length * X.cols);
   const yval = new Uint8Array(test.length);
   test.forEach((r, i) => {
