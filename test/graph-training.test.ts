@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, loadLlama } from '../src/engine/index.js';
 import { GraphTrainer, trainGraph } from '../src/training/graph-trainer.js';
-import { windowsFromStream, type TokenRows, type TrainingReport } from '../src/training/llama-opt.js';
+import { windowsFromStream, type TokenRows } from '../src/training/data.js';
+import type { TrainingReport } from '../src/training/options.js';
 import { Rng } from '../src/util/rng.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 

@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadLlama } from '../src/engine/index.js';
-import { TrainableModel, train, windowsFromStream, type TrainOptions, type TrainingReport } from '../src/training/llama-opt.js';
+import { TrainableModel, train, type LlamaOptTrainOptions } from '../src/training/llama-opt.js';
+import { windowsFromStream } from '../src/training/data.js';
+import type { TrainingReport } from '../src/training/options.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 
 const SEQ_LEN = 256;
@@ -32,7 +34,7 @@ afterAll(() => {
 });
 
 /** Train a fresh copy of the initial model; return the report and how much each watched tensor moved. */
-async function run(opts: Partial<TrainOptions>, rows = 40): Promise<{ report: TrainingReport; moved: Map<string, number> }> {
+async function run(opts: Partial<LlamaOptTrainOptions>, rows = 40): Promise<{ report: TrainingReport; moved: Map<string, number> }> {
   const model = TrainableModel.load(initPath);
   try {
     const before = new Map(WATCH.map((n) => [n, model.readTensor(n)]));

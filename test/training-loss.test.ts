@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, loadLlama } from '../src/engine/index.js';
-import { TrainableModel, train, windowsFromStream, type TrainingReport } from '../src/training/llama-opt.js';
+import { TrainableModel, train } from '../src/training/llama-opt.js';
+import { windowsFromStream } from '../src/training/data.js';
+import type { TrainingReport } from '../src/training/options.js';
 import { byteLevelTokenizer, writeInitialModel } from '../src/demo/init-model.js';
 
 const SENTENCE = 'the quick brown fox jumps over the lazy dog. ';

@@ -8,16 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidInputError } from '../src/util/errors.js';
 import { loadLlama } from '../src/engine/index.js';
-import {
-  TrainableModel,
-  TrainingError,
-  checkTrainingData,
-  cosineLr,
-  inspectTrainableGguf,
-  train,
-  trainModel,
-  windowsFromStream,
-} from '../src/training/llama-opt.js';
+import { TrainableModel, inspectTrainableGguf, train, trainModel } from '../src/training/llama-opt.js';
+import { TrainingError } from '../src/training/errors.js';
+import { checkTrainingData, windowsFromStream } from '../src/training/data.js';
+import { cosineLr } from '../src/training/schedule.js';
 import { byteLevelTokenizer, countParams, randomOrthogonal, validateShape, writeInitialModel } from '../src/demo/init-model.js';
 import { GgufFile } from '../src/formats/gguf/reader.js';
 import { GgufWriter } from '../src/formats/gguf/writer.js';

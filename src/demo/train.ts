@@ -1,7 +1,8 @@
 /**
  * The recipe that trains the project's own small reasoning model (`lynx demo train`): tokenizer, random initial
- * model, packed trace corpus, AdamW with a cosine schedule through llama.cpp's training path
- * (`src/training/llama-opt.ts`), and the saved GGUF with its loss curve (`<name>.loss.json`) next to it.
+ * model, packed trace corpus, AdamW with a cosine schedule through the ggml graph trainer
+ * (`src/training/graph-trainer.ts`; llama.cpp's own path, `src/training/llama-opt.ts`, for recipes that ask for it),
+ * and the saved GGUF with its loss curve (`<name>.loss.json`) next to it.
  *
  * Everything is derived from the recipe's seeds, so the same recipe gives the same model (up to floating-point
  * summation order across threads). `DEMO_RECIPES.small` is the second, smaller model for big/small composition;
@@ -12,16 +13,11 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import {
-  TrainableModel,
-  train,
-  type EvalRecord,
-  type TokenRows,
-  type TrainingReport,
-  type TrainingStep,
-  type TrainOptions,
-} from '../training/llama-opt.js';
+import type { TokenRows } from '../training/data.js';
+import type { EvalRecord, TrainingReport, TrainingStep, TrainOptions } from '../training/options.js';
 import { GraphTrainer, trainGraph } from '../training/graph-trainer.js';
+// The one importer of llama.cpp's training path: the recipe's `trainer: 'llama-opt'` switch (openTrainer below).
+import { TrainableModel, train } from '../training/llama-opt.js';
 import type { TensorType } from '../formats/gguf/encode.js';
 import { countParams, validateShape, writeF32Copy, writeInitialModel, type ModelShape, type TokenizerSpec } from './init-model.js';
 import { GgufFile } from '../formats/gguf/reader.js';

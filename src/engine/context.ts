@@ -5,7 +5,8 @@
 import koffi from 'koffi';
 import { availableParallelism } from 'node:os';
 import type { LlamaModel } from './model.js';
-import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS, type Pointer } from '../native/declarations.js';
+import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS } from '../native/ggml.js';
+import type { Pointer } from '../native/pointer.js';
 import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from './errors.js';
 import { logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';

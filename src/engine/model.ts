@@ -3,7 +3,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from '../native/library.js';
-import type { Pointer } from '../native/declarations.js';
+import type { Pointer } from '../native/pointer.js';
 import { DisposedError, ModelLoadError } from './errors.js';
 
 export interface SpecialTokens {

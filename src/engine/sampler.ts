@@ -7,8 +7,9 @@
  * 0.95") come from. llama.cpp's own tools put temperature last, which keeps a wider nucleus at T < 1.
  */
 import koffi from 'koffi';
-import type { LlamaApi, Pointer } from '../native/declarations.js';
-import { llama_token_data, llama_token_data_array } from '../native/declarations.js';
+import type { LlamaApi } from '../native/llama.js';
+import type { Pointer } from '../native/pointer.js';
+import { llama_token_data, llama_token_data_array } from '../native/llama.js';
 
 export interface SamplerOptions {
   /** 0 (default) = greedy. */

@@ -12,7 +12,7 @@ import { existsSync, statSync, readdirSync, openSync, readSync, closeSync, readF
 import { basename, join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { GgufWriter, type TensorData } from '../formats/gguf/writer.js';
-import { type TensorType } from '../formats/gguf/encode.js';
+import { FILE_TYPE, type TensorType } from '../formats/gguf/encode.js';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { llama3RopeFactors, readHfConfig, SUPPORTED_ARCHITECTURES, type HfConfig } from './hf-config.js';
 import { hfVocabToGguf, type GgufVocab } from './hf-vocab.js';
@@ -44,8 +44,6 @@ export interface ConvertResult {
   bytes: number;
 }
 
-/** ggml file types (llama.h `llama_ftype`) for general.file_type. */
-const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
 /** What kind of model a path is: a Hugging Face folder, a llama2.c checkpoint or a GGUF file. */
 export function detectSource(src: string): 'hf' | 'llama2c' | 'gguf' {

@@ -1,9 +1,10 @@
 /**
- * ABI check: read the library's default llama_model_params / llama_context_params through the declared layouts and
- * compare every field with the defaults of the llama.cpp source we declared against. A layout change in a new build
- * shifts fields and fails here with a clear message, instead of corrupting memory later.
+ * ABI check: read the library's default llama_model_params / llama_context_params / ggml_opt_params through the
+ * declared layouts and compare every field with the defaults of the llama.cpp source we declared against. A layout
+ * change in a new build shifts fields and fails here with a clear message, instead of corrupting memory later.
  */
-import type { LlamaApi } from './declarations.js';
+import type { LlamaApi } from './llama.js';
+import { GgmlOptBuildType, GgmlOptLossType, GgmlOptOptimizerType, type GgmlOptApi } from './ggml-opt.js';
 import { AbiMismatchError } from './errors.js';
 
 const EXPECTED_MODEL_DEFAULTS: Record<string, unknown> = {
@@ -66,6 +67,22 @@ const EXPECTED_CONTEXT_DEFAULTS: Record<string, unknown> = {
   ctx_other: null,
 };
 
+/**
+ * `ggml_opt_default_params(NULL, MEAN_SQUARED_ERROR)`: the loss type is the one asked for (a value no other field
+ * holds), so a shifted field shows. `get_opt_pars` points at ggml's default callback and is checked as non-null.
+ */
+const EXPECTED_OPT_DEFAULTS: Record<string, unknown> = {
+  backend_sched: null,
+  ctx_compute: null,
+  inputs: null,
+  outputs: null,
+  loss_type: GgmlOptLossType.MEAN_SQUARED_ERROR,
+  build_type: GgmlOptBuildType.OPT,
+  opt_period: 1,
+  get_opt_pars_ud: null,
+  optimizer: GgmlOptOptimizerType.ADAMW,
+};
+
 export function compareDefaults(what: string, actual: Record<string, unknown>, expected: Record<string, unknown>): string[] {
   const problems: string[] = [];
   for (const [key, want] of Object.entries(expected)) {
@@ -78,14 +95,17 @@ export function compareDefaults(what: string, actual: Record<string, unknown>, e
   return problems;
 }
 
-export function checkAbi(api: LlamaApi): void {
+export function checkAbi(api: LlamaApi, opt: GgmlOptApi): void {
+  const optDefaults = opt.ggml_opt_default_params(null, GgmlOptLossType.MEAN_SQUARED_ERROR).p;
   const problems = [
     ...compareDefaults('llama_model_params', api.llama_model_default_params().p, EXPECTED_MODEL_DEFAULTS),
     ...compareDefaults('llama_context_params', api.llama_context_default_params().p, EXPECTED_CONTEXT_DEFAULTS),
+    ...compareDefaults('ggml_opt_params', optDefaults, EXPECTED_OPT_DEFAULTS),
   ];
+  if (!optDefaults.get_opt_pars) problems.push('ggml_opt_params.get_opt_pars: expected a function pointer, library gave null');
   if (problems.length > 0) {
     throw new AbiMismatchError(
-      'ABI mismatch: the loaded llama.cpp library does not match the struct layouts declared in src/native/declarations.ts ' +
+      'ABI mismatch: the loaded llama.cpp library does not match the struct layouts declared in src/native/ (llama.ts, ggml-opt.ts) ' +
         '(was @node-llama-cpp/* upgraded without updating the binding?):\n  ' +
         problems.join('\n  '),
     );

@@ -1,12 +1,15 @@
 /**
  * Finds and loads one of llama.cpp's prebuilt builds (`@node-llama-cpp/linux-x64[-cuda|-vulkan]`, pinned), routes its
- * logging, and checks that its ABI matches the declarations in native.ts before anything else touches it.
+ * logging, and checks that its ABI matches the declarations (llama.ts, ggml.ts, ggml-opt.ts) before anything else
+ * touches it.
  */
 import koffi from 'koffi';
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { declareApi, ggml_log_callback, type LlamaApi } from './declarations.js';
+import { declareApi, type LlamaApi } from './llama.js';
+import { declareGgml, ggml_log_callback, GGML_BACKEND_DEVICE_TYPES, type GgmlApi } from './ggml.js';
+import { declareGgmlOpt, type GgmlOptApi } from './ggml-opt.js';
 import { checkAbi } from './abi.js';
 import { AbiMismatchError, BackendLoadError } from './errors.js';
 
@@ -29,7 +32,12 @@ export interface LoadLlamaOptions {
 }
 
 export interface Llama {
+  /** llama.h (and the few ggml calls the engine makes). */
   api: LlamaApi;
+  /** ggml.h and ggml-backend.h: graphs built in TypeScript (src/graph/). */
+  ggml: GgmlApi;
+  /** ggml-opt.h: ggml's optimizer. */
+  ggmlOpt: GgmlOptApi;
   backend: BackendName;
   /** Folder holding the loaded shared libraries. */
   libDir: string;
@@ -151,12 +159,13 @@ function openBuild(named: BackendName | undefined, libDir: string): Llama {
   const ggmlBase = koffi.load(join(libDir, 'libggml-base.so'));
   const ggml = koffi.load(findFile(libDir, /^libggml(\.[a-z]+)?\.v[\d.]+\.so$|^libggml\.so$/));
   const lib = koffi.load(findFile(libDir, LIBLLAMA));
-  const api = declareApi(lib, ggmlBase, ggml);
+  const ggmlApi = declareGgml(ggmlBase, ggml);
+  const ggmlOpt = declareGgmlOpt(ggmlBase);
+  const api = declareApi(lib, ggmlApi);
   installLogger(api);
-  checkAbi(api);
+  checkAbi(api, ggmlOpt);
   api.ggml_backend_load_all_from_path(libDir);
   api.llama_backend_init();
-  const typeNames = ['cpu', 'gpu', 'igpu', 'accel'] as const;
   const devices = [];
   const n = Number(api.ggml_backend_dev_count());
   for (let i = 0; i < n; i++) {
@@ -164,7 +173,7 @@ function openBuild(named: BackendName | undefined, libDir: string): Llama {
     devices.push({
       name: api.ggml_backend_dev_name(dev),
       description: api.ggml_backend_dev_description(dev),
-      type: typeNames[api.ggml_backend_dev_type(dev)] ?? 'accel',
+      type: GGML_BACKEND_DEVICE_TYPES[api.ggml_backend_dev_type(dev)] ?? 'accel',
     });
   }
   const gpuName = devices.find((d) => d.type === 'gpu' || d.type === 'igpu')?.name ?? '';
@@ -174,7 +183,7 @@ function openBuild(named: BackendName | undefined, libDir: string): Llama {
     // The GPU build still runs on its CPU backend; say so rather than pretend.
     routeLog('warn', `llama.cpp ${backend} build found no GPU; running on CPU\n`);
   }
-  return { api, backend, libDir, devices };
+  return { api, ggml: ggmlApi, ggmlOpt, backend, libDir, devices };
 }
 
 function setLogRoute(level: LogLevel, onLog?: (level: LogLevel, text: string) => void): void {

@@ -26,118 +26,47 @@
  * GGML_ASSERT aborts the whole process, so every size, type and token id is validated in TypeScript first.
  */
 import koffi from 'koffi';
-import { availableParallelism, totalmem } from 'node:os';
+import { totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { GgufFile } from '../formats/gguf/reader.js';
 import { GgufWriter } from '../formats/gguf/writer.js';
-import type { TensorType } from '../formats/gguf/encode.js';
-import { LynxError, InvalidInputError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
+import { FILE_TYPE, type TensorType } from '../formats/gguf/encode.js';
+import { InvalidInputError } from '../util/errors.js';
 import { loadLlama, setErrorSink, type Llama, type LoadLlamaOptions } from '../native/library.js';
-import { GGML_TENSOR_OFFSETS, type Pointer } from '../native/declarations.js';
+import { llama_opt_param_filter, type LlamaApi } from '../native/llama.js';
+import { GGML_OP_NONE, GGML_TENSOR_FLAG_PARAM, GGML_TENSOR_OFFSETS, GgmlType, type GgmlApi } from '../native/ggml.js';
+import {
+  GgmlOptOptimizerType,
+  ggml_opt_epoch_callback,
+  ggml_opt_get_optimizer_params,
+  type GgmlOptApi,
+  type GgmlOptOptimizerParams,
+} from '../native/ggml-opt.js';
+import { pointerAddress, type Pointer } from '../native/pointer.js';
 import { DisposedError, ModelLoadError } from '../engine/errors.js';
+import { checkTrainingData, rowCount, type TokenRows, type TrainingData } from './data.js';
+import { TrainingError } from './errors.js';
+import { checkOptions, type CheckedTrainOptions, type EvalRecord, type TrainOptions, type TrainingReport, type TrainingStep } from './options.js';
+import { cosineLr, epochOrder } from './schedule.js';
 
-/** Training could not start or failed inside llama.cpp; the message says why and what to change. */
-export class TrainingError extends LynxError {}
+// ---- the native calls of this path (declared in src/native/) ----
 
-// ---- native declarations (ggml-opt.h, llama.h training section) ----
-
-const GGML_TYPE_F32 = 0;
-const GGML_TYPE_I32 = 26;
-const GGML_OP_NONE = 0;
-const GGML_TENSOR_FLAG_PARAM = 4;
-/** `int32_t flags` in struct ggml_tensor (after op and op_params[16]); checked against ggml_set_param at run time. */
-const GGML_TENSOR_FLAGS_OFFSET = 148;
-const GGML_TENSOR_OP_OFFSET = 80;
-
-export const lynx_opt_optimizer_params = koffi.struct('lynx_ggml_opt_optimizer_params', {
-  adamw: koffi.struct('lynx_ggml_opt_adamw_params', { alpha: 'float', beta1: 'float', beta2: 'float', eps: 'float', wd: 'float' }),
-  sgd: koffi.struct('lynx_ggml_opt_sgd_params', { alpha: 'float', wd: 'float' }),
-});
-const lynx_llama_opt_params = koffi.struct('lynx_llama_opt_params', {
-  n_ctx_train: 'uint32_t',
-  param_filter: 'void *',
-  param_filter_ud: 'void *',
-  get_opt_pars: 'void *',
-  get_opt_pars_ud: 'void *',
-  optimizer_type: 'int',
-});
-const lynx_param_filter = koffi.proto('bool lynx_llama_opt_param_filter(void *tensor, void *userdata)');
-export const lynx_get_opt_pars = koffi.proto('lynx_ggml_opt_optimizer_params lynx_ggml_opt_get_optimizer_params(void *userdata)');
-const lynx_epoch_callback = koffi.proto(
-  'void lynx_ggml_opt_epoch_callback(bool train, void *opt_ctx, void *dataset, void *result, int64_t ibatch, int64_t ibatch_max, int64_t t_start_us)',
-);
-
-interface OptimizerParams {
-  adamw: { alpha: number; beta1: number; beta2: number; eps: number; wd: number };
-  sgd: { alpha: number; wd: number };
-}
-
-interface TrainingApi {
-  llama_opt_init(ctx: Pointer, model: Pointer, params: Record<string, unknown>): void;
-  llama_opt_epoch(ctx: Pointer, dataset: Pointer, resultTrain: Pointer | null, resultEval: Pointer | null, idataSplit: number, cbTrain: unknown, cbEval: unknown): void;
-  llama_n_ubatch(ctx: Pointer): number;
-  llama_model_get_tensor(model: Pointer, name: string): Pointer | null;
-  ggml_opt_dataset_init(typeData: number, typeLabel: number, neDatapoint: number, neLabel: number, ndata: number, ndataShard: number): Pointer;
-  ggml_opt_dataset_free(dataset: Pointer): void;
-  ggml_opt_dataset_data(dataset: Pointer): Pointer;
-  ggml_opt_dataset_labels(dataset: Pointer): Pointer;
-  ggml_opt_result_init(): Pointer;
-  ggml_opt_result_free(result: Pointer): void;
-  ggml_opt_result_reset(result: Pointer): void;
-  ggml_opt_result_ndata(result: Pointer, ndata: BigInt64Array): void;
-  ggml_opt_result_loss(result: Pointer, loss: Float64Array, unc: Float64Array | null): void;
-  ggml_opt_result_accuracy(result: Pointer, acc: Float64Array, unc: Float64Array | null): void;
-  ggml_opt_grad_acc(optCtx: Pointer, node: Pointer): Pointer | null;
-  ggml_set_param(tensor: Pointer): void;
-  ggml_backend_tensor_set(tensor: Pointer, data: ArrayBufferView, offset: number, size: number): void;
-  ggml_backend_tensor_memset(tensor: Pointer, value: number, offset: number, size: number): void;
-  ggml_nelements(tensor: Pointer): number;
-}
+type TrainingApi = LlamaApi & GgmlApi & GgmlOptApi & { llama_model_get_tensor: NonNullable<LlamaApi['llama_model_get_tensor']> };
 
 const apis = new WeakMap<Llama, TrainingApi>();
 
 function trainingApi(llama: Llama): TrainingApi {
   const cached = apis.get(llama);
   if (cached) return cached;
-  const lib = llama.api.lib;
-  const base = llama.api.ggmlBase;
-  const vp = 'void *';
-  let getTensor: TrainingApi['llama_model_get_tensor'];
-  try {
-    // `const ggml_tensor * llama_model::get_tensor(const char * name) const`: a non-virtual member function, called
-    // with the model pointer as `this` (Itanium C++ ABI). Every result is checked by name, type and shape.
-    getTensor = lib.func('_ZNK11llama_model10get_tensorEPKc', vp, [vp, 'str']) as TrainingApi['llama_model_get_tensor'];
-  } catch (e) {
-    throw new TrainingError(`this llama.cpp build does not export llama_model::get_tensor, needed to train token_embd.weight: ${(e as Error).message}`);
-  }
-  const api: TrainingApi = {
-    llama_opt_init: lib.func('llama_opt_init', 'void', [vp, vp, lynx_llama_opt_params]) as TrainingApi['llama_opt_init'],
-    llama_opt_epoch: lib.func('llama_opt_epoch', 'void', [vp, vp, vp, vp, 'int64_t', vp, vp]) as TrainingApi['llama_opt_epoch'],
-    llama_n_ubatch: lib.func('llama_n_ubatch', 'uint32_t', [vp]) as TrainingApi['llama_n_ubatch'],
-    llama_model_get_tensor: getTensor,
-    ggml_opt_dataset_init: base.func('ggml_opt_dataset_init', vp, ['int', 'int', 'int64_t', 'int64_t', 'int64_t', 'int64_t']) as TrainingApi['ggml_opt_dataset_init'],
-    ggml_opt_dataset_free: base.func('ggml_opt_dataset_free', 'void', [vp]) as TrainingApi['ggml_opt_dataset_free'],
-    ggml_opt_dataset_data: base.func('ggml_opt_dataset_data', vp, [vp]) as TrainingApi['ggml_opt_dataset_data'],
-    ggml_opt_dataset_labels: base.func('ggml_opt_dataset_labels', vp, [vp]) as TrainingApi['ggml_opt_dataset_labels'],
-    ggml_opt_result_init: base.func('ggml_opt_result_init', vp, []) as TrainingApi['ggml_opt_result_init'],
-    ggml_opt_result_free: base.func('ggml_opt_result_free', 'void', [vp]) as TrainingApi['ggml_opt_result_free'],
-    ggml_opt_result_reset: base.func('ggml_opt_result_reset', 'void', [vp]) as TrainingApi['ggml_opt_result_reset'],
-    ggml_opt_result_ndata: base.func('ggml_opt_result_ndata', 'void', [vp, vp]) as TrainingApi['ggml_opt_result_ndata'],
-    ggml_opt_result_loss: base.func('ggml_opt_result_loss', 'void', [vp, vp, vp]) as TrainingApi['ggml_opt_result_loss'],
-    ggml_opt_result_accuracy: base.func('ggml_opt_result_accuracy', 'void', [vp, vp, vp]) as TrainingApi['ggml_opt_result_accuracy'],
-    ggml_opt_grad_acc: base.func('ggml_opt_grad_acc', vp, [vp, vp]) as TrainingApi['ggml_opt_grad_acc'],
-    ggml_set_param: base.func('ggml_set_param', 'void', [vp]) as TrainingApi['ggml_set_param'],
-    ggml_backend_tensor_set: base.func('ggml_backend_tensor_set', 'void', [vp, vp, 'size_t', 'size_t']) as TrainingApi['ggml_backend_tensor_set'],
-    ggml_backend_tensor_memset: base.func('ggml_backend_tensor_memset', 'void', [vp, 'uint8_t', 'size_t', 'size_t']) as TrainingApi['ggml_backend_tensor_memset'],
-    ggml_nelements: base.func('ggml_nelements', 'int64_t', [vp]) as TrainingApi['ggml_nelements'],
-  };
+  const getTensor = llama.api.llama_model_get_tensor;
+  if (!getTensor) throw new TrainingError('this llama.cpp build does not export llama_model::get_tensor, needed to train token_embd.weight');
+  const api: TrainingApi = { ...llama.api, ...llama.ggml, ...llama.ggmlOpt, llama_model_get_tensor: getTensor };
   apis.set(llama, api);
   return api;
 }
 
-// ---- tensor field access (layout checked by abi.ts for type/ne/name, and here for flags/op) ----
+// ---- tensor field access (fields at GGML_TENSOR_OFFSETS; name, type, shape and flags checked where read) ----
 
 interface TensorView {
   ptr: Pointer;
@@ -155,13 +84,9 @@ function viewTensor(llama: Llama, ptr: Pointer): TensorView {
     name: llama.api.ggml_get_name(ptr),
     type: koffi.decode(ptr, GGML_TENSOR_OFFSETS.type, 'int32_t') as number,
     ne,
-    op: koffi.decode(ptr, GGML_TENSOR_OP_OFFSET, 'int32_t') as number,
-    flags: koffi.decode(ptr, GGML_TENSOR_FLAGS_OFFSET, 'int32_t') as number,
+    op: koffi.decode(ptr, GGML_TENSOR_OFFSETS.op, 'int32_t') as number,
+    flags: koffi.decode(ptr, GGML_TENSOR_OFFSETS.flags, 'int32_t') as number,
   };
-}
-
-function address(ptr: Pointer): bigint {
-  return BigInt(koffi.address(ptr as never) as bigint | number);
 }
 
 // ---- the trainable model ----
@@ -215,7 +140,7 @@ export function inspectTrainableGguf(path: string): TrainableShape {
     }
     const problems: string[] = [];
     for (const t of file.tensors) {
-      if (t.typeId !== GGML_TYPE_F32) problems.push(`${t.name} is ggml type ${t.typeId}, not F32`);
+      if (t.type !== 'f32') problems.push(`${t.name} is ggml type ${t.typeId}, not F32`);
     }
     const need = (name: string, dims: number[]) => {
       const t = file.tensorInfo(name);
@@ -265,9 +190,6 @@ export interface SaveOptions {
   /** Encoding of the matrices; 1-D tensors (norms, biases) stay F32. Default 'f32'. */
   type?: TensorType;
 }
-
-/** llama_ftype of a file whose matrices are all of one type. */
-export const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
 function rewriteGguf(raw: string, out: string, source: GgufFile | undefined, metadata: Record<string, string | number | boolean>, type: TensorType): void {
   const saved = GgufFile.open(raw);
@@ -357,7 +279,7 @@ export class TrainableModel {
     if (!ptr) throw new TrainingError(`the loaded model has no tensor ${name}`);
     const t = viewTensor(this.llama, ptr);
     if (t.name !== name) throw new TrainingError(`internal: llama_model::get_tensor('${name}') returned a tensor named '${t.name}' (ABI mismatch?)`);
-    if (t.type !== GGML_TYPE_F32) throw new TrainingError(`${name} is ggml type ${t.type}, not F32`);
+    if (t.type !== GgmlType.F32) throw new TrainingError(`${name} is ggml type ${t.type}, not F32`);
     if (dims) {
       const want = [...dims, 1, 1, 1, 1].slice(0, 4);
       if (want.some((d, i) => d !== t.ne[i])) throw new TrainingError(`${name} has ne [${t.ne.join(', ')}], expected [${want.join(', ')}]`);
@@ -438,44 +360,8 @@ export class TrainableModel {
 
 // ---- training ----
 
-export interface TrainOptions {
-  /** Tokens per training sequence = the context size. A multiple of 256 (llama.cpp rounds n_ctx up to one). */
-  seqLen: number;
-  /** Passes over the training sequences. Default 1. */
-  epochs?: number;
-  /** Peak learning rate (after warm-up). */
-  lr: number;
-  /** Learning rate at the end of the cosine decay. Must be > 0 (ggml asserts it). Default lr/30. */
-  lrMin?: number;
-  /** Linear warm-up steps from lr/warmupSteps to lr. Default 0. */
-  warmupSteps?: number;
-  optimizer?: 'adamw' | 'sgd';
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  /** Decoupled weight decay, applied by ggml to every trainable tensor (norms included). Default 0. */
-  weightDecay?: number;
-  /** CPU threads. Default: all available cores. */
-  threads?: number;
-  /** Seed of the per-epoch shuffle of the training sequences. */
-  seed?: number;
-  /** Shuffle the training sequences each epoch. Default true. */
-  shuffle?: boolean;
-  /** Held-out data (same rules) evaluated before training, every `evalEvery` steps (0: never), and at the end. */
-  validation?: TrainingData;
-  evalEvery?: number;
-  /** Sequences per native call; between calls the event loop runs and `signal` is checked. Default 8. */
-  chunkSize?: number;
-  /** Called after every optimizer step. Exceptions stop training at the next chunk boundary and are rethrown. */
-  onStep?: (step: TrainingStep) => void;
-  onEval?: (evaluation: EvalRecord) => void;
-  /**
-   * Called between chunks, outside llama.cpp (the weights are consistent: for example to save a checkpoint with
-   * `model.save`). Awaited; an exception stops training and is rethrown.
-   */
-  betweenChunks?: (step: number) => void | Promise<void>;
-  /** Stops training at the next chunk boundary; the report says `stopped: true`. */
-  signal?: AbortSignal;
+/** Options of llama.cpp's path: the shared ones and the switches that show its defects. */
+export interface LlamaOptTrainOptions extends TrainOptions {
   /**
    * Turn individual defect workarounds off, to demonstrate the defects (tests and docs/demo-training.md).
    * Never set these for real training.
@@ -492,109 +378,6 @@ export interface TrainOptions {
   };
 }
 
-export interface TrainingStep {
-  /** 1-based optimizer step. */
-  step: number;
-  epoch: number;
-  /** Mean next-token cross-entropy (nats) of this step's sequence, measured before the update. */
-  loss: number;
-  /** Next-token argmax accuracy of this step's sequence. */
-  accuracy: number;
-  lr: number;
-  tokens: number;
-  elapsedSeconds: number;
-  /** Training tokens per second so far (validation time excluded). */
-  tokensPerSecond: number;
-}
-
-export interface EvalRecord {
-  /** Optimizer steps done when evaluated (0 = before training). */
-  step: number;
-  loss: number;
-  accuracy: number;
-  rows: number;
-}
-
-export interface TrainingReport {
-  steps: TrainingStep[];
-  evals: EvalRecord[];
-  plannedSteps: number;
-  tokens: number;
-  /** Training time (validation excluded). */
-  seconds: number;
-  tokensPerSecond: number;
-  stopped: boolean;
-  threads: number;
-  /** Names of the tensors that were trained, and of those left frozen. */
-  trained: string[];
-  frozen: string[];
-  nTrainable: number;
-  /**
-   * Optimizer steps whose gradient accumulators were zeroed before they ran (defect 1): every step but the first,
-   * which starts from freshly zeroed accumulators (all steps when a validation pass came first).
-   */
-  gradientsZeroed: number;
-}
-
-/**
- * Training data: `count` rows of `seqLen` input tokens and the `seqLen` next-token targets of each row, row-major.
- * llama.cpp takes loss at every position (there is no ignore index), so every target must be a real token id.
- * A plain array of sequences of seqLen + 1 tokens is also accepted (targets = the sequence shifted by one).
- */
-export type TrainingData = TokenRows | readonly Int32Array[];
-
-export interface TokenRows {
-  tokens: Int32Array;
-  labels: Int32Array;
-}
-
-/** Rows from sequences of seqLen + 1 tokens: inputs are tokens [0, seqLen), targets tokens [1, seqLen]. */
-export function rowsFromSequences(sequences: readonly Int32Array[], seqLen: number, what = 'training data'): TokenRows {
-  if (!Array.isArray(sequences)) throw new InvalidInputError(`${what} must be token rows or an array of Int32Array sequences`);
-  const tokens = new Int32Array(sequences.length * seqLen);
-  const labels = new Int32Array(sequences.length * seqLen);
-  for (let i = 0; i < sequences.length; i++) {
-    const s = sequences[i];
-    if (!(s instanceof Int32Array)) throw new InvalidInputError(`${what}: sequence ${i} is not an Int32Array`);
-    if (s.length !== seqLen + 1) {
-      throw new InvalidInputError(`${what}: sequence ${i} has ${s.length} tokens; every sequence needs seqLen + 1 = ${seqLen + 1} (inputs and the shifted targets)`);
-    }
-    tokens.set(s.subarray(0, seqLen), i * seqLen);
-    labels.set(s.subarray(1), i * seqLen);
-  }
-  return { tokens, labels };
-}
-
-/** Normalise and check training data: whole rows of seqLen, every id (input and target) in the vocabulary. */
-export function checkTrainingData(what: string, data: TrainingData, seqLen: number, nVocab: number): TokenRows {
-  const rows = Array.isArray(data) ? rowsFromSequences(data as readonly Int32Array[], seqLen, what) : (data as TokenRows);
-  if (!rows || !(rows.tokens instanceof Int32Array) || !(rows.labels instanceof Int32Array)) {
-    throw new InvalidInputError(`${what}: expected { tokens: Int32Array, labels: Int32Array } or an array of Int32Array sequences`);
-  }
-  if (rows.tokens.length !== rows.labels.length) {
-    throw new InvalidInputError(`${what}: ${rows.tokens.length} input tokens but ${rows.labels.length} targets`);
-  }
-  if (rows.tokens.length % seqLen !== 0) {
-    throw new InvalidInputError(`${what}: ${rows.tokens.length} tokens is not a whole number of rows of seqLen ${seqLen}`);
-  }
-  for (const [kind, arr] of [['input', rows.tokens], ['target', rows.labels]] as const) {
-    for (let i = 0; i < arr.length; i++) {
-      const t = arr[i]!;
-      if (t < 0 || t >= nVocab) {
-        throw new InvalidInputError(
-          `${what}: row ${Math.floor(i / seqLen)}, position ${i % seqLen}: ${kind} ${t} is not a token id of the model (vocabulary of ${nVocab})` +
-            (kind === 'target' && t < 0 ? '; llama.cpp takes loss at every position, replace ignored targets with a real token (e.g. the pad token)' : ''),
-        );
-      }
-    }
-  }
-  return rows;
-}
-
-export function rowCount(rows: TokenRows, seqLen: number): number {
-  return rows.tokens.length / seqLen;
-}
-
 /**
  * A generous estimate of the memory one training step takes: weights with their gradient accumulators and AdamW
  * moments, per-layer activations kept for the backward pass, attention scores (forward, softmax, gradient), and the
@@ -609,89 +392,13 @@ export function estimateTrainingBytes(shape: Pick<TrainableShape, 'nParams' | 'n
   return params + activations + attention + logits;
 }
 
-/** Learning rate of 1-based step `step` of `total`: linear warm-up, then cosine from lr to lrMin. */
-export function cosineLr(step: number, total: number, lr: number, lrMin: number, warmupSteps: number): number {
-  if (warmupSteps > 0 && step <= warmupSteps) return Math.max(lrMin, (lr * step) / warmupSteps);
-  const span = Math.max(1, total - warmupSteps);
-  const p = Math.min(1, Math.max(0, (step - warmupSteps) / span));
-  return lrMin + 0.5 * (lr - lrMin) * (1 + Math.cos(Math.PI * p));
-}
-
-/** Cut a token stream into training sequences of seqLen + 1 tokens, `stride` tokens apart (default seqLen). */
-export function windowsFromStream(tokens: ArrayLike<number>, seqLen: number, stride = seqLen): Int32Array[] {
-  if (!Number.isInteger(seqLen) || seqLen <= 0) throw new InvalidInputError(`seqLen must be a positive integer (got ${seqLen})`);
-  if (!Number.isInteger(stride) || stride <= 0) throw new InvalidInputError(`stride must be a positive integer (got ${stride})`);
-  const out: Int32Array[] = [];
-  for (let start = 0; start + seqLen + 1 <= tokens.length; start += stride) {
-    const w = new Int32Array(seqLen + 1);
-    for (let j = 0; j <= seqLen; j++) w[j] = tokens[start + j]!;
-    out.push(w);
-  }
-  return out;
-}
-
-/** The rows of one epoch in training order: shuffled per epoch from the seed (the same for both training paths). */
-export function epochOrder(nRows: number, epoch: number, o: { shuffle: boolean; seed: number }): number[] {
-  const order = Array.from({ length: nRows }, (_, i) => i);
-  if (o.shuffle) Rng.derive(o.seed, `epoch-${epoch}`).shuffle(order);
-  return order;
-}
-
-/** Defaults filled in and every option checked (shared with the graph trainer). */
-export function checkOptions(o: TrainOptions, seqLenRule: 'llama-context' | 'any' = 'llama-context'): Required<Pick<TrainOptions, 'epochs' | 'lrMin' | 'warmupSteps' | 'optimizer' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'threads' | 'seed' | 'shuffle' | 'evalEvery' | 'chunkSize'>> {
-  const r = {
-    epochs: o.epochs ?? 1,
-    lrMin: o.lrMin ?? o.lr / 30,
-    warmupSteps: o.warmupSteps ?? 0,
-    optimizer: o.optimizer ?? 'adamw',
-    beta1: o.beta1 ?? 0.9,
-    beta2: o.beta2 ?? 0.999,
-    eps: o.eps ?? 1e-8,
-    weightDecay: o.weightDecay ?? 0,
-    threads: o.threads ?? availableParallelism(),
-    seed: o.seed ?? 0,
-    shuffle: o.shuffle ?? true,
-    evalEvery: o.evalEvery ?? 0,
-    chunkSize: o.chunkSize ?? 8,
-  };
-  const problems: string[] = [];
-  const int = (name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    if (!Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be an integer in [${min}, ${max}] (got ${v})`);
-  };
-  int('seqLen', o.seqLen, seqLenRule === 'any' ? 2 : 256, 1 << 20);
-  if (seqLenRule === 'llama-context' && Number.isInteger(o.seqLen) && o.seqLen % 256 !== 0) {
-    problems.push(`seqLen must be a multiple of 256 (llama.cpp rounds the context up to one, and the dataset's sequence length must equal it); got ${o.seqLen}`);
-  }
-  int('epochs', r.epochs, 1, 1_000_000);
-  int('warmupSteps', r.warmupSteps, 0);
-  int('threads', r.threads, 1, 1024);
-  int('seed', r.seed, -(2 ** 31), 2 ** 32 - 1);
-  int('evalEvery', r.evalEvery, 0);
-  int('chunkSize', r.chunkSize, 1, 4096);
-  const finite = (name: string, v: number, lo: number, hi: number, loOpen: boolean, hiOpen = false) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || (loOpen ? v <= lo : v < lo) || (hiOpen ? v >= hi : v > hi)) {
-      problems.push(`${name} must be in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'} (got ${v})`);
-    }
-  };
-  finite('lr', o.lr, 0, 10, true);
-  finite('lrMin', r.lrMin, 0, 10, true);
-  if (r.lrMin > o.lr) problems.push(`lrMin (${r.lrMin}) must not exceed lr (${o.lr})`);
-  finite('beta1', r.beta1, 0, 1, false, true);
-  finite('beta2', r.beta2, 0, 1, false, true);
-  finite('eps', r.eps, 0, 1, false);
-  finite('weightDecay', r.weightDecay, 0, 1, false);
-  if (r.optimizer !== 'adamw' && r.optimizer !== 'sgd') problems.push(`optimizer must be 'adamw' or 'sgd' (got ${String(r.optimizer)})`);
-  if (problems.length > 0) throw new InvalidInputError(`invalid training options: ${problems.join('; ')}`);
-  return r;
-}
-
 /**
  * Train `model` in place: one optimizer step per row of `data`. Runs synchronously inside llama.cpp, a chunk of
  * rows at a time, yielding to the event loop between chunks. Throws InvalidInputError / TrainingError before
  * touching llama.cpp when something does not fit.
  */
-export async function train(model: TrainableModel, data: TrainingData, opts: TrainOptions): Promise<TrainingReport> {
-  const o = checkOptions(opts);
+export async function train(model: TrainableModel, data: TrainingData, opts: LlamaOptTrainOptions): Promise<TrainingReport> {
+  const o = checkOptions(opts, 'llama-context');
   const nVocab = model.shape.nVocab;
   const rows = checkTrainingData('training data', data, opts.seqLen, nVocab);
   if (rows.tokens.length === 0) throw new InvalidInputError('no training data');
@@ -735,7 +442,7 @@ class TrainingSession {
   private plannedSteps = 1;
   private epoch = 0;
   private lastLr = 0;
-  private optPars!: OptimizerParams;
+  private optPars!: GgmlOptOptimizerParams;
   private lrOf: (step: number) => number = () => 0;
   private readonly steps: TrainingStep[] = [];
   private trainSeconds = 0;
@@ -747,7 +454,7 @@ class TrainingSession {
     private readonly model: TrainableModel,
     private readonly seqLen: number,
     private readonly threads: number,
-    private readonly workarounds: NonNullable<TrainOptions['workarounds']>,
+    private readonly workarounds: NonNullable<LlamaOptTrainOptions['workarounds']>,
   ) {
     this.llama = model.llama;
     this.api = trainingApi(model.llama);
@@ -757,7 +464,7 @@ class TrainingSession {
     rows: TokenRows,
     validation: TokenRows,
     opts: TrainOptions,
-    o: ReturnType<typeof checkOptions>,
+    o: CheckedTrainOptions,
   ): Promise<TrainingReport> {
     const nRows = rowCount(rows, this.seqLen);
     this.plannedSteps = o.epochs * nRows;
@@ -841,8 +548,8 @@ class TrainingSession {
       flash_attn_type: 0, // FLASH_ATTN_EXT has no backward pass
       op_offload: false, // the whole step runs on the CPU backend, where this path is tested
       offload_kqv: false,
-      type_k: GGML_TYPE_F32, // OUT_PROD has no F16 support in the backward pass
-      type_v: GGML_TYPE_F32,
+      type_k: GgmlType.F32, // OUT_PROD has no F16 support in the backward pass
+      type_v: GgmlType.F32,
       no_perf: true,
     });
     const lines: string[] = [];
@@ -875,7 +582,7 @@ class TrainingSession {
       new Int32Array(koffi.view(pos, 4))[0] = 0;
       new Int32Array(koffi.view(nSeqId, 4))[0] = 1;
       new Int32Array(koffi.view(seqIds, 4))[0] = 0;
-      new BigUint64Array(koffi.view(seqIdPtrs, 8))[0] = address(seqIds);
+      new BigUint64Array(koffi.view(seqIdPtrs, 8))[0] = pointerAddress(seqIds);
       new Int8Array(koffi.view(logits, 1))[0] = 1;
       const batch = { n_tokens: 1, token, embd: null, pos, n_seq_id: nSeqId, seq_id: seqIdPtrs, logits };
       const lines: string[] = [];
@@ -914,15 +621,15 @@ class TrainingSession {
         this.callbackError ??= e;
         return false;
       }
-    }) as never, lynx_param_filter);
-    const getOptPars = this.register((() => this.optimizerParams()) as never, lynx_get_opt_pars);
+    }) as never, llama_opt_param_filter);
+    const getOptPars = this.register((() => this.optimizerParams()) as never, ggml_opt_get_optimizer_params);
 
     // Defect 3: token_embd.weight, checked before ggml_set_param (which asserts op == NONE).
     let embd: TensorView | null = null;
     if (this.workarounds.trainTokenEmbedding ?? true) {
       embd = this.model.tensor('token_embd.weight', [this.model.shape.nEmbd, this.model.shape.nVocab]);
       const output = this.model.tensor('output.weight', [this.model.shape.nEmbd, this.model.shape.nVocab]);
-      if (address(embd.ptr) === address(output.ptr)) throw new TrainingError('output.weight is token_embd.weight (tied); the model needs its own output.weight');
+      if (pointerAddress(embd.ptr) === pointerAddress(output.ptr)) throw new TrainingError('output.weight is token_embd.weight (tied); the model needs its own output.weight');
       if (embd.op !== GGML_OP_NONE) throw new TrainingError(`token_embd.weight has op ${embd.op}, expected a plain weight (ABI mismatch?)`);
     }
 
@@ -935,7 +642,7 @@ class TrainingSession {
         param_filter_ud: null,
         get_opt_pars: getOptPars,
         get_opt_pars_ud: null,
-        optimizer_type: optimizer === 'adamw' ? 0 : 1,
+        optimizer_type: optimizer === 'adamw' ? GgmlOptOptimizerType.ADAMW : GgmlOptOptimizerType.SGD,
       });
     } finally {
       restore();
@@ -958,7 +665,7 @@ class TrainingSession {
   }
 
   /** ggml's get_opt_pars callback: runs inside each optimizer step, after the forward/backward graph is built. */
-  private optimizerParams(): OptimizerParams {
+  private optimizerParams(): GgmlOptOptimizerParams {
     try {
       this.step++;
       const lr = this.lrOf(this.step);
@@ -993,7 +700,7 @@ class TrainingSession {
   private dataset(n: number): Pointer {
     let ds = this.datasets.get(n);
     if (!ds) {
-      ds = this.api.ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, this.seqLen, this.seqLen, n, 1);
+      ds = this.api.ggml_opt_dataset_init(GgmlType.I32, GgmlType.I32, this.seqLen, this.seqLen, n, 1);
       this.datasets.set(n, ds);
       const expect = n * this.seqLen * 4;
       const data = this.api.ggml_opt_dataset_data(ds);
@@ -1064,7 +771,7 @@ class TrainingSession {
       } catch (e) {
         this.callbackError ??= e;
       }
-    }) as never, lynx_epoch_callback);
+    }) as never, ggml_opt_epoch_callback);
     return this.trainCb;
   }
 
@@ -1073,7 +780,7 @@ class TrainingSession {
     const n = rowCount(rows, this.seqLen);
     this.evalCb ??= this.register(((_train: boolean, optCtx: Pointer) => {
       this.optCtx ??= optCtx;
-    }) as never, lynx_epoch_callback);
+    }) as never, ggml_opt_epoch_callback);
     this.api.ggml_opt_result_reset(this.resultEval!);
     const lines: string[] = [];
     for (let at = 0; at < n; at += chunkSize) {
@@ -1133,7 +840,7 @@ class TrainingSession {
 
 // ---- one call: load, train, save ----
 
-export interface TrainModelOptions extends TrainOptions {
+export interface TrainModelOptions extends LlamaOptTrainOptions {
   /** The F32 GGUF to start from (for example from src/demo/init-model.ts). */
   model: string;
   /** Where to write the trained model (llama_model_save_to_file). Omit to not save. */
@@ -1146,7 +853,7 @@ export interface TrainModelOptions extends TrainOptions {
 
 /** Load `model`, train it on `data`, save it to `output` (with `save` options). */
 export async function trainModel(opts: TrainModelOptions): Promise<TrainingReport> {
-  checkOptions(opts);
+  checkOptions(opts, 'llama-context');
   const model = TrainableModel.load(opts.model, { llama: opts.llama });
   try {
     const report = await train(model, opts.data, opts);

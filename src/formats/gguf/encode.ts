@@ -8,6 +8,9 @@ export type TensorType = 'f32' | 'f16' | 'bf16' | 'q8_0';
 export const GGML_TYPE_ID: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 8, bf16: 30 };
 export const GGML_TYPE_NAME: Record<number, TensorType> = { 0: 'f32', 1: 'f16', 8: 'q8_0', 30: 'bf16' };
 
+/** `general.file_type` (llama.h `llama_ftype`) of a file whose matrices are all of one type (1-D tensors stay F32). */
+export const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
+
 export const Q8_0_BLOCK = 32;
 
 /** Bytes of a row of `n` elements. */

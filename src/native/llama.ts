@@ -1,12 +1,13 @@
 /**
- * The slice of llama.cpp's C API that Lynx uses, declared for koffi from the exact `llama.h` / `ggml*.h` of the pinned
- * build (`@node-llama-cpp/linux-x64@3.22.1`, llama.cpp release bundled as `v0.5.0`). Struct layouts here must match
- * that header field for field; `abi.ts` verifies them at load time against the library's own defaults.
+ * The slice of `llama.h` that Lynx uses, declared for koffi from the exact header of the pinned build
+ * (`@node-llama-cpp/linux-x64@3.22.1`, llama.cpp release bundled as `v0.5.0`). Struct layouts here must match that
+ * header field for field; `abi.ts` verifies them at load time against the library's own defaults. The ggml side
+ * (`ggml.h`, `ggml-backend.h`, `ggml-opt.h`) is declared in ggml.ts and ggml-opt.ts.
  */
 import koffi from 'koffi';
 import type { LibraryHandle, TypeObject } from 'koffi';
-
-export type Pointer = unknown; // opaque native pointer as koffi hands it out
+import { ggml_log_callback, type GgmlApi } from './ggml.js';
+import type { Pointer } from './pointer.js';
 
 // ---- structs (field order and types copied from llama.h) ----
 
@@ -104,40 +105,35 @@ export const llama_token_data_array = koffi.struct('llama_token_data_array', {
   sorted: 'bool',
 });
 
-// ---- callbacks ----
+// ---- training (llama.h: llama_opt_*) ----
 
-/** `bool (*ggml_backend_sched_eval_callback)(struct ggml_tensor * t, bool ask, void * user_data)` */
-export const ggml_backend_sched_eval_callback = koffi.proto('bool ggml_backend_sched_eval_callback(void *t, bool ask, void *user_data)');
-/** `void (*ggml_log_callback)(enum ggml_log_level level, const char * text, void * user_data)` */
-export const ggml_log_callback = koffi.proto('void ggml_log_callback(int level, const char *text, void *user_data)');
+export const llama_opt_params = koffi.struct('llama_opt_params', {
+  n_ctx_train: 'uint32_t',
+  param_filter: 'void *',
+  param_filter_ud: 'void *',
+  get_opt_pars: 'void *',
+  get_opt_pars_ud: 'void *',
+  optimizer_type: 'int',
+});
+/** `bool (*llama_opt_param_filter)(const struct ggml_tensor * tensor, void * userdata)` */
+export const llama_opt_param_filter = koffi.proto('bool llama_opt_param_filter(void *tensor, void *userdata)');
 
-// ---- ggml_tensor field offsets (ggml.h, x86-64/aarch64 LP64): checked in abi.ts against ggml_nbytes/ggml_get_name ----
-export const GGML_TENSOR_OFFSETS = {
-  type: 0,
-  ne: 16, // int64_t ne[4]
-  nb: 48, // size_t nb[4]
-  name: 256, // char name[64]
-} as const;
+/** The ggml functions the engine calls through this API (declared once, in ggml.ts). */
+type EngineGgml = Pick<
+  GgmlApi,
+  | 'ggml_backend_load_all_from_path'
+  | 'ggml_backend_dev_count'
+  | 'ggml_backend_dev_get'
+  | 'ggml_backend_dev_name'
+  | 'ggml_backend_dev_description'
+  | 'ggml_backend_dev_type'
+  | 'ggml_backend_tensor_get'
+  | 'ggml_get_name'
+  | 'ggml_nbytes'
+>;
 
-export enum GgmlType {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q8_0 = 8,
-  BF16 = 30,
-}
-
-export interface LlamaApi {
+export interface LlamaApi extends EngineGgml {
   // backend
-  ggml_backend_load_all_from_path(dir: string): void;
-  ggml_backend_dev_count(): number;
-  ggml_backend_dev_get(i: number): Pointer;
-  ggml_backend_dev_name(dev: Pointer): string;
-  ggml_backend_dev_description(dev: Pointer): string;
-  ggml_backend_dev_type(dev: Pointer): number;
-  ggml_backend_tensor_get(t: Pointer, data: Buffer | ArrayBufferView, offset: number, size: number): void;
-  ggml_get_name(t: Pointer): string;
-  ggml_nbytes(t: Pointer): number;
   llama_backend_init(): void;
   llama_log_set(cb: Pointer | null, ud: Pointer | null): void;
   llama_supports_gpu_offload(): boolean;
@@ -209,28 +205,44 @@ export interface LlamaApi {
   llama_sampler_accept(s: Pointer, token: number): void;
   llama_sampler_free(s: Pointer): void;
   llama_sampler_clone(s: Pointer): Pointer;
-  // raw library handles for modules that declare more (training)
-  lib: LibraryHandle;
-  ggmlBase: LibraryHandle;
-  ggml: LibraryHandle;
+  // training
+  llama_n_ubatch(ctx: Pointer): number;
+  llama_opt_init(ctx: Pointer, model: Pointer, params: Record<string, unknown>): void;
+  llama_opt_epoch(ctx: Pointer, dataset: Pointer, resultTrain: Pointer | null, resultEval: Pointer | null, idataSplit: number, cbTrain: unknown, cbEval: unknown): void;
+  /**
+   * `const ggml_tensor * llama_model::get_tensor(const char * name) const`, a C++ member function (not in llama.h)
+   * that llama.cpp's training path needs to reach `token_embd.weight`; undefined when the build does not export it.
+   */
+  llama_model_get_tensor?: (model: Pointer, name: string) => Pointer | null;
 }
 
-/** Declare every function on the loaded libraries. */
-export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: LibraryHandle): LlamaApi {
+/** Declare every function on the loaded libllama; `ggml` supplies the ggml functions the engine uses. */
+export function declareApi(llama: LibraryHandle, ggml: GgmlApi): LlamaApi {
   const f = (lib: LibraryHandle, name: string, ret: string | TypeObject, args: (string | TypeObject)[]) =>
     lib.func(name, ret, args);
   const vp = 'void *';
   const sample = f(llama, 'llama_sampler_sample', 'int32_t', [vp, vp, 'int32_t']);
+  const engineGgml: EngineGgml = {
+    ggml_backend_load_all_from_path: ggml.ggml_backend_load_all_from_path,
+    ggml_backend_dev_count: ggml.ggml_backend_dev_count,
+    ggml_backend_dev_get: ggml.ggml_backend_dev_get,
+    ggml_backend_dev_name: ggml.ggml_backend_dev_name,
+    ggml_backend_dev_description: ggml.ggml_backend_dev_description,
+    ggml_backend_dev_type: ggml.ggml_backend_dev_type,
+    ggml_backend_tensor_get: ggml.ggml_backend_tensor_get,
+    ggml_get_name: ggml.ggml_get_name,
+    ggml_nbytes: ggml.ggml_nbytes,
+  };
+  let getTensor: LlamaApi['llama_model_get_tensor'];
+  try {
+    // A non-virtual member function, called with the model pointer as `this` (Itanium C++ ABI); callers check every
+    // result by name, type and shape.
+    getTensor = f(llama, '_ZNK11llama_model10get_tensorEPKc', vp, [vp, 'str']) as LlamaApi['llama_model_get_tensor'];
+  } catch {
+    getTensor = undefined;
+  }
   const api = {
-    ggml_backend_load_all_from_path: f(ggml, 'ggml_backend_load_all_from_path', 'void', ['str']),
-    ggml_backend_dev_count: f(ggml, 'ggml_backend_dev_count', 'size_t', []),
-    ggml_backend_dev_get: f(ggml, 'ggml_backend_dev_get', vp, ['size_t']),
-    ggml_backend_dev_name: f(ggmlBase, 'ggml_backend_dev_name', 'str', [vp]),
-    ggml_backend_dev_description: f(ggmlBase, 'ggml_backend_dev_description', 'str', [vp]),
-    ggml_backend_dev_type: f(ggmlBase, 'ggml_backend_dev_type', 'int', [vp]),
-    ggml_backend_tensor_get: f(ggmlBase, 'ggml_backend_tensor_get', 'void', [vp, vp, 'size_t', 'size_t']),
-    ggml_get_name: f(ggmlBase, 'ggml_get_name', 'str', [vp]),
-    ggml_nbytes: f(ggmlBase, 'ggml_nbytes', 'size_t', [vp]),
+    ...engineGgml,
     llama_backend_init: f(llama, 'llama_backend_init', 'void', []),
     llama_log_set: f(llama, 'llama_log_set', 'void', [koffi.pointer(ggml_log_callback), vp]),
     llama_supports_gpu_offload: f(llama, 'llama_supports_gpu_offload', 'bool', []),
@@ -296,9 +308,10 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     llama_sampler_accept: f(llama, 'llama_sampler_accept', 'void', [vp, 'int32_t']),
     llama_sampler_free: f(llama, 'llama_sampler_free', 'void', [vp]),
     llama_sampler_clone: f(llama, 'llama_sampler_clone', vp, [vp]),
-    lib: llama,
-    ggmlBase,
-    ggml,
+    llama_n_ubatch: f(llama, 'llama_n_ubatch', 'uint32_t', [vp]),
+    llama_opt_init: f(llama, 'llama_opt_init', 'void', [vp, vp, llama_opt_params]),
+    llama_opt_epoch: f(llama, 'llama_opt_epoch', 'void', [vp, vp, vp, vp, 'int64_t', vp, vp]),
+    llama_model_get_tensor: getTensor,
   };
   return api as unknown as LlamaApi;
 }
