@@ -21,6 +21,7 @@ export {
   methodEnv,
   tokenBudget,
   traceSeed,
+  checkRequirements,
   type MethodEnv,
   type MethodInput,
   type MethodOutcome,
@@ -54,6 +55,25 @@ export { loadLynxPolicy } from './reasoning/lynx/policy.js';
 export { trainProbeStep } from './pipeline/train-probe.js';
 export { calibrateStep } from './pipeline/calibrate.js';
 export { simulateStep } from './pipeline/simulate.js';
+
+// Pipeline steps: what the CLI commands run, as plain functions.
+export { buildDatasetStep, type BuildDatasetStepOptions } from './pipeline/build-dataset.js';
+export { evaluateStep, type EvaluateStepOptions } from './pipeline/evaluate.js';
+export { methodsFor, contextNeeds, METHOD_NAMES, type MethodSpec } from './pipeline/methods.js';
+export { deerRolloutsStep } from './pipeline/deer-rollouts.js';
+export { answerWithLynx } from './pipeline/answer.js';
+export { openModel, resolveModelPath } from './pipeline/model.js';
+
+// The generator seam the methods are written against.
+export {
+  requireCapabilities,
+  type Capabilities,
+  type Generator,
+  type GeneratorSequence,
+  type Requirement,
+  type Vocabulary,
+} from './backends/generator.js';
+export { LocalGenerator } from './backends/local.js';
 
 // Peer methods on the same harness.
 export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';

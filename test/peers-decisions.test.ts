@@ -48,7 +48,7 @@ describe('DEER', () => {
     expect(deerConfidence(probs, 'min')).toBe(0.8);
     expect(deerConfidence([0.99])).toBe(0);
     expect(deerConfidence([])).toBe(0);
-    expect(DEER_DEFAULTS.policy).toBe('avg1');
+    expect(DEER_DEFAULTS.aggregation).toBe('avg1');
   });
 
   it('exits when confidence is strictly above the threshold, or near the think limit whatever the confidence', () => {

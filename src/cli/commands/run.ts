@@ -1,11 +1,6 @@
 import type { Command } from 'commander';
-import { LlamaContext, LlamaModel } from '../../engine/index.js';
-import { methodEnv } from '../../reasoning/method.js';
-import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
-import { solveWithLynx, type ScoredCueEvent } from '../../reasoning/lynx/online.js';
-import { problemPromptTokens } from '../../reasoning/prompt-tokens.js';
-import { extractAnswer } from '../../tasks/answer-extract.js';
-import { resolveModelPath } from '../../pipeline/model.js';
+import { answerWithLynx } from '../../pipeline/answer.js';
+import type { ScoredCueEvent } from '../../reasoning/lynx/online.js';
 import { floatOption, intOption } from '../options.js';
 import { paint } from '../terminal.js';
 
@@ -41,24 +36,21 @@ export function registerRun(program: Command): void {
     .option('--json', 'print one JSON object instead of streaming')
     .option('-q, --quiet', 'do not stream the reasoning')
     .action(async (args: RunArgs) => {
-      const model = LlamaModel.load(await resolveModelPath(args.model));
-      const policy = loadLynxPolicy(args.probe, { rule: args.rule, delta: args.delta });
-      const context = new LlamaContext(model, { nCtx: args.maxTokens + 1024, nSeqMax: 2 });
-      const env = methodEnv({
-        context,
-        sampler: { temperature: args.temperature, topP: args.topP },
-        maxTokens: args.maxTokens,
-        exitCue: args.exitCue,
-        seed: args.seed,
-      });
-      const promptTokens = problemPromptTokens(model, { problem: args.prompt }, 'zst');
       const stream = !args.json && !args.quiet;
       const out = process.stdout;
-      const outcome = await solveWithLynx(policy, { problemId: 'prompt', promptTokens }, env, {
+      const { answer, outcome, policy } = await answerWithLynx({
+        model: args.model,
+        probe: args.probe,
+        rule: args.rule,
+        delta: args.delta,
+        question: args.prompt,
+        maxTokens: args.maxTokens,
+        sampler: { temperature: args.temperature, topP: args.topP },
+        seed: args.seed,
+        exitCue: args.exitCue,
         onToken: stream ? (piece) => out.write(piece) : undefined,
         onEvent: stream ? (ev: ScoredCueEvent) => out.write(paint(ev.exit ? 'green' : 'yellow', ` ⟦${ev.cue} p=${ev.score.toFixed(3)}${ev.exit ? ' → exit' : ''}⟧ `)) : undefined,
       });
-      const answer = extractAnswer(outcome.answerText, {}).answer;
       if (args.json) {
         out.write(JSON.stringify({ answer, ...outcome, rule: policy.rule }) + '\n');
       } else {
@@ -72,7 +64,5 @@ export function registerRun(program: Command): void {
           `Tokens: ${outcome.tokens.total} (reasoning ${outcome.tokens.reasoning} + exit cue ${outcome.tokens.exitCue} + answer ${outcome.tokens.answer}), ${(outcome.wallMs / 1000).toFixed(1)} s\n`,
         );
       }
-      context.dispose();
-      model.dispose();
     });
 }

@@ -22,6 +22,7 @@ import { CueDetector, type CueHit, type CueOptions } from './cues.js';
 import { concatFeatures, tapLayersFor } from './features.js';
 import type { Probe } from './probe/probe.js';
 import { ruleExits, type ExitRule } from '../calibration/conformal.js';
+import type { Requirement } from '../../backends/generator.js';
 
 /** What LYNX needs at run time: the probe, its layers, the calibrated rule and the cue words. */
 export interface LynxPolicy {
@@ -150,11 +151,15 @@ async function lynxTrace(
   }
 }
 
+/** The probe reads hidden states at every cue event; a δ sweep decodes each rule's answer on a fork. */
+const LYNX_NEEDS: readonly Requirement[] = ['hiddenStates', 'fork'];
+
 /** LYNX as a ReasoningMethod for the evaluation harness. */
 export function lynxMethod(policy: LynxPolicy, hooks: LynxRunHooks = {}): ReasoningMethod {
   return {
     name: policy.rule.rule === 'lynx' ? 'lynx' : `lynx-${policy.rule.rule}`,
     setting: `delta=${policy.rule.delta}`,
+    requires: LYNX_NEEDS,
     solve: (input, env) => solveWithLynx(policy, input, env, hooks),
   };
 }
@@ -178,6 +183,7 @@ export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
   const neverExit: LynxPolicy = { ...first, rule: { ...first.rule, rule: 'crc', threshold: null } as ExitRule };
   return {
     name: method.name,
+    requires: LYNX_NEEDS,
     settings: policies.map((p) => `delta=${p.rule.delta}`),
     async solveAll(input, env) {
       const t0 = performance.now();

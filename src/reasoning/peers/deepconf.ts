@@ -34,6 +34,7 @@ import {
 } from '../method.js';
 import { runRollout, type RolloutResult } from '../rollout.js';
 import type { TokenCounts } from '../token-counts.js';
+import type { Requirement } from '../../backends/generator.js';
 
 export type DeepConfVariant = 'low' | 'high';
 
@@ -419,12 +420,18 @@ function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.leng
   };
 }
 
+/** Traces fork from the prompt; token confidence needs the top-k log-probabilities of every step. */
+function deepConfNeeds(r: Resolved): Requirement[] {
+  return ['fork', { topLogprobs: r.topK }];
+}
+
 /** DeepConf online as a method. Name `deepconf-low` / `deepconf-high`, setting `budget=<traces>`. */
 export function deepConf(opts: DeepConfOptions = {}): ReasoningMethod {
   const r = resolve(opts);
   return {
     name: methodName(r),
     setting: `budget=${r.budget}`,
+    requires: deepConfNeeds(r),
     async solve(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => deepConfOutcome(await runDeepConf(seq, input, env, r, t0), r));
@@ -452,6 +459,7 @@ export function deepConfSweep(budgets: readonly number[], opts: Omit<DeepConfOpt
   return {
     name: methodName(r),
     settings: budgets.map((b) => `budget=${b}`),
+    requires: deepConfNeeds(r),
     async solveAll(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {

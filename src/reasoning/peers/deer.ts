@@ -7,7 +7,7 @@
  * - There DEER appends `\n**Final Answer**\n\boxed` and decodes a trial answer of at most 20 tokens
  *   (`prob_check_max_tokens`), stopping where the box closes.
  * - Confidence = mean probability of the trial's tokens from the second one on (the first is the `{` the prompt
- *   asks for); policy `avg1` (arithmetic mean, the default), `avg2` (geometric) or `min`.
+ *   asks for); aggregation (DEER calls it policy) `avg1` (arithmetic mean, the default), `avg2` (geometric) or `min`.
  * - Exit when confidence > threshold (strictly; default 0.95), or when the thinking has reached
  *   `think_ratio * max_tokens - 50` tokens at a judge point (`limitMargin`). Otherwise `Wait` is kept and thinking
  *   continues.
@@ -39,8 +39,9 @@ import {
   type ReasoningSweep,
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
+import type { Requirement } from '../../backends/generator.js';
 
-export type DeerPolicy = 'avg1' | 'avg2' | 'min';
+export type DeerAggregation = 'avg1' | 'avg2' | 'min';
 
 export interface DeerOptions {
   /** Exit when the trial answer's confidence is above this. Default 0.95. */
@@ -51,7 +52,8 @@ export interface DeerOptions {
   answerPrompt?: string;
   /** Maximum trial answer tokens. Default 20. */
   trialMaxTokens?: number;
-  policy?: DeerPolicy;
+  /** How token probabilities become a confidence (DEER's --policy): avg1 (mean, default), avg2 (geometric), min. */
+  aggregation?: DeerAggregation;
   /** Share of the token budget allowed for thinking. Default 0.9. */
   thinkRatio?: number;
   /** Maximum trial answers per problem. Default 10. */
@@ -67,7 +69,7 @@ export const DEER_DEFAULTS = {
   cues: ['Wait'] as readonly string[],
   answerPrompt: EXIT_CUES.deer as string,
   trialMaxTokens: 20,
-  policy: 'avg1' as DeerPolicy,
+  aggregation: 'avg1' as DeerAggregation,
   thinkRatio: 0.9,
   maxJudgeSteps: 10,
   finalAnswer: 'trial' as 'trial' | 'conclude',
@@ -100,10 +102,10 @@ function resolve(opts: DeerOptions): ResolvedDeer {
  * Confidence of a trial answer from its token probabilities (greedy, so each is the maximum probability), as DEER's
  * `calculate_average_max_prob_from_logprobs`: tokens from the second on; 0 when there are none.
  */
-export function deerConfidence(tokenProbs: readonly number[], policy: DeerPolicy = 'avg1'): number {
+export function deerConfidence(tokenProbs: readonly number[], aggregation: DeerAggregation = 'avg1'): number {
   const ps = tokenProbs.slice(1);
   if (ps.length === 0) return 0;
-  switch (policy) {
+  switch (aggregation) {
     case 'avg1':
       return ps.reduce((a, p) => a + p, 0) / ps.length;
     case 'avg2':
@@ -266,7 +268,7 @@ async function runDeer(
 
     const trialCue = hit.prefix + o.answerPrompt;
     const trial = await forcedExit(s, { cue: trialCue, maxTokens: o.trialMaxTokens, at: promptLength + hit.tokenIndex, mode: 'fork' });
-    const confidence = deerConfidence(trial.tokenProbs, o.policy);
+    const confidence = deerConfidence(trial.tokenProbs, o.aggregation);
     // DEER measures the thinking without the cue (the stop string is not part of its text).
     const reason = deerExitReason(confidence, hit.tokenIndex, { threshold: o.threshold, thinkLimit, limitMargin: o.limitMargin });
     trials.push({
@@ -329,12 +331,16 @@ function describe(o: ResolvedDeer): string {
   return `threshold=${o.threshold}`;
 }
 
+/** Trial answers decode on forks, and their confidence is the mean probability of their tokens. */
+const DEER_NEEDS: readonly Requirement[] = ['fork', 'logprobs'];
+
 /** DEER as a method. Setting `threshold=<t>`. */
 export function deer(opts: DeerOptions = {}): ReasoningMethod {
   const o = resolve(opts);
   return {
     name: 'deer',
     setting: describe(o),
+    requires: DEER_NEEDS,
     async solve(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => deerOutcome(await runDeer(seq, input, env, o, t0), o));
@@ -355,6 +361,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
   return {
     name: 'deer',
     settings,
+    requires: DEER_NEEDS,
     async solveAll(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {

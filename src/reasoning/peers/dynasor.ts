@@ -261,6 +261,7 @@ export function dynasorCot(opts: DynasorOptions = {}): ReasoningMethod {
   return {
     name: 'dynasor-cot',
     setting: describe(o),
+    requires: ['fork'],
     async solve(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => dynasorOutcome(await runDynasor(seq, input, env, o, t0), env, o));
@@ -280,6 +281,7 @@ export function dynasorSweep(agreements: readonly number[], opts: Omit<DynasorOp
   return {
     name: 'dynasor-cot',
     settings: perN.map(describe),
+    requires: ['fork'],
     async solveAll(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
