@@ -36,6 +36,10 @@ export interface ForcedExitOptions {
    * 'inplace' appends to `seq` itself (the final exit of a trace).
    */
   mode?: 'fork' | 'inplace';
+  /** Streams the cue text, then each answer token's text as it is decoded. */
+  onText?: (piece: string) => void;
+  /** Stop decoding the answer (throws `signal.reason`). */
+  signal?: AbortSignal;
 }
 
 export interface ForcedExitResult {
@@ -58,15 +62,18 @@ export async function forcedExit(seq: GeneratorSequence, opts: ForcedExitOptions
     if (opts.at !== undefined) target.truncate(opts.at);
     const cueTokens = model.tokenize(cue, { addSpecial: false, parseSpecial: true });
     await target.append(cueTokens);
+    opts.onText?.(cue);
     const box = new BoxTracker(cue);
     let text = '';
     const tokenProbs: number[] = [];
     let answerTokens = 0;
     for await (const t of target.generate({ maxTokens: opts.maxTokens ?? 64, sampler: { temperature: 0 }, logprobs: true })) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('the forced exit was aborted');
       answerTokens++;
       tokenProbs.push(Math.exp(t.logprob ?? 0));
       if (t.stopped) break;
       text += t.text;
+      opts.onText?.(t.text);
       if (box.push(t.text)) break;
     }
     return { text, answer: box.answer(), cueTokens: cueTokens.length, answerTokens, tokenProbs };

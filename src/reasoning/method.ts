@@ -31,6 +31,10 @@ export interface MethodEnv {
   answerMaxTokens?: number;
   /** Base seed; every problem (and every trace of a problem) gets its own seed derived from it. */
   seed: number;
+  /** Streams the main trace's text as its reader sees it (RolloutOptions.onText): what a server sends while it runs. */
+  onText?: (piece: string) => void;
+  /** Aborts every rollout of the method (a client that went away). */
+  signal?: AbortSignal;
 }
 
 export interface MethodInput {
@@ -101,6 +105,8 @@ export function methodEnv(
     exitCue: base.exitCue ?? 'paper',
     answerMaxTokens: base.answerMaxTokens,
     seed: base.seed ?? 0,
+    onText: base.onText,
+    signal: base.signal,
   };
   if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
     throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
@@ -122,8 +128,20 @@ export function traceSampler(env: MethodEnv, problemId: string, trace: number | 
 }
 
 /** What every method's trace takes from the environment: its token budget, exit cue, answer budget and seeded sampler. */
-export function traceRolloutOptions(env: MethodEnv, problemId: string, trace: number | string = 0): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens'> {
-  return { maxTokens: env.maxTokens, sampler: traceSampler(env, problemId, trace), exitCue: env.exitCue, answerMaxTokens: env.answerMaxTokens };
+export function traceRolloutOptions(
+  env: MethodEnv,
+  problemId: string,
+  trace: number | string = 0,
+): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens' | 'onText' | 'signal'> {
+  return {
+    maxTokens: env.maxTokens,
+    sampler: traceSampler(env, problemId, trace),
+    exitCue: env.exitCue,
+    answerMaxTokens: env.answerMaxTokens,
+    // Only the main trace is streamed; every trace stops with the method.
+    onText: trace === 0 ? env.onText : undefined,
+    signal: env.signal,
+  };
 }
 
 /** Refuse, before any work, a method whose needs the environment's generator does not meet. */

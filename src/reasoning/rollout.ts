@@ -4,7 +4,7 @@
  */
 import type { GeneratedToken, SamplerOptions, TapLayer } from '../engine/index.js';
 import type { GeneratorSequence } from '../backends/generator.js';
-import { forcedExit, type ForcedExitResult } from './forced-exit.js';
+import { exitCueText, forcedExit, type ForcedExitResult } from './forced-exit.js';
 import type { TokenCounts } from './token-counts.js';
 
 export interface RolloutStep {
@@ -32,7 +32,14 @@ export interface ThinkingEnd {
 export type StepDecision =
   | { action: 'continue' }
   /** Stop thinking and answer. `cut` = generated tokens to keep (default all); `answer` reuses a probe's answer. */
-  | { action: 'exit'; cut?: number; answer?: ForcedExitResult; info?: Record<string, unknown> }
+  | {
+      action: 'exit';
+      cut?: number;
+      answer?: ForcedExitResult;
+      /** The cue text `answer` was decoded after, when it is not the rollout's exit cue (for `onText`). */
+      cue?: string;
+      info?: Record<string, unknown>;
+    }
   /** Abandon the trace with no answer (DeepConf's early stop). */
   | { action: 'stop'; info?: Record<string, unknown> };
 
@@ -62,6 +69,19 @@ export interface RolloutOptions {
    * it cannot change the rollout. DeepConf needs it: its group confidence runs over the whole trace.
    */
   onToken?: (step: RolloutStep) => void;
+  /**
+   * The trace as its reader sees it, streamed: the text of each kept generated token once no exit can cut it any more
+   * (tokens from `commitHorizon()` on are held back), then, on an early or budget exit, the exit cue and the decoded
+   * answer. Concatenated: `text`, then (after an exit cue) the cue and `answerText`.
+   */
+  onText?: (piece: string) => void;
+  /**
+   * The first generated token index a later exit may still cut at (asked after every `onStep`); tokens before it are
+   * final. Default: every token is final once `onStep` lets it stand.
+   */
+  commitHorizon?: () => number;
+  /** Abort the rollout: the next step throws `signal.reason` (the sequence keeps what was decoded). */
+  signal?: AbortSignal;
 }
 
 export interface RolloutResult {
@@ -95,6 +115,17 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
   let reasoningTokens = -1; // tokens up to and including </think>, once seen
   let decision: StepDecision = { action: 'continue' };
   let naturalEnd = false;
+  const pieces: string[] = [];
+  let emitted = 0;
+  /** Stream the text of the kept tokens before `upTo`. */
+  const commit = (upTo: number) => {
+    if (!opts.onText) return;
+    const end = Math.min(upTo, pieces.length);
+    while (emitted < end) opts.onText(pieces[emitted++]!);
+  };
+  const aborted = () => {
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('the rollout was aborted');
+  };
 
   for await (const t of seq.generate({
     maxTokens: opts.maxTokens,
@@ -104,11 +135,13 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
     topLogprobs: opts.topLogprobs,
     logprobs: opts.logprobs,
   })) {
+    aborted();
     if (t.stopped) {
       naturalEnd = true;
       break;
     }
     tokens.push(t.token);
+    pieces.push(t.text);
     text += t.text;
     const endsThinking = thinking && (t.token === thinkEnd || (thinkEnd === undefined && text.includes('</think>')));
     if (endsThinking) {
@@ -130,10 +163,14 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
       decision = await opts.onThinkingEnd({ reason: 'think-end', tokens: tokens.length }, seq);
       if (decision.action !== 'continue') break;
     }
-    if (endsThinking || !thinking || !opts.onStep) continue;
-    decision = await opts.onStep(step, seq);
-    if (decision.action !== 'continue') break;
+    if (!endsThinking && thinking && opts.onStep) {
+      decision = await opts.onStep(step, seq);
+      if (decision.action !== 'continue') break;
+    }
+    // While thinking, a later exit may cut back to the method's horizon; after `</think>` nothing is cut.
+    commit(thinking && opts.commitHorizon ? opts.commitHorizon() : tokens.length);
   }
+  aborted();
   if (thinking && decision.action === 'continue' && opts.onThinkingEnd) {
     decision = await opts.onThinkingEnd({ reason: naturalEnd ? 'stopped' : 'budget', tokens: tokens.length }, seq);
   }
@@ -144,12 +181,17 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
   }
   if (decision.action === 'exit') {
     const cut = decision.cut ?? tokens.length;
+    commit(cut);
+    const precomputed = decision.answer;
+    if (precomputed && opts.onText) opts.onText(exitCueText(decision.cue ?? opts.exitCue) + precomputed.text);
     const exit =
-      decision.answer ?? (await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, at: promptLength + cut, mode: 'inplace' }));
+      precomputed ??
+      (await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, at: promptLength + cut, mode: 'inplace', onText: opts.onText, signal: opts.signal }));
     tokens.length = cut;
     text = model.detokenize(tokens);
     return finish('exit', cut, exit.cueTokens, exit.answerTokens, exit.text, exit.answer, decision.info, cut - 1);
   }
+  commit(tokens.length);
   if (naturalEnd || !thinking) {
     // The model closed its thinking (and possibly answered) by itself.
     const reasoning = reasoningTokens >= 0 ? reasoningTokens : tokens.length;
@@ -159,7 +201,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
     }
   }
   // Out of budget while still thinking: force the exit so the trace still yields an answer.
-  const exit = await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, mode: 'inplace' });
+  const exit = await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, mode: 'inplace', onText: opts.onText, signal: opts.signal });
   return finish('budget', tokens.length, exit.cueTokens, exit.answerTokens, exit.text, exit.answer);
 
   function finish(

@@ -119,6 +119,8 @@ async function lynxTrace(
     const r = await runRollout(seq, {
       ...traceRolloutOptions(env, input.problemId),
       tapLayers: taps,
+      // A later exit cuts at the pending cue word's token at the earliest, else at the next token.
+      commitHorizon: () => detector.pending?.tokenIndex ?? detector.tokenCount,
       // Called once per token, after sampling and before decoding: the detector sees the token's text and says
       // whether this token may complete a cue, so its hidden state is captured in this very decode step.
       tapWhen: (_token, text) => {

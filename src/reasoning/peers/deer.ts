@@ -179,6 +179,19 @@ export class LiteralCueFinder {
     while (t > 0 && (this.starts[t]! > best.at || this.starts[t] === this.starts[t + 1])) t--;
     return { cue: best.cue, charStart: best.at, tokenIndex: t, prefix: this.text.slice(this.starts[t]!, best.at) };
   }
+
+  /**
+   * The first token a later occurrence can start in (a judge point cuts there): the one holding the first character
+   * not yet ruled out — an unreported occurrence, or a cue whose beginning the text may already end with.
+   */
+  horizon(): number {
+    const longest = Math.max(...this.cues.map((c) => c.length));
+    const from = this.pending ? this.searchFrom : Math.max(this.searchFrom, this.text.length - longest + 1);
+    if (from >= this.text.length) return this.starts.length;
+    let t = this.starts.length - 1;
+    while (t > 0 && (this.starts[t]! > from || this.starts[t] === this.starts[t + 1])) t--;
+    return t;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -260,7 +273,7 @@ async function runDeer(
       if (o.finalAnswer === 'conclude') {
         cueText = DEER_THINK_END;
         const answer = await concludeAnswer(s, promptLength + thinkingTokens, Math.max(1, env.maxTokens - thinkingTokens), o.answerPrompt);
-        return { action: 'exit', answer, info: { reason: exitReason } };
+        return { action: 'exit', answer, cue: DEER_THINK_END, info: { reason: exitReason } };
       }
       return { action: 'exit', info: { reason: exitReason } };
     }
@@ -291,16 +304,17 @@ async function runDeer(
     if (o.finalAnswer === 'conclude') {
       cueText = DEER_THINK_END;
       const answer = await concludeAnswer(s, promptLength + hit.tokenIndex, Math.max(1, env.maxTokens - hit.tokenIndex), o.answerPrompt);
-      return { action: 'exit', cut: hit.tokenIndex, answer, info };
+      return { action: 'exit', cut: hit.tokenIndex, answer, cue: DEER_THINK_END, info };
     }
     cueText = trialCue;
-    return { action: 'exit', cut: hit.tokenIndex, answer: trial, info };
+    return { action: 'exit', cut: hit.tokenIndex, answer: trial, cue: trialCue, info };
   };
 
   const rollout = await runRollout(seq, {
     ...traceRolloutOptions(env, input.problemId),
     logprobs: false,
     onStep,
+    commitHorizon: () => finder.horizon(),
   });
   if (rollout.end !== 'exit') cueText = exitCueText(env.exitCue);
   return { rollout, trials, cueText, exitReason, wallMs: performance.now() - t0, seq, promptLength };

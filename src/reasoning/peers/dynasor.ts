@@ -204,7 +204,7 @@ async function runDynasor(seq: GeneratorSequence, input: MethodInput, env: Metho
     };
     probes.push(probe);
     if (!dynasorShouldExit(probes, o.agreement, o.answersEqual)) return { action: 'continue' };
-    return { action: 'exit', answer: probeAsExit(probe), info: { probe: probe.index } };
+    return { action: 'exit', answer: probeAsExit(probe), cue: o.probe, info: { probe: probe.index } };
   };
   const rollout = await runRollout(seq, {
     ...traceRolloutOptions(env, input.problemId),
