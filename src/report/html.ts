@@ -6,8 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { InvalidInputError } from '../util/errors.js';
-import { reportClient } from './client.js';
 import type { ReportData } from './model.js';
+import { reportScript, traceViewerScript } from './scripts.js';
 import { REPORT_CSS } from './style.js';
 
 /** The folder of an installed package (its exports hide package.json, so walk up from the resolved entry). */
@@ -67,9 +67,7 @@ export function escapeHtml(s: string): string {
 /** The whole page as one HTML string. */
 export function renderReportHtml(data: ReportData): string {
   const { d3, plot } = plotBundles();
-  // Transpilers that keep function names (tsx, esbuild keepNames) insert calls to a `__name` helper into the function
-  // body; the page provides a no-op one so the serialized function runs as written.
-  const client = `"use strict";\nvar __name = function (f) { return f; };\n(${reportClient.toString()})(JSON.parse(document.getElementById('lynx-data').textContent));\n`;
+  const client = reportScript();
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -97,4 +95,14 @@ ${inlineScript(client)}
 </body>
 </html>
 `;
+}
+
+/**
+ * What a page needs to show traces as the report does (docs/report.md): the stylesheet, and the scripts to inline
+ * or serve in this order (d3, Observable Plot, the viewer, which defines `LynxTraceViewer`). Each script has already
+ * been through `inlineScript`, so it can go straight into a `<script>` element or be served as a file.
+ */
+export function traceViewerAssets(): { css: string; scripts: string[] } {
+  const { d3, plot } = plotBundles();
+  return { css: REPORT_CSS, scripts: [d3, plot, traceViewerScript()].map(inlineScript) };
 }

@@ -12,7 +12,11 @@ import { buildReportData, type ReportData, type ReportOptions } from './model.js
 
 export type { ConformalHeldOut, ConformalResult, LoadedConformalResult } from './conformal.js';
 export { conformalProblem, readConformalResults } from './conformal.js';
-export { escapeHtml, inlineScript, jsonForScript, renderReportHtml } from './html.js';
+export { domKit, type Dom } from './client/dom.js';
+export { traceViewer, type TraceEvent, type TraceView, type TraceViewer, type TraceViewOptions } from './client/trace-viewer.js';
+export { escapeHtml, inlineScript, jsonForScript, plotBundles, renderReportHtml, traceViewerAssets } from './html.js';
+export { clientSource, REPORT_SECTIONS, reportScript, traceViewerScript } from './scripts.js';
+export { REPORT_CSS } from './style.js';
 export * from './model.js';
 
 /** Read an experiment root into the report's data model. Unreadable runs and files become warnings, not errors. */
