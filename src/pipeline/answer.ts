@@ -25,7 +25,8 @@ export interface AnswerOptions extends LynxRunHooks {
 export async function answerWithLynx(o: AnswerOptions): Promise<{ answer: string | null; outcome: MethodOutcome; policy: LynxPolicy }> {
   const policy = loadLynxPolicy(o.probe, { rule: o.rule, delta: o.delta });
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
-  const context = new LlamaContext(model, { nCtx: o.maxTokens + 1024, nSeqMax: 2 });
+  // Batch-invariant numerics, as `lynx serve` decodes: the same seed gives the same trace here and there.
+  const context = new LlamaContext(model, { nCtx: o.maxTokens + 1024, nSeqMax: 2, kvType: 'f32', flashAttention: false });
   try {
     const env = methodEnv({ context, sampler: o.sampler, maxTokens: o.maxTokens, exitCue: o.exitCue, seed: o.seed });
     const promptTokens = problemPromptTokens(model, { problem: o.question }, 'zst');

@@ -16,9 +16,9 @@ import {
   type DeerEventResult,
   type DeerRollout,
 } from '../reasoning/lynx/deer-rollouts.js';
-import { concatFeatures, tapLayersFor } from '../reasoning/lynx/features.js';
+import { concatFeatures } from '../reasoning/lynx/features.js';
 import type { LynxPolicy } from '../reasoning/lynx/online.js';
-import { loadLynxPolicy } from '../reasoning/lynx/policy.js';
+import { loadLynxPolicy, policyTaps } from '../reasoning/lynx/policy.js';
 import { exitCueText } from '../reasoning/forced-exit.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import type { TokenCounts } from '../reasoning/token-counts.js';
@@ -99,27 +99,6 @@ export interface DeerRolloutsSummary {
   baselineAccuracy: number | null;
   earlyExitAccuracy: number | null;
   wallSec: number;
-}
-
-/**
- * The policy's taps for this model, checked: every hidden-state layer exists and the probe reads exactly the
- * features they give (else the probe was trained on another model).
- */
-export function policyTaps(policy: LynxPolicy, model: LlamaModel, probeSource: string): TapLayer[] {
-  const { nLayer, nEmbd } = model.info;
-  let taps: number[];
-  try {
-    taps = tapLayersFor(policy.hiddenStateLayers, nLayer);
-  } catch (e) {
-    throw new InvalidInputError(`the probe in ${probeSource} reads hidden-state layers [${policy.hiddenStateLayers.join(', ')}], but the model has ${nLayer} layers: ${(e as Error).message}`);
-  }
-  if (policy.probe.nFeatures !== taps.length * nEmbd) {
-    throw new InvalidInputError(
-      `the probe in ${probeSource} expects ${policy.probe.nFeatures} features, but ${taps.length} hidden-state layers x ${nEmbd} ` +
-        `(the model's embedding size) = ${taps.length * nEmbd}: was it trained on another model?`,
-    );
-  }
-  return taps;
 }
 
 /**

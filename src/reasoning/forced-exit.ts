@@ -37,7 +37,7 @@ export interface ForcedExitOptions {
    */
   mode?: 'fork' | 'inplace';
   /** Streams the cue text, then each answer token's text as it is decoded. */
-  onText?: (piece: string) => void;
+  onText?: (piece: string, token?: { id: number; logprob?: number }) => void;
   /** Stop decoding the answer (throws `signal.reason`). */
   signal?: AbortSignal;
 }
@@ -73,7 +73,7 @@ export async function forcedExit(seq: GeneratorSequence, opts: ForcedExitOptions
       tokenProbs.push(Math.exp(t.logprob ?? 0));
       if (t.stopped) break;
       text += t.text;
-      opts.onText?.(t.text);
+      opts.onText?.(t.text, { id: t.token, logprob: t.logprob });
       if (box.push(t.text)) break;
     }
     return { text, answer: box.answer(), cueTokens: cueTokens.length, answerTokens, tokenProbs };

@@ -32,7 +32,9 @@ export interface MethodEnv {
   /** Base seed; every problem (and every trace of a problem) gets its own seed derived from it. */
   seed: number;
   /** Streams the main trace's text as its reader sees it (RolloutOptions.onText): what a server sends while it runs. */
-  onText?: (piece: string) => void;
+  onText?: RolloutOptions['onText'];
+  /** Per-token log-probabilities of the streamed main trace: 0 = the sampled token's, k > 0 = also the top k. */
+  logprobs?: number;
   /** Aborts every rollout of the method (a client that went away). */
   signal?: AbortSignal;
 }
@@ -107,6 +109,7 @@ export function methodEnv(
     seed: base.seed ?? 0,
     onText: base.onText,
     signal: base.signal,
+    logprobs: base.logprobs,
   };
   if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
     throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
@@ -132,7 +135,7 @@ export function traceRolloutOptions(
   env: MethodEnv,
   problemId: string,
   trace: number | string = 0,
-): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens' | 'onText' | 'signal'> {
+): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens' | 'onText' | 'signal' | 'logprobs' | 'topLogprobs'> {
   return {
     maxTokens: env.maxTokens,
     sampler: traceSampler(env, problemId, trace),
@@ -141,6 +144,7 @@ export function traceRolloutOptions(
     // Only the main trace is streamed; every trace stops with the method.
     onText: trace === 0 ? env.onText : undefined,
     signal: env.signal,
+    ...(trace === 0 && env.logprobs !== undefined ? { logprobs: true, topLogprobs: env.logprobs } : {}),
   };
 }
 

@@ -74,7 +74,7 @@ export interface RolloutOptions {
    * (tokens from `commitHorizon()` on are held back), then, on an early or budget exit, the exit cue and the decoded
    * answer. Concatenated: `text`, then (after an exit cue) the cue and `answerText`.
    */
-  onText?: (piece: string) => void;
+  onText?: (piece: string, token?: StreamedToken) => void;
   /**
    * The first generated token index a later exit may still cut at (asked after every `onStep`); tokens before it are
    * final. Default: every token is final once `onStep` lets it stand.
@@ -82,6 +82,14 @@ export interface RolloutOptions {
   commitHorizon?: () => number;
   /** Abort the rollout: the next step throws `signal.reason` (the sequence keeps what was decoded). */
   signal?: AbortSignal;
+}
+
+/** A sampled token of the streamed trace (appended text such as an exit cue has none). */
+export interface StreamedToken {
+  id: number;
+  /** With `logprobs` / `topLogprobs` (answer tokens of a forced exit always carry their logprob). */
+  logprob?: number;
+  topLogprobs?: GeneratedToken['topLogprobs'];
 }
 
 export interface RolloutResult {
@@ -115,13 +123,13 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
   let reasoningTokens = -1; // tokens up to and including </think>, once seen
   let decision: StepDecision = { action: 'continue' };
   let naturalEnd = false;
-  const pieces: string[] = [];
+  const pieces: { text: string; token: StreamedToken }[] = [];
   let emitted = 0;
   /** Stream the text of the kept tokens before `upTo`. */
   const commit = (upTo: number) => {
     if (!opts.onText) return;
     const end = Math.min(upTo, pieces.length);
-    while (emitted < end) opts.onText(pieces[emitted++]!);
+    for (; emitted < end; emitted++) opts.onText(pieces[emitted]!.text, pieces[emitted]!.token);
   };
   const aborted = () => {
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('the rollout was aborted');
@@ -141,7 +149,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
       break;
     }
     tokens.push(t.token);
-    pieces.push(t.text);
+    if (opts.onText) pieces.push({ text: t.text, token: { id: t.token, logprob: t.logprob, topLogprobs: t.topLogprobs } });
     text += t.text;
     const endsThinking = thinking && (t.token === thinkEnd || (thinkEnd === undefined && text.includes('</think>')));
     if (endsThinking) {

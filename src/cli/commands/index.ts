@@ -12,12 +12,14 @@ import { registerData } from './data.js';
 import { registerConvert } from './convert.js';
 import { registerReport } from './report.js';
 import { registerDemo } from './demo.js';
+import { registerServe } from './serve.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
 export function registerCommands(program: Command): void {
   registerDemo(program);
   registerGenerate(program);
   registerRun(program);
+  registerServe(program);
   registerEval(program);
   registerBuildDataset(program);
   registerMerge(program);

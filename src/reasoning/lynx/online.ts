@@ -3,7 +3,6 @@
  * the probe; when the calibrated rule says exit, the trace is cut before the cue token, the exit cue is appended and
  * the answer decoded. No second forward pass, no re-generation.
  */
-import type { TapLayer } from '../../engine/index.js';
 import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
@@ -19,9 +18,10 @@ import {
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import { CueDetector, type CueHit, type CueOptions } from './cues.js';
-import { concatFeatures, tapLayersFor } from './features.js';
+import { concatFeatures } from './features.js';
 import type { Probe } from './probe/probe.js';
 import { ruleExits, type ExitRule } from '../calibration/conformal.js';
+import { policyTaps } from './policy.js';
 import type { Requirement } from '../../backends/generator.js';
 
 /** What LYNX needs at run time: the probe, its layers, the calibrated rule and the cue words. */
@@ -77,14 +77,7 @@ async function lynxTrace(
   seq: GeneratorSequence,
   hooks: LynxRunHooks,
 ): Promise<{ r: RolloutResult; events: ScoredCueEvent[] }> {
-  const nLayer = env.generator.vocab.info.nLayer;
-  const taps: TapLayer[] = tapLayersFor(policy.hiddenStateLayers, nLayer);
-  if (policy.probe.nFeatures !== taps.length * env.generator.vocab.info.nEmbd) {
-    throw new InvalidInputError(
-      `the probe expects ${policy.probe.nFeatures} features but ${taps.length} layers x ${env.generator.vocab.info.nEmbd} = ` +
-        `${taps.length * env.generator.vocab.info.nEmbd}: was it trained on another model?`,
-    );
-  }
+  const taps = policyTaps(policy, env.generator.vocab);
   const detector = new CueDetector({ cues: policy.cues });
   const captured = new Map<number, Float32Array>();
   const events: ScoredCueEvent[] = [];

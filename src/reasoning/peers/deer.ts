@@ -312,7 +312,6 @@ async function runDeer(
 
   const rollout = await runRollout(seq, {
     ...traceRolloutOptions(env, input.problemId),
-    logprobs: false,
     onStep,
     commitHorizon: () => finder.horizon(),
   });
