@@ -4,6 +4,7 @@
  *
  *   npm run bench                 # engine benchmark, Q8_0 and BF16
  *   npm run bench -- --only q8_0  # one type
+ *   npm run bench -- --suite serve  # lynx serve under load against llama-server (bench/run-serve.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -18,6 +19,17 @@ const types = (only ? [only] : ['q8_0', 'bf16']) as ('q8_0' | 'bf16')[];
 const machine = `${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 const started = new Date();
 console.log(`lynx bench — ${started.toISOString()} — ${machine}`);
+const suite = args.includes('--suite') ? args[args.indexOf('--suite') + 1] : 'engine';
+if (suite === 'serve') {
+  const { benchServe } = await import('./run-serve.js');
+  const result = await benchServe(args, (s) => console.log(s));
+  const outDir = resolve('bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, `${started.toISOString().slice(0, 10)}-serve.json`);
+  writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, ...result }, null, 2) + '\n');
+  console.log(`\nwrote ${out}`);
+  process.exit(0);
+}
 const engine = await benchEngine(join(cacheDir(), 'bench'), types, (s) => console.log(s));
 
 console.log('\n| file | prefill tok/s | decode tok/s | decode, 3 taps | tap overhead | roofline tok/s | % of roofline | node-llama-cpp tok/s | ours / peer | 1 seq | 4 seq | 16 seq | 16 / 1 |');

@@ -27,6 +27,11 @@ export interface HostOptions {
   /** KV cells one request may use: prompt + max_tokens + the exit cue and answer. */
   contextPerRequest: number;
   threads?: number;
+  /**
+   * KV cache precision. 'f32' (default) with flash attention off keeps a request's tokens independent of what decodes
+   * beside it (so a seeded request equals `lynx run`); 'f16' halves cache memory.
+   */
+  kvType?: 'f32' | 'f16';
 }
 
 /** Sequences one request may hold at once: its trace and the forks of its probes and trial answers. */
@@ -60,8 +65,8 @@ export class ModelHost {
         threads: this.options.threads,
         // Batch-invariant numerics: a request's tokens do not depend on which others decode beside it (to ~1e-6), so
         // a seeded request gives what `lynx run` gives for the same seed.
-        kvType: 'f32',
-        flashAttention: false,
+        kvType: this.options.kvType ?? 'f32',
+        flashAttention: this.options.kvType === 'f16' ? 'auto' : false,
       });
       this.loaded = { model, context, generator: new LocalGenerator(context) };
       if (this.options.probe) {

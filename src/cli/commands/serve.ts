@@ -24,6 +24,7 @@ interface ServeArgs {
   servedModelName?: string;
   earlyExit?: string;
   timeout: number;
+  kvType: string;
 }
 
 /** `lynx:0.1`, `lynx:0.05:ltt`, `deer:0.95`, `dynasor`, `none`. */
@@ -55,11 +56,13 @@ export function registerServe(program: Command): void {
     .option('--served-model-name <name>', 'the model name clients send (default: the file name)')
     .option('--early-exit <spec>', 'early exit of requests that do not ask: lynx:DELTA[:RULE], deer:T, dynasor[:N] (default none)')
     .option('--timeout <s>', 'seconds a request may run', intOption('--timeout', 1), 600)
+    .option('--kv-type <t>', 'KV cache: f32 (seeded requests equal lynx run) or f16 (half the memory)', 'f32')
     .action(async (args: ServeArgs) => {
       const demo = shippedDemo();
       const model = args.model ? await resolveModelPath(args.model) : demo.model;
       const probe = args.probe ?? (args.model ? undefined : demo.root);
       if (!existsSync(model)) throw new InvalidInputError(`no model at ${model}`);
+      if (args.kvType !== 'f32' && args.kvType !== 'f16') throw new InvalidInputError(`--kv-type must be f32 or f16, got '${args.kvType}'`);
       const host = new ModelHost({
         model,
         probe: probe ? resolve(probe) : undefined,
@@ -68,6 +71,7 @@ export function registerServe(program: Command): void {
         queue: args.queue,
         contextPerRequest: args.ctx,
         threads: args.threads,
+        kvType: args.kvType,
       });
       const app = buildApp(host, {
         apiKey: args.apiKey ?? process.env.LYNX_API_KEY,
