@@ -56,6 +56,10 @@ export async function freePort(): Promise<number> {
 /** Start a server process and wait until /health says ok. */
 export async function startServer(name: string, cmd: string, args: string[], port: number, timeoutMs = 600_000): Promise<ServerUnderLoad> {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // A benchmark that is killed must not leave a server behind.
+  const kill = () => proc.kill('SIGKILL');
+  process.once('exit', kill);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => (kill(), process.exit(130)));
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;

@@ -15,6 +15,9 @@ import { ReasoningSplitter } from './reasoning-split.js';
 import { ChatRequestSchema, CompletionRequestSchema, parseBody, type ChatRequest, type CompletionRequest, type EarlyExit } from './schemas.js';
 import { SseStream } from './sse.js';
 import { DEFAULT_SAMPLER } from '../reasoning/method.js';
+import { ZST_INSTRUCTION } from '../tasks/prompts.js';
+import { playgroundHtml } from './playground/page.js';
+import { playgroundSets } from './playground/problems.js';
 
 export interface AppOptions {
   /** Require `Authorization: Bearer KEY` on /v1/*. */
@@ -29,6 +32,8 @@ export interface AppOptions {
   keepAliveMs?: number;
   /** Early exit for requests that do not ask (clients that cannot send extra fields). Default none. */
   defaultEarlyExit?: EarlyExit;
+  /** Benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data). */
+  dataDir?: string;
 }
 
 /** Cells kept free per request beyond max_tokens: the exit cue and the answer after it. */
@@ -53,6 +58,17 @@ export function buildApp(host: ModelHost, o: AppOptions = {}): FastifyInstance {
       throw new ApiError(401, 'a valid API key is required: send Authorization: Bearer <key>', 'authentication_error', null, 'invalid_api_key');
     }
   });
+
+  // The playground: a page on this server's own streaming API (docs/server.md).
+  let page: string | undefined;
+  app.get('/', async (_req, reply) => {
+    host.ready;
+    page ??= playgroundHtml({ model: host.servedName, rules: host.rules, sets: playgroundSets(o.dataDir), instruction: ZST_INSTRUCTION });
+    return reply.type('text/html; charset=utf-8').send(page);
+  });
+
+  // Browsers ask for it; an empty answer keeps their consoles clean.
+  app.get('/favicon.ico', async (_req, reply) => reply.status(204).send());
 
   app.get('/health', async (_req, reply) => {
     if (host.status === 'ready') return { status: 'ok' };

@@ -25,6 +25,7 @@ interface ServeArgs {
   earlyExit?: string;
   timeout: number;
   kvType: string;
+  dataDir?: string;
 }
 
 /** `lynx:0.1`, `lynx:0.05:ltt`, `deer:0.95`, `dynasor`, `none`. */
@@ -56,6 +57,7 @@ export function registerServe(program: Command): void {
     .option('--served-model-name <name>', 'the model name clients send (default: the file name)')
     .option('--early-exit <spec>', 'early exit of requests that do not ask: lynx:DELTA[:RULE], deer:T, dynasor[:N] (default none)')
     .option('--timeout <s>', 'seconds a request may run', intOption('--timeout', 1), 600)
+    .option('--data-dir <dir>', "benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data)")
     .option('--kv-type <t>', 'KV cache: f32 (seeded requests equal lynx run) or f16 (half the memory)', 'f32')
     .action(async (args: ServeArgs) => {
       const demo = shippedDemo();
@@ -78,9 +80,10 @@ export function registerServe(program: Command): void {
         defaultMaxTokens: args.maxTokens,
         requestTimeoutMs: args.timeout * 1000,
         defaultEarlyExit: args.earlyExit ? parseEarlyExit(args.earlyExit) : undefined,
+        dataDir: args.dataDir,
       });
       const address = await app.listen({ host: args.host, port: args.port });
-      process.stderr.write(`lynx serve: ${address} (loading ${model})\n`);
+      process.stderr.write(`lynx serve: ${address} (loading ${model}); playground at ${address}/\n`);
       await host.load();
       process.stderr.write(`lynx serve: ready — ${host.servedName}${probe ? `, LYNX rules: ${host.rules.map((r) => `${r.rule}@${r.delta}`).join(' ')}` : ''}\n`);
       const stop = async () => {
