@@ -108,6 +108,8 @@ export const llama_token_data_array = koffi.struct('llama_token_data_array', {
 
 /** `bool (*ggml_backend_sched_eval_callback)(struct ggml_tensor * t, bool ask, void * user_data)` */
 export const ggml_backend_sched_eval_callback = koffi.proto('bool ggml_backend_sched_eval_callback(void *t, bool ask, void *user_data)');
+/** `bool (*llama_progress_callback)(float progress, void * user_data)`: false cancels a model load. */
+export const llama_progress_callback = koffi.proto('bool llama_progress_callback(float progress, void *user_data)');
 /** `void (*ggml_log_callback)(enum ggml_log_level level, const char * text, void * user_data)` */
 export const ggml_log_callback = koffi.proto('void ggml_log_callback(int level, const char *text, void *user_data)');
 
@@ -147,6 +149,8 @@ export interface LlamaApi {
   llama_context_default_params(): { p: Record<string, unknown>; guard: number[] };
   // model
   llama_model_load_from_file(path: string, params: Record<string, unknown>): Pointer | null;
+  /** The same load on a libuv worker thread; llama.cpp's callbacks (progress, log) are relayed to the main thread. */
+  llama_model_load_from_file_async(path: string, params: Record<string, unknown>, done: (err: unknown, model: Pointer | null) => void): void;
   llama_model_free(model: Pointer): void;
   llama_model_get_vocab(model: Pointer): Pointer;
   llama_model_n_ctx_train(model: Pointer): number;
@@ -190,6 +194,8 @@ export interface LlamaApi {
   llama_memory_seq_cp(mem: Pointer, src: number, dst: number, p0: number, p1: number): void;
   llama_memory_seq_pos_max(mem: Pointer, seq: number): number;
   llama_decode(ctx: Pointer, batch: Record<string, unknown>): number;
+  /** The same decode on a libuv worker thread (the eval callback, when set, is relayed to the main thread). */
+  llama_decode_async(ctx: Pointer, batch: Record<string, unknown>, done: (err: unknown, rc: number) => void): void;
   llama_synchronize(ctx: Pointer): void;
   llama_get_logits_ith(ctx: Pointer, i: number): Pointer | null;
   // sampling
@@ -221,6 +227,8 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     lib.func(name, ret, args);
   const vp = 'void *';
   const sample = f(llama, 'llama_sampler_sample', 'int32_t', [vp, vp, 'int32_t']);
+  const loadModel = f(llama, 'llama_model_load_from_file', vp, ['str', llama_model_params]);
+  const decode = f(llama, 'llama_decode', 'int32_t', [vp, llama_batch]);
   const api = {
     ggml_backend_load_all_from_path: f(ggml, 'ggml_backend_load_all_from_path', 'void', ['str']),
     ggml_backend_dev_count: f(ggml, 'ggml_backend_dev_count', 'size_t', []),
@@ -237,7 +245,8 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     llama_print_system_info: f(llama, 'llama_print_system_info', 'str', []),
     llama_model_default_params: f(llama, 'llama_model_default_params', llama_model_params_guarded, []),
     llama_context_default_params: f(llama, 'llama_context_default_params', llama_context_params_guarded, []),
-    llama_model_load_from_file: f(llama, 'llama_model_load_from_file', vp, ['str', llama_model_params]),
+    llama_model_load_from_file: loadModel,
+    llama_model_load_from_file_async: loadModel.async,
     llama_model_free: f(llama, 'llama_model_free', 'void', [vp]),
     llama_model_get_vocab: f(llama, 'llama_model_get_vocab', vp, [vp]),
     llama_model_n_ctx_train: f(llama, 'llama_model_n_ctx_train', 'int32_t', [vp]),
@@ -278,7 +287,8 @@ export function declareApi(llama: LibraryHandle, ggmlBase: LibraryHandle, ggml: 
     llama_memory_seq_rm: f(llama, 'llama_memory_seq_rm', 'bool', [vp, 'int32_t', 'int32_t', 'int32_t']),
     llama_memory_seq_cp: f(llama, 'llama_memory_seq_cp', 'void', [vp, 'int32_t', 'int32_t', 'int32_t', 'int32_t']),
     llama_memory_seq_pos_max: f(llama, 'llama_memory_seq_pos_max', 'int32_t', [vp, 'int32_t']),
-    llama_decode: f(llama, 'llama_decode', 'int32_t', [vp, llama_batch]),
+    llama_decode: decode,
+    llama_decode_async: decode.async,
     llama_synchronize: f(llama, 'llama_synchronize', 'void', [vp]),
     llama_get_logits_ith: f(llama, 'llama_get_logits_ith', vp, [vp, 'int32_t']),
     llama_sampler_chain_default_params: f(llama, 'llama_sampler_chain_default_params', llama_sampler_chain_params, []),
