@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { defaultThreads } from '../src/engine/context.js';
+import { resolveThreads } from '../src/engine/threads.js';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
 import type { SamplerOptions } from '../src/engine/sampler.js';
 import { GgufWriter } from '../src/formats/gguf/writer.js';
@@ -179,7 +179,7 @@ async function timeAggregate(
 async function peerDecode(path: string, tokens: number, reps: number, deadlineSeconds = 600): Promise<EngineBenchResult['peer']> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'peer-decode.ts');
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, path, String(tokens), String(reps), String(defaultThreads())], {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, path, String(tokens), String(reps), String(resolveThreads())], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

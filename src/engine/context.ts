@@ -1,17 +1,26 @@
 /**
  * A llama.cpp context holding many sequences in one unified KV cache, and the scheduler that packs every pending
  * decode request of every live sequence into one `llama_decode` call (continuous batching).
+ *
+ * Lifecycle: a context belongs to its model (model.createContext or `new LlamaContext(model)` register it), and its
+ * sequences belong to it. Disposing either disposes what it owns; native memory is freed only once no native work of
+ * this context (a decode on a worker thread, token draws) is still running, and calls on KV memory made meanwhile
+ * (fork, truncate, dispose of a sequence) wait for that work instead of racing it.
  */
+import './disposable.js';
 import koffi from 'koffi';
-import { availableParallelism } from 'node:os';
+import { totalmem } from 'node:os';
 import type { LlamaModel } from './model.js';
 import { ggml_backend_sched_eval_callback, GGML_TENSOR_OFFSETS } from '../native/ggml.js';
 import type { Pointer } from '../native/pointer.js';
-import { ContextFullError, DecodeError, DisposedError, AbiMismatchError } from './errors.js';
+import { AbiMismatchError, AbortError, ContextFullError, DecodeError, DisposedError, LynxEngineUsageError } from './errors.js';
 import { logSoftmaxSummary, type Sampler, type TokenLogprob } from './sampler.js';
 import { Sequence } from './sequence.js';
 import { setErrorSink } from '../native/library.js';
-import { InvalidInputError } from '../util/errors.js';
+import { createAbortFlag, type NativeAbortFlag } from '../native/abort-flag.js';
+import { hardExit } from '../native/hard-exit.js';
+import { resolveThreads } from './threads.js';
+import { checkChoice, checkInteger } from './validate.js';
 
 /** A tap point: block index N (tensor `l_out-N`, = HF hidden_states[N+1]) or 'final' (after the final norm). */
 export type TapLayer = number | 'final';
@@ -19,13 +28,14 @@ export type TapLayer = number | 'final';
 export interface ContextOptions {
   /** Total KV cells shared by all sequences (rounded up to a multiple of 256 by llama.cpp). Default 4096. */
   nCtx?: number;
-  /** Maximum number of live sequences (forks included). Default 16. */
+  /** Maximum number of live sequences (forks included), 1 to 256. Default 16. */
   nSeqMax?: number;
-  /** Maximum tokens in one llama_decode call. Default 512. */
+  /** Maximum tokens in one llama_decode call; at least nSeqMax. Default 512. */
   nBatch?: number;
   /**
-   * CPU threads. Default: $LYNX_THREADS, else all available cores. On a machine whose cores are busy with other work,
-   * fewer threads are much faster: llama.cpp's workers spin at a barrier, so one that loses its core stalls the rest.
+   * CPU threads, 1 to 2 x the available cores. Default: $LYNX_THREADS, else all available cores. More than the
+   * cores draws a warning: llama.cpp's workers spin at a barrier, so one that loses its core stalls the rest. On a
+   * machine whose cores are busy with other work, fewer threads are faster for the same reason.
    */
   threads?: number;
   /** Install the hidden-state tap hook. Default true; false removes even its per-node check. */
@@ -43,12 +53,26 @@ export interface ContextOptions {
    * of a vocabulary of at least 4,096 tokens, where one draw costs 0.2-12 ms (152k tokens). Same tokens either way.
    */
   parallelSampling?: boolean | 'auto';
+  /**
+   * Run llama_decode on a libuv worker thread, so that the event loop keeps running while it computes (signals,
+   * timers, HTTP requests, aborts). 'auto' (default): decodes of at least 32 tokens (prefills); one-token steps stay
+   * on the main thread, where the hand-over costs more than it frees on a busy machine. true: every decode; false:
+   * none. Same results either way.
+   */
+  decodeOffThread?: boolean | 'auto';
 }
 
 /** Below this vocabulary size a draw takes microseconds, less than handing it to a worker thread. */
 const PARALLEL_SAMPLING_MIN_VOCAB = 4096;
 
+/** Decodes of at least this many tokens run off the main thread under decodeOffThread 'auto'. */
+const OFF_THREAD_MIN_TOKENS = 32;
+
+/** llama.cpp's LLAMA_MAX_SEQ: more sequences make llama_init_from_model fail. */
+export const MAX_SEQUENCES = 256;
+
 const KV_TYPES = { f32: 0, f16: 1, q8_0: 8 } as const;
+const KV_BYTES = { f32: 4, f16: 2, q8_0: 34 / 32 } as const;
 
 /** @internal One sequence's share of a decode call. */
 export interface DecodeRequest {
@@ -61,6 +85,11 @@ export interface DecodeRequest {
   sampler?: Sampler;
   logprobK: number;
   wantLogprob: boolean;
+  /**
+   * Aborting drops the request while it waits in the queue. Once it decodes on a worker thread, the decode is stopped
+   * when every request in it was aborted (llama.cpp then removes the batch from the KV cache); else it completes.
+   */
+  signal?: AbortSignal;
   resolve: (r: DecodeResult) => void;
   reject: (e: Error) => void;
 }
@@ -83,70 +112,110 @@ interface TapTarget {
   slot: number;
 }
 
+/** One group of requests laid out in the native batch arrays, ready for llama_decode. */
+interface PreparedBatch {
+  group: DecodeRequest[];
+  nTokens: number;
+  nOutputs: number;
+  /** Batch index of each request's last token (its logits row). */
+  lastIndex: number[];
+  plan: Map<string, TapTarget[]> | null;
+  hidden: Map<DecodeRequest, Map<TapLayer, Float32Array>>;
+}
+
 export class LlamaContext {
   readonly model: LlamaModel;
   readonly nCtx: number;
   readonly nSeqMax: number;
   readonly nBatch: number;
+  /** The thread count llama.cpp runs this context's decodes with. */
+  readonly threads: number;
   private handle: Pointer | null;
+  private isDisposed = false;
   private readonly mem: Pointer;
   private readonly freeIds: number[];
   private readonly queue: DecodeRequest[] = [];
   private flushScheduled = false;
-  /** A decode's results are still being read (tokens drawn on worker threads): no decode may start, nor llama_free. */
-  private reading = false;
+  /**
+   * Native work of this context is running off the main thread (a decode on a worker, or the draws reading its
+   * logits): no decode may start, no KV call may run (they wait in `deferred`), and llama_free waits (freeWhenRead).
+   */
+  private working = false;
   private freeWhenRead = false;
+  private readonly deferred: (() => void)[] = [];
+  /** The requests of the decode running on a worker thread, and the flag that stops it between graph nodes. */
+  private workerGroup: DecodeRequest[] | null = null;
+  private readonly abortFlag: NativeAbortFlag | undefined;
   private readonly parallelSampling: boolean | 'auto';
+  private readonly decodeOffThread: boolean | 'auto';
   private readonly callback: unknown;
+  private readonly freed: Promise<void>;
+  private markFreed!: () => void;
   private tapPlan: Map<string, TapTarget[]> | null = null;
+  private tapResults: Map<DecodeRequest, Map<TapLayer, Float32Array>> | undefined;
   private tapBatchSize = 0;
   private tapOutputCount = 0;
   private tapChecked = false;
+  /** An error thrown while reading a tap: koffi would only hand llama.cpp a `false`, so it is kept and thrown after. */
+  private tapError: Error | undefined;
   // Native batch arrays, allocated once.
   private readonly batchMem: { token: Pointer; pos: Pointer; nSeqId: Pointer; seqIdPtrs: Pointer; seqIds: Pointer; logits: Pointer };
   private readonly bToken: Int32Array;
   private readonly bPos: Int32Array;
   private readonly bSeqId: Int32Array;
   private readonly bLogits: Int8Array;
-  /** Number of llama_decode calls and tokens decoded, for benchmarks and tests of batching. */
-  readonly stats = { decodeCalls: 0, tokensDecoded: 0 };
+  /** Number of llama_decode calls and tokens decoded (and decodes stopped by an abort), for benchmarks and tests. */
+  readonly stats = { decodeCalls: 0, tokensDecoded: 0, decodesAborted: 0 };
 
+  /** A context on `model`, owned by it (model.createContext(opts) is the same). */
   constructor(model: LlamaModel, opts: ContextOptions = {}) {
     this.model = model;
-    this.parallelSampling = opts.parallelSampling ?? 'auto';
     const api = model.llama.api;
-    const nBatch = opts.nBatch ?? 512;
-    const nSeqMax = opts.nSeqMax ?? 16;
-    const threads = opts.threads ?? defaultThreads();
+    const o = checkContextOptions(model, opts);
+    this.parallelSampling = o.parallelSampling;
+    this.decodeOffThread = o.decodeOffThread;
+    this.threads = o.threads;
     const params = { ...api.llama_context_default_params().p };
     Object.assign(params, {
-      n_ctx: opts.nCtx ?? 4096,
-      n_batch: nBatch,
-      n_ubatch: nBatch, // one ubatch per decode call keeps tap rows in batch order
-      n_seq_max: nSeqMax,
+      n_ctx: o.nCtx,
+      n_batch: o.nBatch,
+      n_ubatch: o.nBatch, // one ubatch per decode call keeps tap rows in batch order
+      n_seq_max: o.nSeqMax,
       n_outputs_max_per_seq: 0,
-      n_threads: threads,
-      n_threads_batch: threads,
+      n_threads: o.threads,
+      n_threads_batch: o.threads,
       kv_unified: true, // forks share KV cells instead of copying them
       no_perf: true,
-      flash_attn_type: opts.flashAttention === undefined || opts.flashAttention === 'auto' ? -1 : opts.flashAttention ? 1 : 0,
-      type_k: KV_TYPES[opts.kvType ?? 'f16'],
-      type_v: KV_TYPES[opts.kvType ?? 'f16'],
+      flash_attn_type: o.flashAttention === 'auto' ? -1 : o.flashAttention ? 1 : 0,
+      type_k: KV_TYPES[o.kvType],
+      type_v: KV_TYPES[o.kvType],
     });
-    if (opts.taps ?? true) {
-      this.callback = koffi.register((t: Pointer, ask: boolean) => this.onEval(t, ask), koffi.pointer(ggml_backend_sched_eval_callback));
+    this.abortFlag = createAbortFlag();
+    if (this.abortFlag) {
+      params.abort_callback = this.abortFlag.callback;
+      params.abort_callback_data = this.abortFlag.data;
+    }
+    if (o.taps) {
+      this.callback = koffi.register((t: Pointer, ask: boolean) => this.#onEval(t, ask), koffi.pointer(ggml_backend_sched_eval_callback));
       params.cb_eval = this.callback;
     }
     const lines: string[] = [];
     const restore = setErrorSink((l) => lines.push(l.trim()));
     try {
       this.handle = api.llama_init_from_model(model.ptr, params);
+    } catch (e) {
+      if (this.callback) koffi.unregister(this.callback as never);
+      this.abortFlag?.free();
+      throw e;
     } finally {
       restore();
     }
     if (!this.handle) {
-      throw new ContextFullError(`llama.cpp could not create a context (n_ctx ${params.n_ctx}, ${nSeqMax} sequences): ${lines.join('; ')}`);
+      if (this.callback) koffi.unregister(this.callback as never);
+      this.abortFlag?.free();
+      throw new ContextFullError(`llama.cpp could not create a context (n_ctx ${params.n_ctx}, ${o.nSeqMax} sequences): ${lines.join('; ')}`);
     }
+    this.freed = new Promise((resolve) => (this.markFreed = resolve));
     this.mem = api.llama_get_memory(this.handle);
     this.nCtx = api.llama_n_ctx(this.handle);
     this.nSeqMax = api.llama_n_seq_max(this.handle);
@@ -170,20 +239,27 @@ export class LlamaContext {
     const ptrs = new BigUint64Array(koffi.view(seqIdPtrs, n * 8));
     const base = BigInt(koffi.address(seqIds) as bigint | number);
     for (let i = 0; i < n; i++) ptrs[i] = base + BigInt(i * 4);
+    model.own(this);
   }
 
   /** @internal */ get ptr(): Pointer {
-    if (!this.handle) throw new DisposedError('the context was disposed');
+    this.#check();
     return this.handle;
   }
 
   /** @internal */ get memory(): Pointer {
-    this.ptr;
+    this.#check();
     return this.mem;
+  }
+
+  /** True once this context, or the model owning it, was disposed. */
+  get disposed(): boolean {
+    return this.isDisposed;
   }
 
   /** Live sequences can be created while a slot is free; forks take a slot too. */
   get freeSlots(): number {
+    this.#check();
     return this.freeIds.length;
   }
 
@@ -193,7 +269,7 @@ export class LlamaContext {
   }
 
   /** @internal */ allocateId(): number {
-    this.ptr;
+    this.#check();
     const id = this.freeIds.pop();
     if (id === undefined) {
       throw new ContextFullError(`all ${this.nSeqMax} sequence slots are in use: dispose a sequence or create the context with a larger nSeqMax`);
@@ -201,84 +277,157 @@ export class LlamaContext {
     return id;
   }
 
-  /** @internal */ releaseId(id: number): void {
-    if (!this.handle) return;
-    this.model.llama.api.llama_memory_seq_rm(this.mem, id, -1, -1);
+  /** @internal Free a disposed sequence's slot now and its KV cells before the next decode (see whenIdle). */
+  releaseId(id: number): void {
+    this.#check();
     this.freeIds.push(id);
+    // The next sequence given this id queues its own KV calls and decodes after this one, so the slot is free now.
+    this.whenIdle(() => this.model.llama.api.llama_memory_seq_rm(this.mem, id, -1, -1));
+  }
+
+  /**
+   * @internal Run a call on this context's KV memory now, or, while a decode runs on a worker thread (or draws read
+   * its logits), right after that work and before the next decode: the two must never overlap.
+   */
+  whenIdle(op: () => void): void {
+    this.#check();
+    if (this.working) this.deferred.push(op);
+    else op();
   }
 
   /** @internal Queue a decode; requests submitted in the same tick share one llama_decode call. */
   submit(req: Omit<DecodeRequest, 'resolve' | 'reject'>): Promise<DecodeResult> {
-    this.ptr;
+    this.#check();
     if (req.tokens.length === 0 || req.tokens.length > this.nBatch) {
       return Promise.reject(new DecodeError(`internal: request of ${req.tokens.length} tokens (batch is ${this.nBatch})`));
     }
+    const signal = req.signal;
+    if (signal?.aborted) return Promise.reject(abortedDecode(signal));
     return new Promise((resolve, reject) => {
-      this.queue.push({ ...req, resolve, reject });
-      this.scheduleFlush();
+      const entry: DecodeRequest = { ...req, resolve, reject };
+      if (signal) {
+        // An aborted request still waiting in the queue leaves it; one already decoding completes.
+        const onAbort = () => {
+          const i = this.queue.indexOf(entry);
+          if (i < 0) return this.#stopWorkerDecodeIfAllAborted();
+          this.queue.splice(i, 1);
+          reject(abortedDecode(signal));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        entry.resolve = (r) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(r);
+        };
+        entry.reject = (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        };
+      }
+      this.queue.push(entry);
+      this.#scheduleFlush();
     });
+  }
+
+  /**
+   * Dispose every sequence of this context (later calls on them throw DisposedError), reject queued decodes, and
+   * free the native context, at once or, when a decode or draws still run on worker threads, as soon as they end.
+   * Calling dispose() again does nothing.
+   */
+  dispose(): void {
+    if (this.isDisposed) return;
+    this.isDisposed = true;
+    for (const r of this.queue.splice(0)) r.reject(this.#disposedError());
+    if (this.working) {
+      // Its results would be thrown away: stop a decode on a worker thread at its next graph node.
+      if (this.workerGroup) this.abortFlag?.set(true);
+      this.freeWhenRead = true;
+      return;
+    }
+    this.#free();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** dispose(), then wait until the native context is freed (after work still running on worker threads). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+    await this.freed;
+  }
+
+  #check(): void {
+    if (this.isDisposed) throw this.#disposedError();
+  }
+
+  #disposedError(): DisposedError {
+    return this.model.disposed
+      ? new DisposedError('the context was disposed with its model: load the model again and create a new context')
+      : new DisposedError('the context was disposed: create a new one with model.createContext()');
+  }
+
+  #free(): void {
+    if (!this.handle) return;
+    this.model.llama.api.llama_free(this.handle);
+    this.handle = null;
+    this.deferred.length = 0; // KV calls on memory that no longer exists
+    for (const p of Object.values(this.batchMem)) koffi.free(p);
+    if (this.callback) koffi.unregister(this.callback as never);
+    this.abortFlag?.free();
+    this.model.disown(this);
+    this.markFreed();
   }
 
   /**
    * Flush on the next turn of the event loop, after every microtask: the sequences resumed by the last step's results
    * have all queued their next token by then, so they share one llama_decode call.
    */
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.reading || this.queue.length === 0) return;
+  #scheduleFlush(): void {
+    if (this.flushScheduled || this.working || this.isDisposed || this.queue.length === 0) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => this.#flush());
   }
 
-  dispose(): void {
-    if (!this.handle) return;
-    for (const r of this.queue.splice(0)) r.reject(new DisposedError('the context was disposed'));
-    if (this.reading) {
-      // Worker threads are reading this context's logits: free it once they are done.
-      this.freeWhenRead = true;
-      return;
-    }
-    this.free();
-  }
-
-  private free(): void {
-    this.model.llama.api.llama_free(this.handle);
-    this.handle = null;
-    for (const p of Object.values(this.batchMem)) koffi.free(p);
-    if (this.callback) koffi.unregister(this.callback as never);
+  /** Mark native work in flight until `work` settles; then free, or run the deferred KV calls and flush again. */
+  #workUntil(work: Promise<void>): void {
+    this.working = true;
+    void work.finally(() => {
+      this.working = false;
+      if (this.freeWhenRead) return this.#free();
+      for (const op of this.deferred.splice(0)) op();
+      this.#scheduleFlush();
+    });
   }
 
   /** One llama_decode call for as many queued requests as fit in a batch; the rest wait for the next flush. */
-  private flush(): void {
+  #flush(): void {
     this.flushScheduled = false;
-    if (!this.handle || this.reading) return;
+    if (this.isDisposed || this.working) return;
     const group: DecodeRequest[] = [];
     let n = 0;
     while (this.queue.length > 0 && n + this.queue[0]!.tokens.length <= this.nBatch) {
       const r = this.queue.shift()!;
       if (r.seq.disposed) {
-        r.reject(new DisposedError('the sequence was disposed'));
+        r.reject(new DisposedError(`sequence ${r.seq.id} was disposed`));
         continue;
       }
       group.push(r);
       n += r.tokens.length;
     }
     if (group.length === 0) return;
-    const read = this.decodeGroup(group, n);
-    if (read) {
-      this.reading = true;
-      void read.finally(() => {
-        this.reading = false;
-        if (this.freeWhenRead) this.free();
-        else this.scheduleFlush();
-      });
-    } else {
-      this.scheduleFlush();
+    const batch = this.#prepare(group, n);
+    const offThread = this.decodeOffThread === true || (this.decodeOffThread === 'auto' && n >= OFF_THREAD_MIN_TOKENS);
+    if (offThread) {
+      this.#workUntil(this.#decodeOnWorker(batch));
+      return;
     }
+    const draws = this.#finish(batch, this.#decodeHere(batch));
+    if (draws) this.#workUntil(draws);
+    else this.#scheduleFlush();
   }
 
-  /** Decode one group; returns a promise when its results are still being read on worker threads. */
-  private decodeGroup(group: DecodeRequest[], nTokens: number): Promise<void> | undefined {
-    const api = this.model.llama.api;
+  /** Lay out a group in the native batch arrays and plan which tensor rows its taps read. */
+  #prepare(group: DecodeRequest[], nTokens: number): PreparedBatch {
     const lastIndex: number[] = [];
     const plan = new Map<string, TapTarget[]>();
     const rowsPerReq = new Map<DecodeRequest, number>();
@@ -313,13 +462,12 @@ export class LlamaContext {
       for (const layer of req.tapLayers) m.set(layer, new Float32Array(rows * this.model.info.nEmbd));
       hidden.set(req, m);
     }
-    this.tapPlan = plan.size > 0 ? plan : null;
-    this.tapBatchSize = nTokens;
-    this.tapOutputCount = nOutputs;
-    this.tapResults = hidden;
+    return { group, nTokens, nOutputs, lastIndex, plan: plan.size > 0 ? plan : null, hidden };
+  }
 
-    const batch = {
-      n_tokens: nTokens,
+  #nativeBatch(p: PreparedBatch): Record<string, unknown> {
+    return {
+      n_tokens: p.nTokens,
       token: this.batchMem.token,
       embd: null,
       pos: this.batchMem.pos,
@@ -327,21 +475,99 @@ export class LlamaContext {
       seq_id: this.batchMem.seqIdPtrs,
       logits: this.batchMem.logits,
     };
-    let rc: number;
+  }
+
+  #armTaps(p: PreparedBatch): void {
+    this.tapPlan = p.plan;
+    this.tapBatchSize = p.nTokens;
+    this.tapOutputCount = p.nOutputs;
+    this.tapResults = p.hidden;
+    this.tapError = undefined;
+  }
+
+  #disarmTaps(): void {
+    this.tapPlan = null;
+    this.tapResults = undefined;
+  }
+
+  /** llama_decode on the main thread; its outcome: the return code and llama.cpp's error lines. */
+  #decodeHere(p: PreparedBatch): { rc: number; errors: string[] } {
     const errors: string[] = [];
     const restore = setErrorSink((l) => errors.push(l.trim()));
+    this.#armTaps(p);
+    let rc: number;
     try {
-      rc = api.llama_decode(this.ptr, batch);
+      rc = this.model.llama.api.llama_decode(this.handle, this.#nativeBatch(p));
     } catch (e) {
       rc = -99;
       errors.push((e as Error).message);
     } finally {
       restore();
-      this.tapPlan = null;
-      this.tapResults = undefined;
+      this.#disarmTaps();
     }
+    return { rc, errors };
+  }
+
+  /** Stop the decode running on a worker thread once none of its requests is wanted any more. */
+  #stopWorkerDecodeIfAllAborted(): void {
+    if (this.workerGroup?.every((r) => r.signal?.aborted)) this.abortFlag?.set(true);
+  }
+
+  /** llama_decode on a libuv worker thread (tap callbacks are relayed to this thread by koffi), then its results. */
+  async #decodeOnWorker(p: PreparedBatch): Promise<void> {
+    const errors: string[] = [];
+    const restore = setErrorSink((l) => errors.push(l.trim()));
+    this.#armTaps(p);
+    this.abortFlag?.set(false);
+    this.workerGroup = p.group;
+    workerDecodeStarted();
+    let rc: number;
+    try {
+      rc = await new Promise<number>((resolve) =>
+        this.model.llama.api.llama_decode_async(this.handle, this.#nativeBatch(p), (err, code) => {
+          if (err) errors.push(String(err));
+          resolve(err ? -99 : code);
+        }),
+      );
+    } finally {
+      workerDecodeEnded();
+      this.workerGroup = null;
+      this.abortFlag?.set(false);
+      restore();
+      this.#disarmTaps();
+    }
+    try {
+      await this.#finish(p, { rc, errors });
+    } catch (e) {
+      for (const r of p.group) r.reject(e as Error);
+    }
+  }
+
+  /** Read a decode's results; returns a promise when tokens are still being drawn on worker threads. */
+  #finish(p: PreparedBatch, outcome: { rc: number; errors: string[] }): Promise<void> | undefined {
+    const { group, lastIndex, hidden } = p;
     this.stats.decodeCalls++;
-    this.stats.tokensDecoded += nTokens;
+    this.stats.tokensDecoded += p.nTokens;
+    if (this.isDisposed) {
+      // Disposed while the decode ran on a worker thread: nothing is read from a context about to be freed.
+      for (const r of group) r.reject(this.#disposedError());
+      return undefined;
+    }
+    const { rc, errors } = outcome;
+    if (rc === 2) {
+      // Stopped through the abort flag. llama.cpp takes the batch's cells out of the cache; so does this, to be sure.
+      this.stats.decodesAborted++;
+      const api = this.model.llama.api;
+      for (const r of group) {
+        api.llama_memory_seq_rm(this.mem, r.seq.id, r.startPos, -1);
+        r.reject(new AbortError('the decode was stopped by its abort', { cause: r.signal?.reason }));
+      }
+      return undefined;
+    }
+    if (this.tapError) {
+      for (const r of group) r.reject(this.tapError);
+      return undefined;
+    }
     if (rc !== 0) {
       const err =
         rc === 1
@@ -350,8 +576,9 @@ export class LlamaContext {
             )
           : new DecodeError(`llama_decode failed with code ${rc}${errors.length ? `: ${errors.join('; ')}` : ''}`);
       for (const r of group) r.reject(err);
-      return;
+      return undefined;
     }
+    const api = this.model.llama.api;
     const sampled = group.filter((r) => r.sampler && !r.sampler.greedy).length;
     const parallel =
       this.parallelSampling === true ||
@@ -361,12 +588,13 @@ export class LlamaContext {
       const req = group[g]!;
       const idx = lastIndex[g]!;
       try {
+        if (req.seq.disposed) throw new DisposedError(`sequence ${req.seq.id} was disposed`);
         // Read the logits pointer here, on the main thread: the first read after a decode reorders the outputs.
-        const logitsPtr = api.llama_get_logits_ith(this.ptr, idx);
+        const logitsPtr = api.llama_get_logits_ith(this.handle, idx);
         if (!logitsPtr) throw new DecodeError('llama.cpp returned no logits for an output row');
         const result: DecodeResult = { hidden: hidden.get(req) };
         const sampler = req.sampler;
-        const draw = sampler && !sampler.greedy && parallel ? sampler.sampleFromContextAsync(this.ptr, idx) : undefined;
+        const draw = sampler && !sampler.greedy && parallel ? sampler.sampleFromContextAsync(this.handle, idx) : undefined;
         // While a worker draws the token, copy the logits and compute the log-probabilities here.
         const logits = new Float32Array(koffi.view(logitsPtr, this.model.info.nVocab * 4));
         req.seq.keepLogits(logits);
@@ -385,7 +613,7 @@ export class LlamaContext {
           return result;
         };
         if (draw) drawing.push({ req, draw, finish });
-        else req.resolve(finish(sampler.sampleFromContext(this.ptr, idx, logits)));
+        else req.resolve(finish(sampler.sampleFromContext(this.handle, idx, logits)));
       } catch (e) {
         req.reject(e as Error);
       }
@@ -401,17 +629,24 @@ export class LlamaContext {
     });
   }
 
-  private tapResults: Map<DecodeRequest, Map<TapLayer, Float32Array>> | undefined;
-
   /** ggml's eval callback: `ask` = "do you want this node's data?", then called again with the data. */
-  private onEval(t: Pointer, ask: boolean): boolean {
+  #onEval(t: Pointer, ask: boolean): boolean {
     const plan = this.tapPlan;
-    if (!plan) return false; // no taps on this step: the graph runs in one piece
-    const name = this.model.llama.api.ggml_get_name(t);
+    if (!plan || this.tapError) return false; // no taps on this step: the graph runs in one piece
+    try {
+      return this.#readTap(plan, t, ask);
+    } catch (e) {
+      this.tapError = e as Error;
+      return false;
+    }
+  }
+
+  #readTap(plan: Map<string, TapTarget[]>, t: Pointer, ask: boolean): boolean {
+    const api = this.model.llama.api;
+    const name = api.ggml_get_name(t);
     const targets = plan.get(name);
     if (!targets) return false;
     if (ask) return true;
-    const api = this.model.llama.api;
     const ne0 = Number(koffi.decode(t, GGML_TENSOR_OFFSETS.ne, 'int64_t'));
     const ne1 = Number(koffi.decode(t, GGML_TENSOR_OFFSETS.ne + 8, 'int64_t'));
     const type = koffi.decode(t, GGML_TENSOR_OFFSETS.type, 'int32_t') as number;
@@ -438,13 +673,88 @@ export class LlamaContext {
   }
 }
 
-/** $LYNX_THREADS when it is a positive integer, else the number of available cores. */
-export function defaultThreads(): number {
-  const env = process.env.LYNX_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`LYNX_THREADS must be a positive integer (got '${env}')`);
-    return n;
+/**
+ * While any decode runs on a worker thread, an exit (a signal handler calling process.exit, say) ends the process at
+ * once rather than wait for the decode: see hardExit. One listener for all contexts, there only while needed.
+ */
+let workerDecodes = 0;
+const exitNow = (code: number) => hardExit(code);
+
+function workerDecodeStarted(): void {
+  if (workerDecodes++ === 0) process.on('exit', exitNow);
+}
+
+function workerDecodeEnded(): void {
+  if (--workerDecodes === 0) process.off('exit', exitNow);
+}
+
+function abortedDecode(signal: AbortSignal): AbortError {
+  return new AbortError('the decode was aborted before it started', { cause: signal.reason });
+}
+
+interface CheckedContextOptions {
+  nCtx: number;
+  nSeqMax: number;
+  nBatch: number;
+  threads: number;
+  taps: boolean;
+  flashAttention: boolean | 'auto';
+  kvType: 'f16' | 'f32' | 'q8_0';
+  parallelSampling: boolean | 'auto';
+  decodeOffThread: boolean | 'auto';
+}
+
+/**
+ * Every option in its range before llama.cpp sees it: some values it refuses with a message, others (nBatch below
+ * nSeqMax, nCtx 1 with 16 sequences) it answers with a GGML_ASSERT that aborts the process.
+ */
+function checkContextOptions(model: LlamaModel, opts: ContextOptions): CheckedContextOptions {
+  const nCtx = checkInteger('nCtx', opts.nCtx ?? 4096, 1, 2 ** 24);
+  const nSeqMax = checkInteger('nSeqMax', opts.nSeqMax ?? 16, 1, MAX_SEQUENCES, "llama.cpp's limit");
+  const nBatch = checkInteger('nBatch', opts.nBatch ?? 512, 1, Number.MAX_SAFE_INTEGER);
+  // llama.cpp caps the batch at nCtx, and needs one output row per sequence in a batch.
+  if (Math.min(nBatch, nCtx) < nSeqMax) {
+    throw new LynxEngineUsageError(
+      `nBatch ${nBatch}${nCtx < nBatch ? ` (capped at nCtx ${nCtx})` : ''} must be at least nSeqMax ${nSeqMax}: raise nBatch/nCtx or lower nSeqMax`,
+    );
   }
-  return availableParallelism();
+  const flashAttention = checkChoice('flashAttention', opts.flashAttention ?? 'auto', [true, false, 'auto'] as const);
+  const kvType = checkChoice('kvType', opts.kvType ?? 'f16', ['f16', 'f32', 'q8_0'] as const);
+  if (kvType === 'q8_0' && flashAttention === false) {
+    throw new LynxEngineUsageError("kvType 'q8_0' needs flash attention: use flashAttention 'auto' or true, or another kvType");
+  }
+  const checked: CheckedContextOptions = {
+    nCtx,
+    nSeqMax,
+    nBatch,
+    threads: resolveThreads(opts.threads),
+    taps: checkChoice('taps', opts.taps ?? true, [true, false] as const),
+    flashAttention,
+    kvType,
+    parallelSampling: checkChoice('parallelSampling', opts.parallelSampling ?? 'auto', [true, false, 'auto'] as const),
+    decodeOffThread: checkChoice('decodeOffThread', opts.decodeOffThread ?? 'auto', [true, false, 'auto'] as const),
+  };
+  if (!model.offloaded) {
+    // A cache larger than the machine's memory is refused before llama.cpp allocates it (overcommit lets such an
+    // allocation succeed, and the kernel then kills the process while the cache fills).
+    const bytes = kvCacheBytes(model, nCtx, kvType);
+    const total = totalmem();
+    if (bytes > total) {
+      const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+      const fits = Math.floor((nCtx * total) / bytes / 256) * 256;
+      throw new ContextFullError(
+        `a KV cache of nCtx ${nCtx} for this model needs ${gib(bytes)} but this machine has ${gib(total)} of memory: use nCtx ${fits} or less`,
+      );
+    }
+  }
+  return checked;
+}
+
+/** K and V cells for `nCtx` tokens (llama.cpp pads the count to a multiple of 256). */
+function kvCacheBytes(model: LlamaModel, nCtx: number, kvType: keyof typeof KV_BYTES): number {
+  const { architecture: arch, nLayer, nEmbd, nHead, nHeadKv } = model.info;
+  const keyDim = Number(model.meta(`${arch}.attention.key_length`)) || nEmbd / Math.max(1, nHead);
+  const valueDim = Number(model.meta(`${arch}.attention.value_length`)) || keyDim;
+  const cells = Math.ceil(nCtx / 256) * 256;
+  return cells * nLayer * nHeadKv * (keyDim + valueDim) * KV_BYTES[kvType];
 }

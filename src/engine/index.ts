@@ -1,7 +1,7 @@
 /** The engine: llama.cpp through koffi. See docs/engine-api.md. */
 export { loadLlama, llama, type Llama, type LoadLlamaOptions, type BackendChoice, type BackendName, type LogLevel } from '../native/library.js';
-export { LlamaModel, type ModelInfo, type SpecialTokens, type LoadModelOptions } from './model.js';
-export { LlamaContext, type ContextOptions, type TapLayer } from './context.js';
+export { LlamaModel, type ModelInfo, type SpecialTokens, type LoadModelOptions, type LoadModelAsyncOptions } from './model.js';
+export { LlamaContext, MAX_SEQUENCES, type ContextOptions, type TapLayer } from './context.js';
 export {
   Sequence,
   type AppendOptions,
@@ -10,5 +10,15 @@ export {
   type GeneratedToken,
   type StopOptions,
 } from './sequence.js';
-export { Sampler, logprobs, isGreedy, type SamplerOptions, type TokenLogprob } from './sampler.js';
-export * from './errors.js';
+export { Sampler, logprobs, isGreedy, checkSamplerOptions, type SamplerOptions, type TokenLogprob } from './sampler.js';
+export { availableCores, maxThreads, resolveThreads } from './threads.js';
+export {
+  AbiMismatchError,
+  AbortError,
+  BackendLoadError,
+  ContextFullError,
+  DecodeError,
+  DisposedError,
+  LynxEngineUsageError,
+  ModelLoadError,
+} from './errors.js';

@@ -6,19 +6,35 @@
  * Hugging Face `generate` and vLLM, where the settings reasoning models are evaluated with ("temperature 0.6, top-p
  * 0.95") come from. llama.cpp's own tools put temperature last, which keeps a wider nucleus at T < 1.
  */
+import './disposable.js';
 import koffi from 'koffi';
 import type { LlamaApi } from '../native/llama.js';
 import type { Pointer } from '../native/pointer.js';
 import { llama_token_data, llama_token_data_array } from '../native/llama.js';
+import { DisposedError, LynxEngineUsageError } from './errors.js';
+import { checkInteger, checkNumber } from './validate.js';
 
 export interface SamplerOptions {
-  /** 0 (default) = greedy. */
+  /** 0 (default) = greedy; a finite number >= 0. */
   temperature?: number;
+  /** Keep the k most likely tokens (0 = all), an integer >= 0. */
   topK?: number;
+  /** Nucleus: keep the most likely tokens up to this total probability, 0 to 1 (1 = all). */
   topP?: number;
+  /** Drop tokens below this fraction of the most likely token's probability, 0 to 1. */
   minP?: number;
-  /** Seed of the draw; the same seed and logits give the same tokens. Default 0. */
+  /** Seed of the draw (an integer, used modulo 2^32); the same seed and logits give the same tokens. Default 0. */
   seed?: number;
+}
+
+/** Every option in its range (LynxEngineUsageError names the option and the range). */
+export function checkSamplerOptions(options: SamplerOptions): void {
+  if (typeof options !== 'object' || options === null) throw new LynxEngineUsageError('sampler options must be an object');
+  if (options.temperature !== undefined) checkNumber('temperature', options.temperature, 0, Infinity);
+  if (options.topK !== undefined) checkInteger('topK', options.topK, 0, Number.MAX_SAFE_INTEGER);
+  if (options.topP !== undefined) checkNumber('topP', options.topP, 0, 1);
+  if (options.minP !== undefined) checkNumber('minP', options.minP, 0, 1);
+  if (options.seed !== undefined) checkInteger('seed', options.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
 }
 
 export function isGreedy(opts: SamplerOptions): boolean {
@@ -30,13 +46,14 @@ export class Sampler {
   readonly options: Readonly<SamplerOptions>;
   /** Greedy: the token is the argmax, read in TypeScript from the logits (no candidate array to build). */
   readonly greedy: boolean;
-  private chain: Pointer | null;
-  private readonly api: LlamaApi;
+  #chain: Pointer | null;
+  readonly #api: LlamaApi;
   /** Candidate array for sampleFromLogits, kept between calls (a vocabulary's worth of llama_token_data). */
-  private candidates: { mem: Pointer; n: number } | undefined;
+  #candidates: { mem: Pointer; n: number } | undefined;
 
   constructor(api: LlamaApi, options: SamplerOptions = {}) {
-    this.api = api;
+    checkSamplerOptions(options);
+    this.#api = api;
     this.options = { ...options };
     this.greedy = isGreedy(options);
     const chain = api.llama_sampler_chain_init(api.llama_sampler_chain_default_params());
@@ -49,7 +66,7 @@ export class Sampler {
       if (options.minP !== undefined && options.minP > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_min_p(options.minP, 1));
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_dist((options.seed ?? 0) >>> 0));
     }
-    this.chain = chain;
+    this.#chain = chain;
   }
 
   /**
@@ -57,7 +74,8 @@ export class Sampler {
    * from them; other chains run natively on the context's own buffer.
    */
   sampleFromContext(ctx: Pointer, index: number, logits: Float32Array): number {
-    return this.greedy ? argmax(logits) : this.api.llama_sampler_sample(this.ptr, ctx, index);
+    const chain = this.#ptr;
+    return this.greedy ? argmax(logits) : this.#api.llama_sampler_sample(chain, ctx, index);
   }
 
   /**
@@ -65,22 +83,23 @@ export class Sampler {
    * it, until the callback has run (the worker reads the context's logits).
    */
   sampleFromContextAsync(ctx: Pointer, index: number): Promise<number> {
-    const chain = this.ptr;
+    const chain = this.#ptr;
     return new Promise((resolve, reject) =>
-      this.api.llama_sampler_sample_async(chain, ctx, index, (err, token) => (err ? reject(err as Error) : resolve(token))),
+      this.#api.llama_sampler_sample_async(chain, ctx, index, (err, token) => (err ? reject(err as Error) : resolve(token))),
     );
   }
 
   /** Sample from a copy of logits (used when the context's buffer has moved on since they were computed). */
   sampleFromLogits(logits: Float32Array): number {
+    const chain = this.#ptr;
     if (this.greedy) return argmax(logits);
     const n = logits.length;
     const size = koffi.sizeof(llama_token_data);
-    if (!this.candidates || this.candidates.n !== n) {
-      if (this.candidates) koffi.free(this.candidates.mem);
-      this.candidates = { mem: koffi.alloc(llama_token_data, n), n };
+    if (!this.#candidates || this.#candidates.n !== n) {
+      if (this.#candidates) koffi.free(this.#candidates.mem);
+      this.#candidates = { mem: koffi.alloc(llama_token_data, n), n };
     }
-    const mem = this.candidates.mem;
+    const mem = this.#candidates.mem;
     // llama_token_data is { int32 id; float logit; float p }: fill it through two typed views of the same memory.
     const buf = koffi.view(mem, n * size);
     const ids = new Int32Array(buf);
@@ -94,12 +113,12 @@ export class Sampler {
     const arrMem = koffi.alloc(llama_token_data_array, 1);
     try {
       koffi.encode(arrMem, llama_token_data_array, { data: mem, size: n, selected: -1, sorted: false });
-      this.api.llama_sampler_apply(this.ptr, arrMem);
+      this.#api.llama_sampler_apply(chain, arrMem);
       const out = koffi.decode(arrMem, llama_token_data_array) as { data: Pointer; selected: number | bigint };
       const selected = Number(out.selected);
       // Samplers may replace `data`; read the chosen id from wherever it points now.
       const id = koffi.decode(out.data, selected * size, 'int32_t') as number;
-      this.api.llama_sampler_accept(this.ptr, id);
+      this.#api.llama_sampler_accept(chain, id);
       return id;
     } finally {
       koffi.free(arrMem);
@@ -108,23 +127,33 @@ export class Sampler {
 
   /** A new chain with the same settings and a different seed (for forks). */
   withSeed(seed: number): Sampler {
-    return new Sampler(this.api, { ...this.options, seed });
+    this.#ptr;
+    return new Sampler(this.#api, { ...this.options, seed });
   }
 
+  get disposed(): boolean {
+    return this.#chain === null;
+  }
+
+  /** Free the native chain; later calls throw DisposedError. Calling it again does nothing. */
   dispose(): void {
-    if (this.chain) {
-      this.api.llama_sampler_free(this.chain);
-      this.chain = null;
+    if (this.#chain) {
+      this.#api.llama_sampler_free(this.#chain);
+      this.#chain = null;
     }
-    if (this.candidates) {
-      koffi.free(this.candidates.mem);
-      this.candidates = undefined;
+    if (this.#candidates) {
+      koffi.free(this.#candidates.mem);
+      this.#candidates = undefined;
     }
   }
 
-  private get ptr(): Pointer {
-    if (!this.chain) throw new Error('sampler disposed');
-    return this.chain;
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  get #ptr(): Pointer {
+    if (!this.#chain) throw new DisposedError('the sampler was disposed: create a new Sampler');
+    return this.#chain;
   }
 }
 

@@ -117,6 +117,8 @@ export const llama_opt_params = koffi.struct('llama_opt_params', {
 });
 /** `bool (*llama_opt_param_filter)(const struct ggml_tensor * tensor, void * userdata)` */
 export const llama_opt_param_filter = koffi.proto('bool llama_opt_param_filter(void *tensor, void *userdata)');
+/** `bool (*llama_progress_callback)(float progress, void * user_data)`: false cancels a model load. */
+export const llama_progress_callback = koffi.proto('bool llama_progress_callback(float progress, void *user_data)');
 
 /** The ggml functions the engine calls through this API (declared once, in ggml.ts). */
 type EngineGgml = Pick<
@@ -143,6 +145,8 @@ export interface LlamaApi extends EngineGgml {
   llama_context_default_params(): { p: Record<string, unknown>; guard: number[] };
   // model
   llama_model_load_from_file(path: string, params: Record<string, unknown>): Pointer | null;
+  /** The same load on a libuv worker thread; llama.cpp's callbacks (progress, log) are relayed to the main thread. */
+  llama_model_load_from_file_async(path: string, params: Record<string, unknown>, done: (err: unknown, model: Pointer | null) => void): void;
   llama_model_free(model: Pointer): void;
   llama_model_get_vocab(model: Pointer): Pointer;
   llama_model_n_ctx_train(model: Pointer): number;
@@ -186,6 +190,8 @@ export interface LlamaApi extends EngineGgml {
   llama_memory_seq_cp(mem: Pointer, src: number, dst: number, p0: number, p1: number): void;
   llama_memory_seq_pos_max(mem: Pointer, seq: number): number;
   llama_decode(ctx: Pointer, batch: Record<string, unknown>): number;
+  /** The same decode on a libuv worker thread (the eval callback, when set, is relayed to the main thread). */
+  llama_decode_async(ctx: Pointer, batch: Record<string, unknown>, done: (err: unknown, rc: number) => void): void;
   llama_synchronize(ctx: Pointer): void;
   llama_get_logits_ith(ctx: Pointer, i: number): Pointer | null;
   // sampling
@@ -241,6 +247,8 @@ export function declareApi(llama: LibraryHandle, ggml: GgmlApi): LlamaApi {
   } catch {
     getTensor = undefined;
   }
+  const loadModel = f(llama, 'llama_model_load_from_file', vp, ['str', llama_model_params]);
+  const decode = f(llama, 'llama_decode', 'int32_t', [vp, llama_batch]);
   const api = {
     ...engineGgml,
     llama_backend_init: f(llama, 'llama_backend_init', 'void', []),
@@ -249,7 +257,8 @@ export function declareApi(llama: LibraryHandle, ggml: GgmlApi): LlamaApi {
     llama_print_system_info: f(llama, 'llama_print_system_info', 'str', []),
     llama_model_default_params: f(llama, 'llama_model_default_params', llama_model_params_guarded, []),
     llama_context_default_params: f(llama, 'llama_context_default_params', llama_context_params_guarded, []),
-    llama_model_load_from_file: f(llama, 'llama_model_load_from_file', vp, ['str', llama_model_params]),
+    llama_model_load_from_file: loadModel,
+    llama_model_load_from_file_async: loadModel.async,
     llama_model_free: f(llama, 'llama_model_free', 'void', [vp]),
     llama_model_get_vocab: f(llama, 'llama_model_get_vocab', vp, [vp]),
     llama_model_n_ctx_train: f(llama, 'llama_model_n_ctx_train', 'int32_t', [vp]),
@@ -290,7 +299,8 @@ export function declareApi(llama: LibraryHandle, ggml: GgmlApi): LlamaApi {
     llama_memory_seq_rm: f(llama, 'llama_memory_seq_rm', 'bool', [vp, 'int32_t', 'int32_t', 'int32_t']),
     llama_memory_seq_cp: f(llama, 'llama_memory_seq_cp', 'void', [vp, 'int32_t', 'int32_t', 'int32_t', 'int32_t']),
     llama_memory_seq_pos_max: f(llama, 'llama_memory_seq_pos_max', 'int32_t', [vp, 'int32_t']),
-    llama_decode: f(llama, 'llama_decode', 'int32_t', [vp, llama_batch]),
+    llama_decode: decode,
+    llama_decode_async: decode.async,
     llama_synchronize: f(llama, 'llama_synchronize', 'void', [vp]),
     llama_get_logits_ith: f(llama, 'llama_get_logits_ith', vp, [vp, 'int32_t']),
     llama_sampler_chain_default_params: f(llama, 'llama_sampler_chain_default_params', llama_sampler_chain_params, []),

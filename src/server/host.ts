@@ -56,9 +56,8 @@ export class ModelHost {
   /** Load the model and create the shared context; a failure is kept (/health reports it) and rethrown. */
   async load(): Promise<void> {
     try {
-      // Let the HTTP server answer /health (503) before llama.cpp blocks the thread reading the file.
-      await new Promise((r) => setImmediate(r));
-      const model = LlamaModel.load(this.options.model);
+      // On a worker thread: /health answers 503 while llama.cpp reads the file.
+      const model = await LlamaModel.loadAsync(this.options.model);
       const context = new LlamaContext(model, {
         nCtx: this.options.parallel * this.options.contextPerRequest,
         nSeqMax: this.options.parallel * SEQUENCES_PER_REQUEST,
