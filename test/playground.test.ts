@@ -39,7 +39,7 @@ beforeAll(async () => {
   await host.load();
   const problems = loadBenchmark('demo:test', { limit: 40 });
   for (let index = 0; index < problems.length && !pick; index++) {
-    const r = await answerWithLynx({ model: demo.model, probe: demo.root, rule: 'lynx', delta: DELTA, question: problems[index]!.problem, maxTokens: 600, sampler: { temperature: 0.6, topP: 0.95 }, seed: 0, exitCue: 'paper' });
+    const r = await answerWithLynx({ model: host.ready.model, probe: demo.root, rule: 'lynx', delta: DELTA, question: problems[index]!.problem, maxTokens: 600, sampler: { temperature: 0.6, topP: 0.95 }, seed: 0, exitCue: 'paper' });
     if (r.outcome.exit && r.outcome.exit.event > 0) pick = { index, seed: 0, event: r.outcome.exit.event, tokens: r.outcome.tokens.total };
   }
   expect(pick).toBeDefined();

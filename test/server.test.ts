@@ -102,7 +102,7 @@ describe('lynx serve', () => {
     let checked = 0;
     for (const [i, p] of [p0!, p1!].entries()) {
       const seed = 11 + i;
-      const local = await answerWithLynx({ model: demo.model, probe: demo.root, rule: 'lynx', delta: 0.3, question: p.problem, maxTokens: 600, sampler: { temperature: 0.6, topP: 0.95 }, seed, exitCue: 'paper' });
+      const local = await answerWithLynx({ model: host.ready.model, probe: demo.root, rule: 'lynx', delta: 0.3, question: p.problem, maxTokens: 600, sampler: { temperature: 0.6, topP: 0.95 }, seed, exitCue: 'paper' });
       const r = (await (client.chat.completions.create as (b: unknown) => Promise<unknown>)({
         model: 'lynx-demo',
         messages: ask(question(p)),
@@ -163,6 +163,9 @@ describe('lynx serve', () => {
       [{ messages: ask('hi'), early_exit: { method: 'lynx', delta: 0.1, extra: 1 } }, 400, 'early_exit'],
       ['{"messages": [', 400, null],
       [{ messages: ask('x'.repeat(2_000_000)) }, 413, null],
+      [{ messages: ask('hi'), top_h: 0.4, top_p: 0.9 }, 400, 'top_p'],
+      [{ messages: ask('hi'), mirostat: 3 }, 400, 'mirostat'],
+      [{ messages: ask('hi'), annealing: { tau_max: 1.2, tau_min: 2, decay: 10 } }, 400, 'annealing.tau_min'],
     ];
     for (const [body, status, param] of cases) {
       const res = await post('/v1/chat/completions', body);
@@ -174,6 +177,16 @@ describe('lynx serve', () => {
     const ok = await post('/v1/chat/completions', { messages: ask(question()), max_tokens: 8, seed: 1, frobnicate: true, top_k: 20, min_p: 0.05 });
     expect(ok.status).toBe(200);
     expect((await fetch(`${base}/v1/nope`, { headers: { authorization: `Bearer ${KEY}` } })).status).toBe(404);
+  });
+
+  it('samples with Mirostat, Top-H and annealed temperature per request, reproducibly for a seed', async () => {
+    for (const extra of [{ mirostat: 2, mirostat_tau: 1.5, mirostat_eta: 0.1 }, { top_h: 0.4, temperature: 1.5 }, { annealing: { tau_max: 1.2, tau_min: 0.1, decay: 50, warmup: 2 } }]) {
+      const body = { prompt: question(), max_tokens: 24, seed: 3, return_token_ids: true, ...extra };
+      const a = (await (await post('/v1/completions', body)).json()) as { choices: { token_ids: number[] }[] };
+      const b = (await (await post('/v1/completions', body)).json()) as { choices: { token_ids: number[] }[] };
+      expect(a.choices[0]!.token_ids.length).toBeGreaterThan(0);
+      expect(b.choices[0]!.token_ids).toEqual(a.choices[0]!.token_ids);
+    }
   });
 
   it('frees a request’s sequences the moment its client disconnects', async () => {
@@ -190,7 +203,7 @@ describe('lynx serve', () => {
     expect(host.admission.active).toBe(1);
     controller.abort();
     const { context } = host.ready;
-    for (let i = 0; i < 100 && (host.admission.active > 0 || context.freeSlots < context.nSeqMax); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && (host.admission.active > 0 || context.freeSlots < context.nSeqMax); i++) await new Promise((r) => setTimeout(r, 20));
     expect(host.admission.active).toBe(0);
     expect(context.freeSlots).toBe(context.nSeqMax);
   });

@@ -579,7 +579,7 @@ export class LlamaContext {
       return undefined;
     }
     const api = this.model.llama.api;
-    const sampled = group.filter((r) => r.sampler && !r.sampler.greedy).length;
+    const sampled = group.filter((r) => r.sampler && !r.sampler.greedy && !r.sampler.host).length;
     const parallel =
       this.parallelSampling === true ||
       (this.parallelSampling === 'auto' && sampled >= 2 && this.model.info.nVocab >= PARALLEL_SAMPLING_MIN_VOCAB);
@@ -594,7 +594,7 @@ export class LlamaContext {
         if (!logitsPtr) throw new DecodeError('llama.cpp returned no logits for an output row');
         const result: DecodeResult = { hidden: hidden.get(req) };
         const sampler = req.sampler;
-        const draw = sampler && !sampler.greedy && parallel ? sampler.sampleFromContextAsync(this.handle, idx) : undefined;
+        const draw = sampler && !sampler.greedy && !sampler.host && parallel ? sampler.sampleFromContextAsync(this.handle, idx) : undefined;
         // While a worker draws the token, copy the logits and compute the log-probabilities here.
         const logits = new Float32Array(koffi.view(logitsPtr, this.model.info.nVocab * 4));
         req.seq.keepLogits(logits);

@@ -10,7 +10,9 @@ export {
   type GeneratedToken,
   type StopOptions,
 } from './sequence.js';
-export { Sampler, logprobs, isGreedy, checkSamplerOptions, type SamplerOptions, type TokenLogprob } from './sampler.js';
+export { Sampler, logprobs, isGreedy, isStateful, checkSamplerOptions, type SamplerOptions, type TokenLogprob } from './sampler.js';
+export { annealedTemperature, type AnnealingSchedule } from './annealing.js';
+export { topHSelect, type TopHSelection } from './top-h.js';
 export { availableCores, maxThreads, resolveThreads } from './threads.js';
 export {
   AbiMismatchError,

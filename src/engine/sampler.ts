@@ -5,6 +5,11 @@
  * The chain is temperature → top-k → top-p → min-p → draw: truncation sees the temperature-scaled distribution, as in
  * Hugging Face `generate` and vLLM, where the settings reasoning models are evaluated with ("temperature 0.6, top-p
  * 0.95") come from. llama.cpp's own tools put temperature last, which keeps a wider nucleus at T < 1.
+ *
+ * From the decoding literature: Mirostat v1/v2 (temperature → mirostat, llama.cpp's own samplers; its surprise state
+ * lives with the sequence, see Sequence.generate), Top-H (entropy-bounded truncation, in TypeScript: top-h.ts) and
+ * exploratory annealed decoding (a temperature per generated position: annealing.ts). Top-H and annealing sample on
+ * the host from the logits the engine copies anyway; the rest runs natively.
  */
 import './disposable.js';
 import koffi from 'koffi';
@@ -13,6 +18,9 @@ import type { Pointer } from '../native/pointer.js';
 import { llama_token_data, llama_token_data_array } from '../native/llama.js';
 import { DisposedError, LynxEngineUsageError } from './errors.js';
 import { checkInteger, checkNumber } from './validate.js';
+import { Rng } from '../util/rng.js';
+import { annealedTemperature, type AnnealingSchedule } from './annealing.js';
+import { softmax, topHSelect } from './top-h.js';
 
 export interface SamplerOptions {
   /** 0 (default) = greedy; a finite number >= 0. */
@@ -25,6 +33,16 @@ export interface SamplerOptions {
   minP?: number;
   /** Seed of the draw (an integer, used modulo 2^32); the same seed and logits give the same tokens. Default 0. */
   seed?: number;
+  /**
+   * Mirostat (Basu et al., 2021): adapt the truncation so that the observed surprise −log₂ p of the sampled tokens
+   * tracks `tau` (bits), updating μ with learning rate `eta`; v1 estimates the Zipf exponent from the top `m` tokens
+   * (default 100). Applied after temperature; not combinable with topK, topP, minP, topH or annealing.
+   */
+  mirostat?: { version: 1 | 2; tau: number; eta: number; m?: number };
+  /** Top-H's entropy coefficient α in (0, 1): keep the likeliest tokens while H(q) ≤ α·H(p) (top-h.ts). */
+  topH?: number;
+  /** Exploratory annealed decoding: the temperature of each generated position (replaces `temperature`). */
+  annealing?: AnnealingSchedule;
 }
 
 /** Every option in its range (LynxEngineUsageError names the option and the range). */
@@ -35,10 +53,38 @@ export function checkSamplerOptions(options: SamplerOptions): void {
   if (options.topP !== undefined) checkNumber('topP', options.topP, 0, 1);
   if (options.minP !== undefined) checkNumber('minP', options.minP, 0, 1);
   if (options.seed !== undefined) checkInteger('seed', options.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  const truncation = (['topK', 'topP', 'minP'] as const).filter((k) => options[k] !== undefined && !(k === 'topP' ? options[k] === 1 : options[k] === 0));
+  if (options.mirostat !== undefined) {
+    const m = options.mirostat;
+    if (typeof m !== 'object' || m === null || (m.version !== 1 && m.version !== 2)) throw new LynxEngineUsageError('mirostat.version must be 1 or 2');
+    checkNumber('mirostat.tau', m.tau, 0, 64);
+    checkNumber('mirostat.eta', m.eta, 0, 1);
+    if (m.m !== undefined) checkInteger('mirostat.m', m.m, 1, 1 << 20);
+    const others = [...truncation, ...(options.topH !== undefined ? ['topH'] : []), ...(options.annealing !== undefined ? ['annealing'] : [])];
+    if (others.length > 0) throw new LynxEngineUsageError(`mirostat does its own truncation: drop ${others.join(', ')}`);
+  }
+  if (options.topH !== undefined) {
+    checkNumber('topH', options.topH, 0, 1);
+    if (!(options.topH > 0 && options.topH < 1)) throw new LynxEngineUsageError(`topH must be in (0, 1) (got ${options.topH})`);
+    if (truncation.length > 0) throw new LynxEngineUsageError(`topH is a truncation of its own: drop ${truncation.join(', ')}`);
+  }
+  if (options.annealing !== undefined) {
+    const a = options.annealing;
+    if (typeof a !== 'object' || a === null) throw new LynxEngineUsageError('annealing must be { tauMax, tauMin, decay, warmup? }');
+    checkNumber('annealing.tauMax', a.tauMax, 1e-3, 100);
+    checkNumber('annealing.tauMin', a.tauMin, 1e-3, a.tauMax);
+    checkNumber('annealing.decay', a.decay, 1e-6, 1e9);
+    if (a.warmup !== undefined) checkInteger('annealing.warmup', a.warmup, 0, 1 << 30);
+  }
 }
 
 export function isGreedy(opts: SamplerOptions): boolean {
-  return !opts.temperature || opts.temperature <= 0;
+  return (!opts.temperature || opts.temperature <= 0) && !opts.mirostat && !opts.annealing && opts.topH === undefined;
+}
+
+/** Samplers that keep state from one token to the next (Mirostat's μ): the sequence keeps theirs across calls. */
+export function isStateful(opts: SamplerOptions): boolean {
+  return opts.mirostat !== undefined;
 }
 
 /** A native sampler chain. Each sequence owns one, so sequences sampled in one batch stay independent. */
@@ -46,27 +92,72 @@ export class Sampler {
   readonly options: Readonly<SamplerOptions>;
   /** Greedy: the token is the argmax, read in TypeScript from the logits (no candidate array to build). */
   readonly greedy: boolean;
+  /** The token is drawn in TypeScript from the logits (Top-H, annealing): not on a worker thread, not from the context. */
+  readonly host: boolean;
   #chain: Pointer | null;
+  /** Host draws: their RNG, and the generated position (annealing). */
+  #rng: Rng | undefined;
+  #position = 0;
   readonly #api: LlamaApi;
   /** Candidate array for sampleFromLogits, kept between calls (a vocabulary's worth of llama_token_data). */
   #candidates: { mem: Pointer; n: number } | undefined;
 
-  constructor(api: LlamaApi, options: SamplerOptions = {}) {
+  constructor(api: LlamaApi, options: SamplerOptions = {}, nVocab = 0, clone?: Pointer) {
     checkSamplerOptions(options);
     this.#api = api;
     this.options = { ...options };
     this.greedy = isGreedy(options);
+    this.host = options.topH !== undefined || options.annealing !== undefined;
+    if (clone) {
+      this.#chain = clone;
+      return;
+    }
     const chain = api.llama_sampler_chain_init(api.llama_sampler_chain_default_params());
-    if (isGreedy(options)) {
+    const seed = (options.seed ?? 0) >>> 0;
+    if (this.greedy) {
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_greedy());
+    } else if (options.mirostat) {
+      const m = options.mirostat;
+      if (options.temperature !== undefined && options.temperature > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_temp(options.temperature));
+      api.llama_sampler_chain_add(
+        chain,
+        m.version === 1 ? api.llama_sampler_init_mirostat(nVocab, seed, m.tau, m.eta, m.m ?? 100) : api.llama_sampler_init_mirostat_v2(seed, m.tau, m.eta),
+      );
+    } else if (this.host) {
+      // The host scales (and, for Top-H, truncates and draws); the native part truncates and draws for annealing.
+      this.#rng = new Rng(seed);
+      if (options.topK && options.topK > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_k(options.topK));
+      if (options.topP !== undefined && options.topP < 1) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_p(options.topP, 1));
+      if (options.minP !== undefined && options.minP > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_min_p(options.minP, 1));
+      api.llama_sampler_chain_add(chain, api.llama_sampler_init_dist(seed));
     } else {
       api.llama_sampler_chain_add(chain, api.llama_sampler_init_temp(options.temperature!));
       if (options.topK && options.topK > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_k(options.topK));
       if (options.topP !== undefined && options.topP < 1) api.llama_sampler_chain_add(chain, api.llama_sampler_init_top_p(options.topP, 1));
       if (options.minP !== undefined && options.minP > 0) api.llama_sampler_chain_add(chain, api.llama_sampler_init_min_p(options.minP, 1));
-      api.llama_sampler_chain_add(chain, api.llama_sampler_init_dist((options.seed ?? 0) >>> 0));
+      api.llama_sampler_chain_add(chain, api.llama_sampler_init_dist(seed));
     }
     this.#chain = chain;
+  }
+
+  /** The temperature of the next host draw. */
+  #temperature(): number {
+    const a = this.options.annealing;
+    return a ? annealedTemperature(a, this.#position) : (this.options.temperature ?? 1);
+  }
+
+  /** A host draw: Top-H on the temperature-scaled distribution, or the annealed temperature before the native chain. */
+  #drawOnHost(logits: Float32Array): number {
+    const t = this.#temperature();
+    this.#position++;
+    if (this.options.topH === undefined) return this.#applyChain(logits, 1 / t);
+    const { ids, q } = topHSelect(softmax(logits, t), this.options.topH);
+    let u = this.#rng!.next();
+    for (let i = 0; i < ids.length; i++) {
+      u -= q[i]!;
+      if (u < 0) return ids[i]!;
+    }
+    return ids[ids.length - 1]!;
   }
 
   /**
@@ -75,6 +166,7 @@ export class Sampler {
    */
   sampleFromContext(ctx: Pointer, index: number, logits: Float32Array): number {
     const chain = this.#ptr;
+    if (this.host) return this.#drawOnHost(logits);
     return this.greedy ? argmax(logits) : this.#api.llama_sampler_sample(chain, ctx, index);
   }
 
@@ -91,8 +183,15 @@ export class Sampler {
 
   /** Sample from a copy of logits (used when the context's buffer has moved on since they were computed). */
   sampleFromLogits(logits: Float32Array): number {
-    const chain = this.#ptr;
+    this.#ptr;
+    if (this.host) return this.#drawOnHost(logits);
     if (this.greedy) return argmax(logits);
+    return this.#applyChain(logits, 1);
+  }
+
+  /** Run the native chain on a copy of `logits` scaled by `scale`; returns the chosen id. */
+  #applyChain(logits: Float32Array, scale: number): number {
+    const chain = this.#ptr;
     const n = logits.length;
     const size = koffi.sizeof(llama_token_data);
     if (!this.#candidates || this.#candidates.n !== n) {
@@ -107,7 +206,7 @@ export class Sampler {
     const stride = size / 4;
     for (let i = 0, o = 0; i < n; i++, o += stride) {
       ids[o] = i;
-      floats[o + 1] = logits[i]!;
+      floats[o + 1] = logits[i]! * scale;
       floats[o + 2] = 0;
     }
     const arrMem = koffi.alloc(llama_token_data_array, 1);
@@ -123,6 +222,14 @@ export class Sampler {
     } finally {
       koffi.free(arrMem);
     }
+  }
+
+  /** A copy of this sampler with its state (Mirostat's μ, the RNG): what a forked sequence continues with. */
+  clone(): Sampler {
+    const copy = new Sampler(this.#api, this.options, 0, this.#api.llama_sampler_clone(this.#ptr));
+    if (this.#rng) copy.#rng = this.#rng.clone();
+    copy.#position = this.#position;
+    return copy;
   }
 
   /** A new chain with the same settings and a different seed (for forks). */

@@ -6,7 +6,7 @@ import './disposable.js';
 import type { LlamaContext, TapLayer, DecodeResult } from './context.js';
 import type { LlamaModel } from './model.js';
 import { AbortError, ContextFullError, DisposedError, LynxEngineUsageError, throwIfAborted } from './errors.js';
-import { Sampler, logprobs, type SamplerOptions, type TokenLogprob } from './sampler.js';
+import { Sampler, isStateful, logprobs, type SamplerOptions, type TokenLogprob } from './sampler.js';
 import { checkInteger, checkTokens, describe } from './validate.js';
 
 export interface AppendOptions {
@@ -81,6 +81,12 @@ export class Sequence {
   #busy = false;
   #inflight = false;
   #disposed = false;
+  /**
+   * The last stateful sampler (Mirostat) and its options, kept for the next generate call and copied into forks; with
+   * the token it drew ahead (each step draws the next token) when the call ended at maxTokens, valid while the
+   * sequence still has `at` tokens: the next call starts with it, exactly as one longer call would have.
+   */
+  #stateful: { key: string; sampler: Sampler; ahead?: { at: number; token: number; logprob?: number; top?: TokenLogprob[] } } | undefined;
 
   /** @internal Use context.createSequence() or sequence.fork(). */
   constructor(context: LlamaContext, id: number) {
@@ -90,6 +96,7 @@ export class Sequence {
 
   /** The model whose vocabulary these tokens belong to. */
   get vocab(): LlamaModel {
+    this.#check();
     return this.context.model;
   }
 
@@ -119,6 +126,7 @@ export class Sequence {
   /** Prefill: decode tokens into this sequence's KV cache. */
   async append(tokens: readonly number[], opts: AppendOptions = {}): Promise<AppendResult> {
     this.#enter();
+    if (this.#stateful) this.#stateful.ahead = undefined; // the token drawn ahead followed the old last token
     const start = this.#history.length;
     const signal = opts.signal;
     let decoded = false;
@@ -190,13 +198,17 @@ export class Sequence {
     try {
       const model = this.context.model;
       checkGenerateOptions(opts, model.info.nLayer, model.info.nVocab);
-      sampler = new Sampler(model.llama.api, opts.sampler ?? {});
+      sampler = this.#samplerFor(opts.sampler ?? {});
       if (signal?.aborted) throw aborted();
       if (this.#history.length === 0) throw new LynxEngineUsageError('generate() needs a prompt: append tokens first');
       const k = opts.topLogprobs ?? 0;
       const wantLp = (opts.logprobs ?? false) || k > 0;
       let pending: { token: number; logprob?: number; top?: TokenLogprob[] };
-      if (this.#logitsValid) {
+      const ahead = this.#stateful?.sampler === sampler ? this.#stateful.ahead : undefined;
+      if (this.#stateful) this.#stateful.ahead = undefined;
+      if (ahead && ahead.at === this.#history.length && this.#logitsValid && (!wantLp || ahead.logprob !== undefined) && (ahead.top?.length ?? 0) >= k) {
+        pending = ahead;
+      } else if (this.#logitsValid) {
         const token = sampler.sampleFromLogits(this.#logitsBuf!);
         pending = { token, ...(wantLp ? logprobs(this.#logitsBuf!, token, k) : {}) };
       } else {
@@ -236,13 +248,30 @@ export class Sequence {
         yield { token, index, text: piece, stopped: false, logprob: pending.logprob, topLogprobs: pending.top, hidden };
         pending = { token: r.sampled!, logprob: r.logprob, top: r.top };
       }
+      if (this.#stateful?.sampler === sampler) this.#stateful.ahead = { at: this.#history.length, ...pending };
     } catch (e) {
       // One message for every way an abort lands (before a step, while its decode was queued, after it).
       throw e instanceof AbortError && signal?.aborted ? aborted() : e;
     } finally {
-      sampler?.dispose();
+      // A stateful sampler (Mirostat's μ) stays with the sequence for its next generate call; the rest are freed.
+      if (sampler && sampler !== this.#stateful?.sampler) sampler.dispose();
       this.#busy = false;
     }
+  }
+
+  /**
+   * The sampler of a generate call: a new one, or, for a stateful sampler with the same options as this sequence's
+   * last one, that one (so Mirostat's μ carries on from call to call, and into forks as a copy).
+   */
+  #samplerFor(options: SamplerOptions): Sampler {
+    const model = this.context.model;
+    if (!isStateful(options)) return new Sampler(model.llama.api, options, model.info.nVocab);
+    const key = JSON.stringify(options);
+    if (this.#stateful?.key === key) return this.#stateful.sampler;
+    this.#stateful?.sampler.dispose();
+    const sampler = new Sampler(model.llama.api, options, model.info.nVocab);
+    this.#stateful = { key, sampler };
+    return sampler;
   }
 
   /** A new sequence with a copy of this one's KV state (llama_memory_seq_cp; cells are shared, not copied). */
@@ -262,6 +291,7 @@ export class Sequence {
       child.#logitsBuf = this.#logitsBuf!.slice();
       child.#logitsValid = true;
     }
+    if (this.#stateful) child.#stateful = { key: this.#stateful.key, sampler: this.#stateful.sampler.clone(), ahead: this.#stateful.ahead };
     return child;
   }
 
@@ -278,6 +308,8 @@ export class Sequence {
 
   /** Free this sequence's KV cells and its slot. Further use throws DisposedError. Calling it again does nothing. */
   dispose(): void {
+    this.#stateful?.sampler.dispose();
+    this.#stateful = undefined;
     if (this.disposed) return;
     this.#disposed = true;
     this.context.releaseId(this.id);
@@ -306,6 +338,7 @@ export class Sequence {
     this.context.whenIdle(() => api.llama_memory_seq_rm(mem, this.id, length, -1));
     this.#history.length = length;
     this.#logitsValid = false;
+    if (this.#stateful) this.#stateful.ahead = undefined;
   }
 
   async #submitOne(token: number, sampler: Sampler, layers: TapLayer[], wantLp: boolean, k: number, signal?: AbortSignal): Promise<DecodeResult> {

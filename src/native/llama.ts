@@ -204,6 +204,8 @@ export interface LlamaApi extends EngineGgml {
   llama_sampler_init_top_p(p: number, minKeep: number): Pointer;
   llama_sampler_init_min_p(p: number, minKeep: number): Pointer;
   llama_sampler_init_temp(t: number): Pointer;
+  llama_sampler_init_mirostat(nVocab: number, seed: number, tau: number, eta: number, m: number): Pointer;
+  llama_sampler_init_mirostat_v2(seed: number, tau: number, eta: number): Pointer;
   llama_sampler_sample(s: Pointer, ctx: Pointer, idx: number): number;
   /** The same call on a libuv worker thread: sequences of one batch are sampled in parallel. */
   llama_sampler_sample_async(s: Pointer, ctx: Pointer, idx: number, done: (err: unknown, token: number) => void): void;
@@ -312,6 +314,8 @@ export function declareApi(llama: LibraryHandle, ggml: GgmlApi): LlamaApi {
     llama_sampler_init_top_p: f(llama, 'llama_sampler_init_top_p', vp, ['float', 'size_t']),
     llama_sampler_init_min_p: f(llama, 'llama_sampler_init_min_p', vp, ['float', 'size_t']),
     llama_sampler_init_temp: f(llama, 'llama_sampler_init_temp', vp, ['float']),
+    llama_sampler_init_mirostat: f(llama, 'llama_sampler_init_mirostat', vp, ['int32_t', 'uint32_t', 'float', 'float', 'int32_t']),
+    llama_sampler_init_mirostat_v2: f(llama, 'llama_sampler_init_mirostat_v2', vp, ['uint32_t', 'float', 'float']),
     llama_sampler_sample: sample,
     llama_sampler_sample_async: sample.async,
     llama_sampler_apply: f(llama, 'llama_sampler_apply', 'void', [vp, vp]),

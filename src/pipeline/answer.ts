@@ -6,6 +6,7 @@ import { solveWithLynx, type LynxPolicy, type LynxRunHooks } from '../reasoning/
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { extractAnswer } from '../tasks/answer-extract.js';
 import { openModel } from './model.js';
+import type { SamplerOptions } from '../engine/index.js';
 
 export interface AnswerOptions extends LynxRunHooks {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
@@ -17,7 +18,7 @@ export interface AnswerOptions extends LynxRunHooks {
   /** The question; sent through the zst prompt and the model's chat template. */
   question: string;
   maxTokens: number;
-  sampler: { temperature: number; topP: number };
+  sampler: SamplerOptions;
   seed: number;
   exitCue: string;
 }

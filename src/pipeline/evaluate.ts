@@ -13,6 +13,7 @@ import { benchmarkLabel, loadBenchmark, type BenchmarkSelection } from '../tasks
 import { InvalidInputError } from '../util/errors.js';
 import { contextNeeds, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
+import type { SamplerOptions } from '../engine/index.js';
 
 export interface EvaluateStepOptions {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
@@ -24,7 +25,7 @@ export interface EvaluateStepOptions {
   spec: MethodSpec;
   shard?: { index: number; count: number };
   maxTokens: number;
-  sampler: { temperature: number; topP: number };
+  sampler: SamplerOptions;
   seed: number;
   grading: Grading;
   /** Problems decoded together. */

@@ -6,7 +6,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { renderChatForModel } from '../reasoning/prompt-tokens.js';
-import { ContextFullError, DisposedError } from '../engine/index.js';
+import { ContextFullError, DisposedError, type SamplerOptions } from '../engine/index.js';
 import { LynxError } from '../util/errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { runCompletion, topLogprobEntries, type CompletionJob, type CompletionResult, type TracePiece } from './completion.js';
@@ -349,17 +349,34 @@ function jobOf(
   return {
     promptTokens,
     maxTokens: max,
-    sampler: {
-      temperature: body.temperature ?? DEFAULT_SAMPLER.temperature,
-      topP: body.top_p ?? DEFAULT_SAMPLER.topP,
-      ...(body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? { topK: body.top_k } : {}),
-      ...(body.min_p !== undefined && body.min_p !== null && body.min_p > 0 ? { minP: body.min_p } : {}),
-    },
+    sampler: samplerOfRequest(body),
     // No seed: a fresh one per request (OpenAI's semantics); with one, exactly `lynx run --seed`'s trace.
     seed: body.seed ?? randomInt(0, 2 ** 31),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     logprobs,
     earlyExit,
+  };
+}
+
+/** The sampler a request asks for; Mirostat and Top-H do their own truncation (top_p, top_k and min_p then refused). */
+function samplerOfRequest(body: ChatRequest | CompletionRequest): SamplerOptions {
+  const own = (body.mirostat ?? 0) > 0 ? 'mirostat' : body.top_h != null ? 'top_h' : null;
+  if (own) {
+    for (const k of ['top_p', 'top_k', 'min_p'] as const) {
+      const v = body[k];
+      if (v !== undefined && v !== null && !(k === 'top_p' ? v === 1 : v <= 0)) throw badRequest(`${k}: ${own} does its own truncation; leave ${k} out`, k);
+    }
+  }
+  if (body.annealing && (body.mirostat ?? 0) > 0) throw badRequest('annealing: not with mirostat', 'annealing');
+  if (body.annealing && body.annealing.tau_min > body.annealing.tau_max) throw badRequest('annealing.tau_min: must be at most tau_max', 'annealing.tau_min');
+  return {
+    temperature: body.temperature ?? DEFAULT_SAMPLER.temperature,
+    ...(own ? {} : { topP: body.top_p ?? DEFAULT_SAMPLER.topP }),
+    ...(!own && body.top_k != null && body.top_k > 0 ? { topK: body.top_k } : {}),
+    ...(!own && body.min_p != null && body.min_p > 0 ? { minP: body.min_p } : {}),
+    ...((body.mirostat ?? 0) > 0 ? { mirostat: { version: body.mirostat as 1 | 2, tau: body.mirostat_tau ?? 5, eta: body.mirostat_eta ?? 0.1 } } : {}),
+    ...(body.top_h != null ? { topH: body.top_h } : {}),
+    ...(body.annealing ? { annealing: { tauMax: body.annealing.tau_max, tauMin: body.annealing.tau_min, decay: body.annealing.decay, warmup: body.annealing.warmup } } : {}),
   };
 }
 

@@ -40,6 +40,19 @@ const common = {
   stream: optional(z.boolean()),
   stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
   early_exit: optional(EarlyExitSchema),
+  // Samplers from the decoding literature (llama.cpp server's names for Mirostat).
+  mirostat: optional(z.union([z.literal(0), z.literal(1), z.literal(2)])),
+  mirostat_tau: optional(z.number().gt(0).max(64)),
+  mirostat_eta: optional(z.number().gt(0).max(1)),
+  top_h: optional(z.number().gt(0).lt(1)),
+  annealing: optional(
+    z.strictObject({
+      tau_max: z.number().gt(0).max(100),
+      tau_min: z.number().gt(0).max(100),
+      decay: z.number().gt(0),
+      warmup: z.number().int().min(0).optional(),
+    }),
+  ),
 };
 
 const TextPart = z.object({ type: z.literal('text'), text: z.string() });

@@ -18,6 +18,13 @@ export class Rng {
     if (this.s.every((v) => v === 0)) this.s[0] = 1;
   }
 
+  /** An independent generator in the same state (it continues the same stream). */
+  clone(): Rng {
+    const r = new Rng(0);
+    r.s.set(this.s);
+    return r;
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
     const s = this.s;

@@ -13,6 +13,7 @@ import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
+import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
 export interface BuildDatasetArgs {
   model: string;
@@ -30,6 +31,7 @@ export interface BuildDatasetArgs {
   answerMaxTokens: number;
   temperature: number;
   topP: number;
+  sampler?: SamplerSpec;
   seed: number;
   layers?: string[];
   cues: string;
@@ -58,6 +60,7 @@ export function registerBuildDataset(program: Command): void {
     .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
     .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
     .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed (each rollout derives its own from it, the problem id and the rollout number)', intOption('--seed', 0), 0)
     .option('--layers <list>', "Hugging Face hidden-state indices read at each event, e.g. 9,16,28 (default: LYNX's for the model's depth)", listOption)
     .option('--cues <cues>', `cue words: ${Object.keys(CUE_VARIANTS).join(', ')}, or a comma-separated list (e.g. wait,hmm+)`, 'default')
@@ -101,7 +104,7 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     maxTokens: args.maxTokens,
     maxEventsPerRollout: args.maxEvents,
     skipFirstEvents: args.skipFirst,
-    sampler: { temperature: args.temperature, topP: args.topP },
+    sampler: samplerOf(args),
     seed: args.seed,
     grading: checkGrading(args.policy),
     promptStyle: args.promptStyle as PromptStyle | undefined,

@@ -7,6 +7,7 @@ import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
+import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
 export interface EvalArgs {
   model: string;
@@ -33,6 +34,7 @@ export interface EvalArgs {
   maxTokens: number;
   temperature: number;
   topP: number;
+  sampler?: SamplerSpec;
   seed: number;
   policy: string;
   concurrency: number;
@@ -89,6 +91,7 @@ export function registerEval(program: Command): void {
     .option('-n, --max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 4096)
     .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
     .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
@@ -109,7 +112,7 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     spec: methodSpecOf(args),
     shard: args.shard ? parseShard(args.shard) : undefined,
     maxTokens: args.maxTokens,
-    sampler: { temperature: args.temperature, topP: args.topP },
+    sampler: samplerOf(args),
     seed: args.seed,
     grading: checkGrading(args.policy),
     concurrency: args.concurrency,

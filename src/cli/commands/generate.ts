@@ -3,6 +3,7 @@ import { LlamaContext, LlamaModel } from '../../engine/index.js';
 import { resolveModelPath } from '../../pipeline/model.js';
 import { floatOption, intOption } from '../options.js';
 import { InvalidInputError } from '../../util/errors.js';
+import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
 interface GenerateArgs {
   model: string;
@@ -11,6 +12,7 @@ interface GenerateArgs {
   maxTokens: number;
   temperature: number;
   topP?: number;
+  sampler?: SamplerSpec;
   topK?: number;
   minP?: number;
   seed: number;
@@ -30,6 +32,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1))
     .option('--top-k <k>', 'top-k sampling', intOption('--top-k', 0))
     .option('--min-p <p>', 'min-p sampling', floatOption('--min-p', 0, 1))
+    .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--ctx <n>', 'context size', intOption('--ctx', 16), 4096)
     .option('--json', 'print one JSON object: tokens, text, timings')
@@ -50,7 +53,7 @@ export function registerGenerate(program: Command): void {
       let text = '';
       for await (const t of seq.generate({
         maxTokens: args.maxTokens,
-        sampler: { temperature: args.temperature, topP: args.topP, topK: args.topK, minP: args.minP, seed: args.seed },
+        sampler: { ...samplerOf(args), topK: args.topK, minP: args.minP, seed: args.seed },
       })) {
         if (t.stopped) break;
         tokens.push(t.token);

@@ -3,6 +3,7 @@ import { answerWithLynx } from '../../pipeline/answer.js';
 import type { ScoredCueEvent } from '../../reasoning/lynx/online.js';
 import { floatOption, intOption } from '../options.js';
 import { paint } from '../terminal.js';
+import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
 interface RunArgs {
   model: string;
@@ -13,6 +14,7 @@ interface RunArgs {
   maxTokens: number;
   temperature: number;
   topP: number;
+  sampler?: SamplerSpec;
   seed: number;
   exitCue: string;
   json?: boolean;
@@ -31,6 +33,7 @@ export function registerRun(program: Command): void {
     .option('-n, --max-tokens <n>', 'token budget of the trace', intOption('--max-tokens', 1), 4096)
     .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
     .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .option('--json', 'print one JSON object instead of streaming')
@@ -45,7 +48,7 @@ export function registerRun(program: Command): void {
         delta: args.delta,
         question: args.prompt,
         maxTokens: args.maxTokens,
-        sampler: { temperature: args.temperature, topP: args.topP },
+        sampler: samplerOf(args),
         seed: args.seed,
         exitCue: args.exitCue,
         onToken: stream ? (piece) => out.write(piece) : undefined,
