@@ -20,7 +20,7 @@ import { DisposedError, LynxEngineUsageError } from './errors.js';
 import { checkInteger, checkNumber } from './validate.js';
 import { Rng } from '../util/rng.js';
 import { annealedTemperature, type AnnealingSchedule } from './annealing.js';
-import { softmax, topHSelect } from './top-h.js';
+import { topHFromLogits } from './top-h.js';
 
 export interface SamplerOptions {
   /** 0 (default) = greedy; a finite number >= 0. */
@@ -151,7 +151,7 @@ export class Sampler {
     const t = this.#temperature();
     this.#position++;
     if (this.options.topH === undefined) return this.#applyChain(logits, 1 / t);
-    const { ids, q } = topHSelect(softmax(logits, t), this.options.topH);
+    const { ids, q } = topHFromLogits(logits, t, this.options.topH);
     let u = this.#rng!.next();
     for (let i = 0; i < ids.length; i++) {
       u -= q[i]!;
