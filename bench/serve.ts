@@ -23,6 +23,8 @@ export interface LoadLevel {
   itlMs: { p50: number; p99: number };
   /** Server RSS (MiB) at the start and end of the level, and its largest value. */
   rssMiB: { start: number; end: number; max: number };
+  /** The latency samples behind the percentiles (for pooling; left out of the results file). */
+  samples?: { ttft: number[]; itl: number[] };
 }
 
 export interface ServerUnderLoad {
@@ -130,6 +132,26 @@ async function streamOnce(url: string, body: Record<string, unknown>, deadline: 
   }
 }
 
+/** Slices of one level pooled: tokens over time, every latency sample, memory from the first slice's start to the last's end. */
+export function pool(levels: readonly LoadLevel[]): LoadLevel {
+  const seconds = levels.reduce((a, l) => a + l.seconds, 0);
+  const tokens = levels.reduce((a, l) => a + l.tokens, 0);
+  const samples = (k: 'ttft' | 'itl') => levels.flatMap((l) => l.samples?.[k] ?? []);
+  const ttft = samples('ttft');
+  const itl = samples('itl');
+  return {
+    streams: levels[0]!.streams,
+    seconds,
+    requests: levels.reduce((a, l) => a + l.requests, 0),
+    errors: levels.reduce((a, l) => a + l.errors, 0),
+    tokens,
+    tokensPerSecond: tokens / seconds,
+    ttftMs: { p50: pct(ttft, 0.5), p99: pct(ttft, 0.99) },
+    itlMs: { p50: pct(itl, 0.5), p99: pct(itl, 0.99) },
+    rssMiB: { start: levels[0]!.rssMiB.start, end: levels[levels.length - 1]!.rssMiB.end, max: Math.max(...levels.map((l) => l.rssMiB.max)) },
+  };
+}
+
 /** Run every level against one server. */
 export async function loadServer(server: ServerUnderLoad, o: LoadOptions): Promise<LoadLevel[]> {
   const out: LoadLevel[] = [];
@@ -170,8 +192,9 @@ export async function loadServer(server: ServerUnderLoad, o: LoadOptions): Promi
       itlMs: { p50: pct(itl, 0.5), p99: pct(itl, 0.99) },
       rssMiB: { start: rss[0]!, end: rss[rss.length - 1]!, max: Math.max(...rss.filter(Number.isFinite)) },
     };
+    Object.defineProperty(level, 'samples', { value: { ttft, itl }, enumerable: false });
     o.log?.(
-      `${server.name} ${streams} streams: ${level.tokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${level.ttftMs.p50.toFixed(0)} ms p99 ${level.ttftMs.p99.toFixed(0)} ms, ` +
+      `  ${server.name} ${streams} streams: ${level.tokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${level.ttftMs.p50.toFixed(0)} ms p99 ${level.ttftMs.p99.toFixed(0)} ms, ` +
         `ITL p50 ${level.itlMs.p50.toFixed(1)} ms p99 ${level.itlMs.p99.toFixed(1)} ms, ${requests} requests, ${errors} errors, RSS ${level.rssMiB.start.toFixed(0)} -> ${level.rssMiB.end.toFixed(0)} MiB`,
     );
     out.push(level);

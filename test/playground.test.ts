@@ -32,7 +32,7 @@ let pick: { index: number; seed: number; event: number; tokens: number };
 
 beforeAll(async () => {
   mkdirSync(OUT, { recursive: true });
-  host = new ModelHost({ model: demo.model, probe: demo.root, servedName: 'lynx-demo', parallel: 2, queue: 4, contextPerRequest: 1024, threads: 1 });
+  host = new ModelHost({ model: demo.model, probe: demo.root, servedName: 'lynx-demo', parallel: 2, queue: 4, contextPerRequest: 1024, threads: 1, kvType: 'f32' });
   app = buildApp(host, { keepAliveMs: 1000 });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

@@ -31,7 +31,7 @@ async function start(h: ModelHost, o: Parameters<typeof buildApp>[1] = {}) {
 }
 
 beforeAll(async () => {
-  host = new ModelHost({ model: demo.model, probe: demo.root, servedName: 'lynx-demo', parallel: 2, queue: 4, contextPerRequest: 1024, threads: 1 });
+  host = new ModelHost({ model: demo.model, probe: demo.root, servedName: 'lynx-demo', parallel: 2, queue: 4, contextPerRequest: 1024, threads: 1, kvType: 'f32' });
   ({ app, url: base } = await start(host, { apiKey: KEY, keepAliveMs: 50 }));
   // Before the model is loaded the server answers, and says it is not ready.
   const early = await fetch(`${base}/health`);

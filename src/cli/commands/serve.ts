@@ -58,7 +58,7 @@ export function registerServe(program: Command): void {
     .option('--early-exit <spec>', 'early exit of requests that do not ask: lynx:DELTA[:RULE], deer:T, dynasor[:N] (default none)')
     .option('--timeout <s>', 'seconds a request may run', intOption('--timeout', 1), 600)
     .option('--data-dir <dir>', "benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data)")
-    .option('--kv-type <t>', 'KV cache: f32 (seeded requests equal lynx run) or f16 (half the memory)', 'f32')
+    .option('--kv-type <t>', 'KV cache: f16 (fast) or f32 (batch-invariant: seeded requests equal lynx run token for token)', 'f16')
     .action(async (args: ServeArgs) => {
       const demo = shippedDemo();
       const model = args.model ? await resolveModelPath(args.model) : demo.model;
