@@ -5,15 +5,17 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
-import { readJson } from '../../util/fs.js';
 import { loadProbe } from './probe/probe.js';
-import { isRuleName, parseRule, RULE_NAMES, ruleFileName } from '../calibration/rule-files.js';
+import { isRuleName, readRule, RULE_NAMES, ruleFileName } from '../calibration/rule-files.js';
+import { checkLastLayerTap } from './features.js';
 import type { LynxPolicy } from './online.js';
 
 export interface PolicySelector {
   /** 'lynx' (per-event, the paper's rule), 'ltt' or 'crc' (per-problem rules). */
   rule: string;
   delta: number;
+  /** Exit with a LYNX rule whose quantile was clipped (LYNX's behaviour); default: such a rule never exits. */
+  allowClipped?: boolean;
 }
 
 /** Find the probe and the calibrated rule for (rule, δ) under `root`. */
@@ -34,5 +36,6 @@ export function loadLynxPolicy(root: string, sel: PolicySelector): LynxPolicy {
       `no calibrated ${sel.rule} rule for delta ${sel.delta} (${file}); available: ${have.join(', ') || 'none — run lynx calibrate'}`,
     );
   }
-  return { probe, hiddenStateLayers: layers, rule: parseRule(readJson(file)), cues };
+  const lastLayer = checkLastLayerTap(header.info?.lastLayer, `${probeDir}/probe.json`);
+  return { probe, hiddenStateLayers: layers, lastLayer, rule: readRule(file, { useClipped: sel.allowClipped }), cues };
 }
