@@ -4,7 +4,9 @@
  * probe's best single threshold.
  */
 import { describe, expect, it } from 'vitest';
-import { compareWithOracle, oracleExitIndex, oracleFrontier, oracleLimits, simulateOracle, thresholdFrontier, tokensAtAccuracy } from '../src/reasoning/lynx/oracle.js';
+import { calibrateLynx } from '../src/reasoning/calibration/conformal.js';
+import { simulateRollout } from '../src/reasoning/lynx/simulate.js';
+import { calibrationSizeCurve, compareWithOracle, oracleExitIndex, oracleFrontier, oracleLimits, simulateOracle, thresholdFrontier, tokensAtAccuracy } from '../src/reasoning/lynx/oracle.js';
 import type { SimEvent, SimRollout } from '../src/reasoning/lynx/simulate.js';
 import { simulateOracleRun } from '../src/eval/simulated-runs.js';
 import { Rng } from '../src/util/rng.js';
@@ -99,5 +101,32 @@ describe('the oracle exit', () => {
     expect(c.oracleShare).toBeCloseTo(1 / 3, 12);
     expect(c.probeSavingsRate).toBeCloseTo(1 - 355 / 400, 12);
     expect(compareWithOracle(rs, { accuracy: 1, avgTokens: 100 }).oracleSavingsRate).toBeNull();
+  });
+});
+
+describe('the calibration-size curve', () => {
+  it('calibrates on shares of the calibration problems; all of them is one draw equal to a direct calibration', () => {
+    const rng = new Rng(8);
+    const ids: string[] = [];
+    const p: number[] = [];
+    const labels: number[] = [];
+    for (let i = 0; i < 120; i++) {
+      const y = rng.next() < 0.6 ? 1 : 0;
+      ids.push(`c${i}`);
+      labels.push(y);
+      p.push(y ? 0.4 + 0.6 * rng.next() : 0.7 * rng.next());
+    }
+    const test = Array.from({ length: 40 }, (_, i) => roll(`t${i}`, i % 3 !== 0, 200, [ev(30, i % 2 === 0, rng.next()), ev(90, i % 3 !== 0, rng.next())]));
+    const [quarter, all] = calibrationSizeCurve({ problemIds: ids, p, labels }, test, 0.05, { fractions: [0.25, 1], draws: 5, seed: 1 });
+    expect(all!.draws).toBe(1);
+    const direct = calibrateLynx(p, labels, 0.05);
+    expect(all!.nNeg).toBe(direct.nNeg);
+    const outcomes = test.map((r) => simulateRollout(direct, r));
+    expect(all!.accuracy.mean).toBeCloseTo(outcomes.filter((o) => o.correct).length / test.length, 12);
+    // A quarter of ~48 wrong exits is ~12: below the 19 that delta 0.05 needs, so every draw is refused and saves nothing.
+    expect(quarter!.draws).toBe(5);
+    expect(quarter!.nNeg).toBeLessThan(19);
+    expect(quarter!.refused).toBe(5);
+    expect(quarter!.savingsRate.max).toBe(0);
   });
 });

@@ -14,7 +14,9 @@
  *
  * Tokens are output tokens (as the savings of the tables).
  */
-import { baselineCounts, exitTokenCounts, type SimOutcome, type SimRollout } from './simulate.js';
+import { calibrateLynx } from '../calibration/conformal.js';
+import { Rng } from '../../util/rng.js';
+import { baselineCounts, exitTokenCounts, simulateRollout, type SimOutcome, type SimRollout } from './simulate.js';
 
 /** Index (into `events`) of the oracle's exit: the first non-synthetic event with a correct forced exit, or -1. */
 export function oracleExitIndex(r: SimRollout): number {
@@ -171,4 +173,59 @@ export function oracleLimits(rollouts: readonly SimRollout[]): OracleLimits {
     withoutEvents: noEvents,
     oracleExitDepth: depths.length ? depths.reduce((a, b) => a + b, 0) / depths.length : null,
   };
+}
+
+/** LYNX's rule at one δ calibrated on a random share of the calibration events, replayed on test rollouts. */
+export interface CalibrationSizePoint {
+  fraction: number;
+  /** Wrong-exit (label-0) calibration events in a draw (mean over draws). */
+  nNeg: number;
+  /** Draws whose quantile was clipped (the rule refused). */
+  refused: number;
+  draws: number;
+  /** Test accuracy and saving (output tokens), mean / min / max over draws. */
+  accuracy: { mean: number; min: number; max: number };
+  savingsRate: { mean: number; min: number; max: number };
+}
+
+/**
+ * How the calibration size limits LYNX's rule: calibrate at `delta` on `fraction` of the calibration events (drawn by
+ * problem, seeded, `draws` times) and replay on the test rollouts. A saving that grows with the fraction says more
+ * calibration data would buy more; a flat one says the calibration size is not the limit.
+ */
+export function calibrationSizeCurve(
+  cal: { problemIds: readonly string[]; p: ArrayLike<number>; labels: ArrayLike<number> },
+  test: readonly SimRollout[],
+  delta: number,
+  opts: { fractions?: readonly number[]; draws?: number; seed?: number } = {},
+): CalibrationSizePoint[] {
+  const fractions = opts.fractions ?? [0.25, 0.5, 1];
+  const problems = [...new Set(cal.problemIds)].sort();
+  const n = test.length;
+  const base = n ? test.reduce((a, r) => a + baselineCounts(r).total, 0) / n : 0;
+  return fractions.map((fraction) => {
+    const draws = fraction >= 1 ? 1 : opts.draws ?? 20;
+    const acc: number[] = [];
+    const sav: number[] = [];
+    let negs = 0;
+    let refused = 0;
+    for (let d = 0; d < draws; d++) {
+      const keep = new Set(fraction >= 1 ? problems : Rng.derive(opts.seed ?? 0, `calibration-size/${fraction}/${d}`).shuffle([...problems]).slice(0, Math.max(1, Math.round(fraction * problems.length))));
+      const p: number[] = [];
+      const y: number[] = [];
+      cal.problemIds.forEach((id, i) => {
+        if (!keep.has(id)) return;
+        p.push(cal.p[i]!);
+        y.push(cal.labels[i]!);
+      });
+      const rule = calibrateLynx(p, y, delta);
+      negs += rule.nNeg;
+      if (rule.refused) refused++;
+      const outcomes = test.map((r) => simulateRollout(rule, r));
+      acc.push(outcomes.filter((o) => o.correct).length / Math.max(1, n));
+      sav.push(base > 0 ? 1 - outcomes.reduce((a, o) => a + o.tokens.total, 0) / n / base : 0);
+    }
+    const stats = (xs: number[]) => ({ mean: xs.reduce((a, b) => a + b, 0) / xs.length, min: Math.min(...xs), max: Math.max(...xs) });
+    return { fraction, nNeg: negs / draws, refused, draws, accuracy: stats(acc), savingsRate: stats(sav) };
+  });
 }
