@@ -7,7 +7,9 @@
  *
  * - the bound: the oracle frontier's saving at the full rollout's accuracy and one and two points below it;
  * - features: the probe's AUC on the test events and the saving of its best single threshold chosen on the test set
- *   itself (no calibration at all) at the same accuracies: what the probe's ranking allows;
+ *   itself (no calibration at all) at the same accuracies: what the probe's ranking allows; and the same for probes
+ *   trained (LYNX's configuration, seed 42) on 25%, 50% and all of the probe dataset's problems, and on the probe and
+ *   calibration datasets together: whether more training data would lift it;
  * - calibration: every calibrated LYNX rule's accuracy, saving, share of the oracle's saving at its accuracy, and the
  *   best threshold's saving there; and LYNX's rule at δ 0.05 / 0.1 calibrated on 25%, 50% and all of the calibration
  *   problems (20 seeded draws each): whether more calibration data would move it;
@@ -30,7 +32,8 @@ import {
   thresholdFrontier,
   tokensAtAccuracy,
 } from '../src/reasoning/lynx/oracle.js';
-import { loadProbe } from '../src/reasoning/lynx/probe/probe.js';
+import { fitProbe, loadProbe, type Probe } from '../src/reasoning/lynx/probe/probe.js';
+import { Rng } from '../src/util/rng.js';
 import { baselineCounts, simulateRollout } from '../src/reasoning/lynx/simulate.js';
 
 const args = process.argv.slice(2);
@@ -86,7 +89,30 @@ const events = {
   ...oracleLimits(rollouts),
 };
 
-const result = { exp, rollouts: n, fullAccuracy, baseTokens, probeAuc: auc, bound, rules, calibration, events };
+/** A probe's features on the test set: AUC over real events, best single threshold's saving one point below full. */
+function featureQuality(p: Probe) {
+  const scores = p.predict(test.features, test.rows);
+  const rs = withGold(datasetRollouts(test, scores), test.meta);
+  const keep = test.meta.map((m, i) => ({ m, s: scores[i]! })).filter((x) => !x.m.synthetic);
+  return {
+    auc: rocAuc(Float64Array.from(keep, (x) => x.s), Uint8Array.from(keep, (x) => x.m.label)),
+    bestSavingOnePointBelow: saving(tokensAtAccuracy(thresholdFrontier(rs), fullAccuracy - 0.01, n)),
+  };
+}
+const train = loadEventDatasets([join(exp, 'datasets', 'probe')]);
+const trainBoth = loadEventDatasets([join(exp, 'datasets', 'probe'), join(exp, 'datasets', 'calib')]);
+const trainingSize = [
+  ...[0.25, 0.5, 1].map((fraction) => ({ data: train, fraction, name: 'probe dataset' })),
+  { data: trainBoth, fraction: 1, name: 'probe + calibration datasets' },
+].map(({ data, fraction, name }) => {
+  const problems = [...new Set(data.meta.map((m) => m.problemId))].sort();
+  const keep = new Set(Rng.derive(42, `training-size/${fraction}`).shuffle(problems).slice(0, Math.round(fraction * problems.length)));
+  const indices = data.meta.flatMap((m, i) => (keep.has(m.problemId) ? [i] : []));
+  const { probe: p } = fitProbe({ data: data.features, rows: data.rows, cols: data.spec.nFeatures }, labelsOf(data.meta), { seed: 42 }, { indices });
+  return { name, fraction, events: indices.length, ...featureQuality(p) };
+});
+
+const result = { exp, rollouts: n, fullAccuracy, baseTokens, probeAuc: auc, bound, rules, calibration, events, trainingSize };
 console.log(`${n} test rollouts, full accuracy ${pct(fullAccuracy)}, ${baseTokens.toFixed(1)} output tokens; probe AUC on test events ${auc.toFixed(3)}`);
 console.log('\n| accuracy | oracle saving | best probe threshold saving | share |');
 console.log('|---|---|---|---|');
@@ -105,6 +131,9 @@ for (const c of calibration) {
     );
   }
 }
+console.log('\n| probe trained on | events | test AUC | best threshold saving, 1 point below full |');
+console.log('|---|---|---|---|');
+for (const t of trainingSize) console.log(`| ${pct(t.fraction)} of the ${t.name} | ${t.events} | ${t.auc.toFixed(3)} | ${pct(t.bestSavingOnePointBelow)} |`);
 console.log(
   `\nevents: ${events.perRollout.toFixed(2)} per rollout, ${events.meanGap?.toFixed(1) ?? '—'} tokens apart; first event right in ${pct(events.firstEventRightShare)} of rollouts with events; ` +
     `${events.fullCorrectWithoutCorrectEvent} right full rollouts have no right event; ${events.withoutEvents} rollouts have no event; ` +
