@@ -14,7 +14,8 @@ export { ReferenceModel, ReferenceSession, type ReferenceConfig } from './refere
 
 // Reasoning: rollouts, forced exits, the method interface and the baselines.
 export { runRollout, type RolloutOptions, type RolloutResult, type RolloutStep, type StepDecision } from './reasoning/rollout.js';
-export { EXIT_CUES, exitCueText, forcedExit, type ExitCueName, type ForcedExitOptions, type ForcedExitResult } from './reasoning/forced-exit.js';
+export { EXIT_CUES, exitCueText, forcedExit, type ExitAccounting, type ExitCueName, type ForcedExitOptions, type ForcedExitResult } from './reasoning/forced-exit.js';
+export { tokenCounts, addWork, type TokenCounts, type ModelWork } from './reasoning/token-counts.js';
 export {
   DEFAULT_SAMPLER,
   fullRollout,
@@ -32,7 +33,7 @@ export { problemPromptTokens, renderChatForModel } from './reasoning/prompt-toke
 
 // LYNX: cue events, features, dataset, probe, conformal rules, simulated and online early exit.
 export { CueDetector, findCueEvents, CUE_VARIANTS, type CueHit, type CueOptions } from './reasoning/lynx/cues.js';
-export { defaultHiddenStateLayers, tapLayersFor } from './reasoning/lynx/features.js';
+export { defaultHiddenStateLayers, tapLayersFor, type LastLayerTap } from './reasoning/lynx/features.js';
 export { buildDataset, buildDatasetToDir, mergeShards, summarizeDataset, type BuildOptions, type BuildToDirOptions } from './reasoning/lynx/dataset/builder.js';
 export { DatasetWriter, readDataset, mergeDatasets, type EventMeta, type Dataset } from './reasoning/lynx/dataset/store.js';
 export { Probe, trainProbe, saveProbe, loadProbe, DEFAULT_PROBE_CONFIG, type ProbeConfig, type ProbeMetrics } from './reasoning/lynx/probe/probe.js';
@@ -47,7 +48,9 @@ export {
   type LynxRule,
   type TrajectoryRule,
 } from './reasoning/calibration/conformal.js';
-export { parseRule, readRules, RULE_NAMES, type RuleName } from './reasoning/calibration/rule-files.js';
+export { parseRule, parseLynxConformal, readRule, readRules, RULE_NAMES, type RuleName } from './reasoning/calibration/rule-files.js';
+export { oracleFrontier, thresholdFrontier, compareWithOracle, simulateOracle, type FrontierPoint, type OracleComparison } from './reasoning/lynx/oracle.js';
+export { readLynxMetrics, readLynxPredictions, writeLynxFiles, type LynxPredictionRow } from './reasoning/lynx/lynx-files.js';
 export { lynxMetrics, type SimRollout, type LynxMetrics } from './reasoning/lynx/simulate.js';
 export { simulate, writeSimulation } from './eval/simulated-runs.js';
 export { solveWithLynx, lynxMethod, type LynxPolicy, type ScoredCueEvent } from './reasoning/lynx/online.js';
@@ -74,6 +77,7 @@ export {
   type Vocabulary,
 } from './backends/generator.js';
 export { LocalGenerator } from './backends/local.js';
+export { CountingGenerator } from './backends/counting.js';
 
 // Peer methods on the same harness.
 export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';

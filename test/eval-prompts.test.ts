@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import {
   applyPromptTemplate,
   buildPrompt,
+  checkPromptStyle,
   csqaMessages,
+  DEER_SYSTEM_PROMPT,
+  LYNX_SYSTEM_PROMPT,
   loadPromptTemplate,
   parsePromptTemplate,
   zstMessages,
@@ -45,6 +48,29 @@ describe('prompt styles', () => {
     );
     expect(buildPrompt({ problem: 'Where is money kept? ', choices })).toEqual(msgs);
     expect(() => buildPrompt({ problem: 'x' }, 'csqa')).toThrow(InvalidInputError);
+  });
+
+  it("zst keeps a multiple-choice problem's choices, as LYNX's builder writes its CSQA prompt", () => {
+    const msgs = buildPrompt({ problem: 'Where is money kept? ', choices }, 'zst');
+    expect(msgs).toEqual(csqaMessages('Where is money kept? ', choices));
+    expect(msgs[0]!.content).toContain('E. new york');
+  });
+
+  it("ours: LYNX's system prompt, the problem as the user turn; deer: DEER's system message, the question", () => {
+    expect(buildPrompt({ problem: 'What is 2+2?' }, 'ours')).toEqual([
+      { role: 'system', content: LYNX_SYSTEM_PROMPT },
+      { role: 'user', content: 'What is 2+2?' },
+    ]);
+    expect(LYNX_SYSTEM_PROMPT).toMatch(/^You are a helpful assistant\. Before providing an answer to the user's query/);
+    expect(LYNX_SYSTEM_PROMPT).toContain('final response within<answer> </answer> tags');
+    expect(buildPrompt({ problem: 'Where is money kept?', choices }, 'ours')[1]!.content).toBe(csqaMessages('Where is money kept?', choices)[0]!.content);
+    expect(buildPrompt({ problem: 'What is 2+2?' }, 'deer')).toEqual([
+      { role: 'system', content: 'Please reason step by step, and put your final answer within \\boxed{}.' },
+      { role: 'user', content: 'What is 2+2?' },
+    ]);
+    expect(DEER_SYSTEM_PROMPT).toBe('Please reason step by step, and put your final answer within \\boxed{}.');
+    expect(buildPrompt({ problem: 'Q', choices }, 'deer')[1]!.content).toBe('Q\nA. bank\nB. library\nC. department store\nD. mall\nE. new york');
+    expect(() => checkPromptStyle('plain')).toThrow(/use zst, csqa, ours, deer/);
   });
 });
 

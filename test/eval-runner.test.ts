@@ -157,7 +157,7 @@ describe('evaluation runner', () => {
       dir,
       solve: async (p, i) => ({
         answerText: i === 0 ? `\\boxed{${p.choices!.find((c) => c.label === p.gold)!.text}}` : `\\boxed{(${i === 1 ? p.gold : 'Z'})}`,
-        tokens: { reasoning: 1, exitCue: 0, answer: 1, total: 2 },
+        tokens: { reasoning: 1, exitCue: 0, answer: 1, total: 2, decoded: 2, prefilled: 5 },
         exit: null,
       }),
     });

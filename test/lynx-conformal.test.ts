@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,12 +10,14 @@ import {
   conformalSweep,
   firstExit,
   heldOutStats,
+  minCalibrationScores,
   predictionSet,
   quantileIndex,
+  refusalReason,
   ruleExits,
   type ScoredRollout,
 } from '../src/reasoning/calibration/conformal.js';
-import { parseRule, ruleFileName, writeSweep } from '../src/reasoning/calibration/rule-files.js';
+import { parsePythonJson, parseRule, readRule, ruleFileName, writeSweep } from '../src/reasoning/calibration/rule-files.js';
 import { binomCdf, binomialPValue, hoeffdingBentkusPValue } from '../src/reasoning/calibration/stats.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -271,5 +273,88 @@ describe('sweep files', () => {
     expect(back.heldOut!.nProblems).toBe(400);
     const lynx = parseRule(JSON.parse(readFileSync(join(dir, 'conformal_calib_005.json'), 'utf8')));
     expect(lynx).toEqual(rules.find((r) => r.rule === 'lynx' && r.delta === 0.05));
+  });
+});
+
+describe('a clipped quantile', () => {
+  // 30 label-0 events: enough for delta 0.1 ((n+1)(1-delta) = 27.9 -> 28 <= 30), too few for 0.02 (31 > 30: clipped).
+  const rng = new Rng(21);
+  const p: number[] = [];
+  const y: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const label = i < 30 ? 0 : 1;
+    y.push(label);
+    p.push(label ? 0.5 + 0.5 * rng.next() : 0.6 * rng.next());
+  }
+
+  it('is refused by default: the rule never exits, and says how many wrong-exit events delta needs', () => {
+    const ok = calibrateLynx(p, y, 0.1);
+    expect(ok.valid).toBe(true);
+    expect(ok.refused).toBe(false);
+    expect(ok.neededNeg).toBe(9);
+    const clipped = calibrateLynx(p, y, 0.02);
+    expect(clipped.valid).toBe(false);
+    expect(clipped.refused).toBe(true);
+    expect(clipped.neededNeg).toBe(49);
+    expect(clipped.threshold).toBeNull();
+    for (let x = 0; x <= 1; x += 0.01) expect(ruleExits(clipped, x)).toBe(false);
+    expect(refusalReason(clipped)).toMatch(/30 calibration events with a wrong forced exit.*at least 49.*--allow-clipped/);
+    expect(refusalReason(ok)).toBeNull();
+  });
+
+  it("is used on request, as LYNX uses it: the same quantiles, and exits at high scores", () => {
+    const refused = calibrateLynx(p, y, 0.02);
+    const used = calibrateLynx(p, y, 0.02, { useClipped: true });
+    expect([used.qPos, used.qNeg]).toEqual([refused.qPos, refused.qNeg]);
+    expect(used.refused).toBe(false);
+    expect(used.valid).toBe(false);
+    expect(ruleExits(used, 0.99)).toBe(true);
+    // The choice survives the rule file, and a reader may ask for it too.
+    const dir = join(tmp, 'clipped');
+    const [file] = writeSweep(dir, [used]);
+    expect(ruleExits(readRule(file!), 0.99)).toBe(true);
+    const [file2] = writeSweep(join(tmp, 'clipped2'), [refused]);
+    expect(ruleExits(readRule(file2!), 0.99)).toBe(false);
+    expect(ruleExits(readRule(file2!, { useClipped: true }), 0.99)).toBe(true);
+  });
+
+  it('needs the smallest n with ceil((n + 1)(1 - delta)) <= n', () => {
+    for (const d of [0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]) {
+      const n = minCalibrationScores(d);
+      expect(quantileIndex(n, d)).toBe(Math.ceil((n + 1) * (1 - d)));
+      expect(Math.ceil((n + 1) * (1 - d))).toBeLessThanOrEqual(n);
+      expect(Math.ceil(n * (1 - d))).toBeGreaterThan(n - 1);
+    }
+    expect([0.01, 0.05, 0.1, 0.3].map(minCalibrationScores)).toEqual([99, 19, 9, 3]);
+  });
+});
+
+describe("LYNX's conformal_calib.json", () => {
+  it('is written beside our fields (an infinite quantile left out, as LYNX reads a missing one) and read back', () => {
+    const p = [0.9, 0.2, 0.8, 0.1, 0.6, 0.5, 0.3, 0.7, 0.95, 0.85];
+    const y = [1, 0, 1, 0, 1, 0, 1, 0, 1, 1];
+    const r = calibrateLynx(p, y, 0.3);
+    const [file] = writeSweep(join(tmp, 'lynx-json'), [r]);
+    const json = JSON.parse(readFileSync(file!, 'utf8'));
+    expect(json).toMatchObject({ delta: 0.3, q_pos: r.qPos, q_neg: r.qNeg, n_calib: 10, n_pos: 6, n_neg: 4 });
+    // Only LYNX's keys: what calibrate_conformal.py writes reads as the same rule.
+    const lynxOnly = { delta: json.delta, q_pos: json.q_pos, q_neg: json.q_neg, n_calib: json.n_calib, n_pos: json.n_pos, n_neg: json.n_neg };
+    const back = parseRule(lynxOnly);
+    expect(back.rule).toBe('lynx');
+    expect(back).toMatchObject({ qPos: r.qPos, qNeg: r.qNeg, nPos: 6, nNeg: 4, threshold: r.threshold, refused: r.refused });
+    const empty = calibrateLynx([0.9, 0.8], [1, 1], 0.3); // no label-0 event: q_neg = +inf
+    const [f2] = writeSweep(join(tmp, 'lynx-json-inf'), [empty]);
+    expect(JSON.parse(readFileSync(f2!, 'utf8'))).not.toHaveProperty('q_neg');
+    expect((readRule(f2!) as { qNeg: number }).qNeg).toBe(Infinity);
+  });
+
+  it("reads Python's Infinity, which LYNX's json.dumps writes for an empty class", () => {
+    const path = join(tmp, 'python.json');
+    writeFileSync(path, '{\n  "delta": 0.1,\n  "q_pos": 0.4,\n  "q_neg": Infinity,\n  "n_calib": 12,\n  "n_pos": 12,\n  "n_neg": 0\n}');
+    const r = readRule(path, { useClipped: true });
+    expect(r).toMatchObject({ rule: 'lynx', qPos: 0.4, qNeg: Infinity, nNeg: 0 });
+    // 0 is always in the set: never exits, whatever the flag.
+    expect(ruleExits(r, 1)).toBe(false);
+    expect(parsePythonJson('{"a": -Infinity, "b": "Infinity", "c": NaN}')).toEqual({ a: -Infinity, b: 'Infinity', c: null });
   });
 });

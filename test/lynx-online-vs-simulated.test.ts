@@ -28,6 +28,7 @@ import { initLayers, Probe, fitProbe } from '../src/reasoning/lynx/probe/probe.j
 import { CONFORMAL_SCHEMA, type ExitRule } from '../src/reasoning/calibration/conformal.js';
 import { findCueEvents } from '../src/reasoning/lynx/cues.js';
 import { concatFeatures, tapLayersFor } from '../src/reasoning/lynx/features.js';
+import { CountingGenerator } from '../src/backends/counting.js';
 import { simulateRollout, type SimRollout } from '../src/reasoning/lynx/simulate.js';
 import { Rng } from '../src/util/rng.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
@@ -234,16 +235,16 @@ async function compareOne(probe: Probe, r: ExitRule, { problem, rec, sim, full }
     const ev = sim.events[expected.eventIndex]!;
     expect(online.end, tag).toBe('exit');
     expect(online.exit, tag).toEqual({ event: expected.eventIndex, position: ev.tokenIndex, cue: ev.cue, score: events[expected.eventIndex]!.score });
-    // reasoning up to the cut + exit cue + answer tokens, as simulate counts them
+    // reasoning up to the cut + exit cue + answer tokens, as simulate counts them; decoded (the trace up to where the
+    // event was decided, and the answer) and prefilled (prompt, exit cue) alike
     expect(online.tokens, tag).toEqual(expected.tokens);
     // The trace is the full rollout's, cut before the event token.
     expect(online.traceTokens, tag).toEqual(full.traceTokens.slice(0, ev.tokenIndex));
     expect(online.text, tag).toBe(model.detokenize(full.traceTokens.slice(0, ev.tokenIndex)));
     expect(online.answerText.startsWith(exitCueText(EXIT_CUE)), tag).toBe(true);
   } else {
-    // Nothing accepted: the online output is the full rollout, token for token. (The dataset keeps only the full
-    // rollout's total and reasoning tokens.)
-    expect(online.tokens.total, tag).toBe(expected.tokens.total);
+    // Nothing accepted: the online output is the full rollout, token for token, with the dataset's counts.
+    expect(online.tokens, tag).toEqual(expected.tokens);
     expect(online.tokens.reasoning, tag).toBe(rec.events[0]!.fullReasoningTokens);
     expect(online.exit, tag).toBeNull();
     expect(online.end, tag).toBe(full.end);
@@ -438,8 +439,14 @@ describe('online events against the offline cue finder and re-decoded features',
         for (let k = 0; k < positions.length; k++) {
           const t = thresholdFor(expectedScores, k);
           if (t === null) continue;
-          const online = await solveWithLynx({ probe, hiddenStateLayers: LAYERS, rule: rule(t), cues: CUES }, input(problem), env);
+          const counter = new CountingGenerator(env.generator);
+          const online = await solveWithLynx({ probe, hiddenStateLayers: LAYERS, rule: rule(t), cues: CUES }, input(problem), { ...env, generator: counter });
           const cut = positions[k]!;
+          // Online LYNX reports the work it did: the trace up to where the event was decided, the exit's answer, the
+          // prompt and the exit cue.
+          const decidedAt = (online.extra.events as ScoredCueEvent[])[k]!.decidedAt;
+          expect(decidedAt).toBeGreaterThan(cut);
+          expect({ decoded: online.tokens.decoded, prefilled: online.tokens.prefilled }).toEqual({ decoded: counter.decoded, prefilled: counter.prefilled });
           expect(online.exit?.event, `${problem.id} seed ${seed} event ${k}`).toBe(k);
           expect(online.traceTokens).toEqual(full.traceTokens.slice(0, cut));
           const seq = context.createSequence();
@@ -447,7 +454,14 @@ describe('online events against the offline cue finder and re-decoded features',
             await seq.append([...input(problem).promptTokens, ...full.traceTokens.slice(0, cut)]);
             const exit = await forcedExit(seq, { cue: EXIT_CUE, maxTokens: ANSWER_MAX, mode: 'inplace' });
             expect(online.answerText).toBe(exitCueText(EXIT_CUE) + exit.text);
-            expect(online.tokens).toEqual({ reasoning: cut, exitCue: exit.cueTokens, answer: exit.answerTokens, total: cut + exit.cueTokens + exit.answerTokens });
+            expect(online.tokens).toEqual({
+              reasoning: cut,
+              exitCue: exit.cueTokens,
+              answer: exit.answerTokens,
+              total: cut + exit.cueTokens + exit.answerTokens,
+              decoded: decidedAt + exit.answerTokens,
+              prefilled: input(problem).promptTokens.length + exit.cueTokens,
+            });
           } finally {
             seq.dispose();
           }

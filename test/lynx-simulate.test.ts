@@ -46,7 +46,7 @@ const rollouts: SimRollout[] = [
   // exits at event 1 (300 + 10 + 6 = 316 tokens), right; full rollout right
   { problemId: 'A', index: 0, gold: '42', fullCorrect: true, fullAnswer: '42', fullTokens: 1000, exitCueTokens: 10, events: [ev(0.5, false, 100, 5, '7'), ev(0.8, true, 300, 6, '42')] },
   // exits at event 0 (50 + 10 + 4 = 64), right; full rollout wrong: help
-  { problemId: 'B', rollout: 0, index: 1, fullCorrect: false, fullAnswer: '3', fullTokens: { reasoning: 700, exitCue: 0, answer: 100, total: 800 }, exitCueTokens: 10, events: [ev(0.9, true, 50, 4, '5')] },
+  { problemId: 'B', rollout: 0, index: 1, fullCorrect: false, fullAnswer: '3', fullTokens: { reasoning: 700, exitCue: 0, answer: 100, total: 800, decoded: 800, prefilled: 30 }, exitCueTokens: 10, events: [ev(0.9, true, 50, 4, '5')] },
   // the synthetic event is no decision point; exits at event 1 (200 + 10 + 8 = 218), wrong; full right: harm
   { problemId: 'B', rollout: 1, index: 1, fullCorrect: true, fullAnswer: '5', fullTokens: 600, exitCueTokens: 10, events: [ev(0.95, false, 150, 3, '1', true), ev(0.75, false, 200, 8, '9')] },
   // never exits: 500 tokens, right
@@ -93,14 +93,15 @@ describe('simulated early exit', () => {
 
     const p = res!.predictions;
     expect(p.map((r) => r.id)).toEqual(['A', 'B#0', 'B#1', 'C']);
-    expect(p[0]!.tokens).toEqual({ reasoning: 300, exitCue: 10, answer: 6, total: 316 });
+    // Output as LYNX counts it; decoded: the trace through the event token (no decision point recorded) and the answer.
+    expect(p[0]!.tokens).toEqual({ reasoning: 300, exitCue: 10, answer: 6, total: 316, decoded: 301 + 6, prefilled: 10 });
     expect(p[0]!.exit).toEqual({ event: 1, position: 300, cue: 'wait', score: 0.8 });
     expect(p[0]!.extracted).toBe('42');
     expect(p[2]!.exit!.event).toBe(1);
     expect(p[2]!.correct).toBe(false);
     expect(p[3]!.exit).toBeNull();
-    expect(p[3]!.tokens).toEqual({ reasoning: 500, exitCue: 0, answer: 0, total: 500 });
-    expect(p[1]!.baseline).toEqual({ tokens: 800, correct: false, extracted: '3' });
+    expect(p[3]!.tokens).toEqual({ reasoning: 500, exitCue: 0, answer: 0, total: 500, decoded: 500, prefilled: 0 });
+    expect(p[1]!.baseline).toEqual({ tokens: 800, decoded: 800, correct: false, extracted: '3' });
     expect(p[2]!.events![0]).toMatchObject({ index: 0, position: 150, synthetic: true, label: 0, score: 0.95 });
 
     const rm = res!.metrics;
@@ -119,7 +120,13 @@ describe('simulated early exit', () => {
 
   it('runs to the end when nothing exits and uses natural token counts', () => {
     const o = simulateRollout(threshold(0.99), rollouts[1]!);
-    expect(o).toEqual({ exited: false, eventIndex: -1, correct: false, answer: '3', tokens: { reasoning: 700, exitCue: 0, answer: 100, total: 800 } });
+    expect(o).toEqual({
+      exited: false,
+      eventIndex: -1,
+      correct: false,
+      answer: '3',
+      tokens: { reasoning: 700, exitCue: 0, answer: 100, total: 800, decoded: 800, prefilled: 30 },
+    });
   });
 
   it('agrees with the held-out statistics of the conformal sweep', () => {

@@ -216,9 +216,9 @@ describe('DEER rollout format', () => {
         JSON.stringify({ question: 'Q2', generated_responses: ['long2'], gold_answer: '2' }),
       ].join('\n'),
     );
-    const counts = { reasoning: 3, exitCue: 2, answer: 1, total: 6 };
+    const counts = { reasoning: 3, exitCue: 2, answer: 1, total: 6, decoded: 4, prefilled: 7 };
     const results: DeerEventResult[] = [
-      { rollout: rows[0]!, events: [], exitEvent: null, baselineTokens: 9, tokens: { reasoning: 9, exitCue: 0, answer: 0, total: 9 }, response: 'long' },
+      { rollout: rows[0]!, events: [], exitEvent: null, baselineTokens: 9, tokens: { reasoning: 9, exitCue: 0, answer: 0, total: 9, decoded: 9, prefilled: 5 }, response: 'long' },
       { rollout: rows[1]!, events: [], exitEvent: 0, baselineTokens: 9, tokens: counts, response: 'short \\boxed{2}' },
     ];
     const out = toDeerRows(results);
@@ -250,7 +250,7 @@ describe('method helpers', () => {
       tokens: [],
       end,
       answerText,
-      tokenCounts: { reasoning: 1, exitCue, answer: 1, total: 2 + exitCue },
+      tokenCounts: { reasoning: 1, exitCue, answer: 1, total: 2 + exitCue, decoded: 2, prefilled: exitCue },
       wallMs: 0,
     });
     expect(answerTextOf(r('exit', 3, '42}'), ' \\boxed{')).toBe(' \\boxed{42}');

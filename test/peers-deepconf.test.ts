@@ -8,11 +8,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
+import { CountingGenerator } from '../src/backends/counting.js';
 import { methodEnv, traceSampler, withPrompt, type MethodEnv, type MethodOutcome } from '../src/reasoning/method.js';
 import { runRollout } from '../src/reasoning/rollout.js';
 import {
   deepConf,
   deepConfSweep,
+  scaledWindow,
   lowestGroupConfidence,
   percentile,
   tokenConfidence,
@@ -52,6 +54,7 @@ interface TraceSummary {
   stopWindow?: number;
   votes: boolean;
   tokens: number;
+  decoded: number;
 }
 
 const SMALL: DeepConfOptions = { budget: 8, warmupTraces: 4, windowSize: 8, topK: 5 };
@@ -75,7 +78,8 @@ describe('DeepConf online', () => {
   it('warm-up sets the threshold, low windows stop traces, the vote and the token total cover the right traces', async () => {
     let stoppedSomewhere = 0;
     for (const id of ['q1', 'q2']) {
-      const o = await deepConf(SMALL).solve(input(id), env);
+      const counter = new CountingGenerator(env.generator);
+      const o = await deepConf(SMALL).solve(input(id), { ...env, generator: counter });
       const ts = traces(o);
       expect(ts.map((t) => t.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
       expect(ts.filter((t) => t.warmup).map((t) => t.index)).toEqual([0, 1, 2, 3]);
@@ -98,17 +102,39 @@ describe('DeepConf online', () => {
         }
       }
 
-      // Every token of every trace counts, stopped and warm-up traces included.
-      expect(o.tokens.total).toBe(ts.reduce((a, t) => a + t.tokens, 0));
+      // Every token of every trace is decoded work, stopped and warm-up traces included (what the engine sampled).
+      expect(o.tokens.decoded).toBe(ts.reduce((a, t) => a + t.decoded, 0));
+      expect({ decoded: o.tokens.decoded, prefilled: o.tokens.prefilled }).toEqual({ decoded: counter.decoded, prefilled: counter.prefilled });
       expect(o.tokens.total).toBe(o.tokens.reasoning + o.tokens.exitCue + o.tokens.answer);
 
       const voters = ts.filter((t) => t.votes);
       const vote = weightedMajorityVote(voters.map((t) => t.answer), voters.map((t) => t.confidence));
+      // The output is one trace, the one shown: the most confident voter for the winner (trace 0 when nothing votes).
+      const shown = voters.filter((t) => vote.answer !== null && t.answer === vote.answer).sort((a, b) => b.confidence - a.confidence)[0] ?? ts[0]!;
+      expect(o.tokens.total).toBe(shown.tokens);
+      expect(o.tokens.decoded).toBeGreaterThan(o.tokens.total);
       expect(o.answer).toBe(vote.answer);
       expect(o.answerText).toBe(vote.answer === null ? '' : `\\boxed{${vote.answer}}`);
       expect(o.exit).toBeNull();
     }
     expect(stoppedSomewhere).toBeGreaterThan(0);
+  });
+
+  it('with the default window (scaled to the budget) online traces get stopped; with the original 2,048 none can be', async () => {
+    const opts: DeepConfOptions = { budget: 12, warmupTraces: 6, topK: 5 };
+    let stopped = 0;
+    for (const id of ['w1', 'w2', 'w3']) {
+      const scaled = await deepConf(opts).solve(input(id), env);
+      expect(scaled.extra.windowSize).toBe(scaledWindow(env.maxTokens));
+      stopped += scaled.extra.stoppedOnline as number;
+      // A stopped trace costs fewer decoded tokens than it would have.
+      const unscaled = await deepConf({ ...opts, windowSize: 2048 }).solve(input(id), env);
+      expect(unscaled.extra.stoppedOnline).toBe(0);
+      expect(scaled.tokens.decoded).toBeLessThanOrEqual(unscaled.tokens.decoded);
+    }
+    expect(stopped).toBeGreaterThan(0);
+    expect(scaledWindow(64000)).toBe(2048);
+    expect(scaledWindow(512)).toBe(16);
   });
 
   it("a trace's confidence is its lowest window of minus-mean top-k log-probabilities over all its tokens", async () => {

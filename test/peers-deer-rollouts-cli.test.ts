@@ -18,7 +18,8 @@ import { ZST_INSTRUCTION } from '../src/tasks/prompts.js';
 import { EXIT_CUES } from '../src/reasoning/forced-exit.js';
 import { CONFORMAL_SCHEMA, type LynxRule } from '../src/reasoning/calibration/conformal.js';
 import { ruleFileName } from '../src/reasoning/calibration/rule-files.js';
-import { initLayers, Probe, saveProbe } from '../src/reasoning/lynx/probe/probe.js';
+import { initLayers, loadProbe, Probe, saveProbe } from '../src/reasoning/lynx/probe/probe.js';
+import { renderChatForModel } from '../src/reasoning/prompt-tokens.js';
 import type { DeerRolloutRecord, DeerRolloutsSummary } from '../src/pipeline/deer-rollouts.js';
 import type { DeerRolloutRow } from '../src/reasoning/lynx/deer-rollouts.js';
 import { writeJsonAtomic } from '../src/util/fs.js';
@@ -90,11 +91,13 @@ function writeRule(root: string, t: number, delta = 0.1): void {
     delta,
     qPos: 1,
     qNeg: t,
-    nCal: 0,
-    nPos: 0,
-    nNeg: 0,
+    nCal: 200,
+    nPos: 100,
+    nNeg: 100,
     clipped: { pos: false, neg: false },
     valid: true,
+    neededNeg: 9,
+    refused: false,
     threshold: t,
     guarantee: 'test rule',
   };
@@ -157,7 +160,7 @@ describe('lynx deer-rollouts', () => {
   it('applies LYNX at the cue events of stored rollouts and writes DEER rows; decisions, tokens and accuracy check out', () => {
     const out = join(dir, 'out.jsonl');
     const metricsPath = join(dir, 'out.metrics.json');
-    const r = lynx(['deer-rollouts', '-m', modelPath, '--probe', exp, '--in', inPath, '-o', out, '--answer-max-tokens', String(ANSWER_MAX), '--metrics', metricsPath, '--json']);
+    const r = lynx(['deer-rollouts', '-m', modelPath, '--probe', exp, '--in', inPath, '-o', out, '--answer-max-tokens', String(ANSWER_MAX), '--metrics', metricsPath, '--json', '--prompt-style', 'zst']);
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout) as DeerRolloutsSummary;
     const metrics = JSON.parse(readFileSync(metricsPath, 'utf8')) as { summary: DeerRolloutsSummary; rollouts: DeerRolloutRecord[] };
@@ -193,7 +196,7 @@ describe('lynx deer-rollouts', () => {
       if (rec.exitEvent === null) {
         if (ref.events.length > 0) keptWithEvents++;
         expect(response).toBe(stored(input));
-        expect(rec.tokens).toEqual({ reasoning: ref.tokens.length, exitCue: 0, answer: 0, total: ref.tokens.length });
+        expect(rec.tokens).toMatchObject({ reasoning: ref.tokens.length, exitCue: 0, answer: 0, total: ref.tokens.length, decoded: ref.tokens.length });
         // A kept row keeps its flags (DEER's defaults where it had none).
         expect(row.too_long).toBe(input.too_long ?? 0);
         expect(row.regular_end).toBe(input.regular_end ?? 1);
@@ -209,6 +212,9 @@ describe('lynx deer-rollouts', () => {
         expect(rec.tokens.answer).toBeGreaterThan(0);
         expect(rec.tokens.answer).toBeLessThanOrEqual(ANSWER_MAX);
         expect(rec.tokens.total).toBe(cut + cueTokens + rec.tokens.answer);
+        // As online LYNX would have worked: the kept reasoning and the answer decoded, the prompt and the cue prefilled.
+        expect(rec.tokens.decoded).toBe(cut + rec.tokens.answer);
+        expect(rec.tokens.prefilled - cueTokens).toBeGreaterThan(0);
         expect(rec.tokens.total).toBeLessThan(rec.baselineTokens);
         expect(response.length).toBeLessThan(stored(input).length);
         expect(response.length).toBeGreaterThan(head.length);
@@ -244,6 +250,41 @@ describe('lynx deer-rollouts', () => {
     // A kept row's early-exit answer is its stored answer.
     for (const x of metrics.rollouts.filter((y) => y.exitEvent === null)) expect(x.earlyExitAnswer).toBe(x.baselineAnswer);
     expect(metrics.rollouts.map((x) => x.baselineAnswer)).toEqual(['5', '42', '6', '19', '9', '4', '2', '10']);
+  });
+
+  it("rebuilds DEER's own prompt by default (its system message, then the question), so hidden states are read under it", async () => {
+    const out = join(dir, 'deer-prompt.jsonl');
+    const metricsPath = join(dir, 'deer-prompt.metrics.json');
+    const r = lynx(['deer-rollouts', '-m', modelPath, '--probe', exp, '--in', inPath, '-o', out, '--answer-max-tokens', '2', '--metrics', metricsPath, '--limit', '3']);
+    expect(r.code, r.stderr).toBe(0);
+    const got = (JSON.parse(readFileSync(metricsPath, 'utf8')) as { rollouts: DeerRolloutRecord[] }).rollouts;
+    const context = new LlamaContext(model, { nCtx: 2048, nSeqMax: 2, threads: 1, kvType: 'f32', flashAttention: false });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const messages = [
+          { role: 'system' as const, content: 'Please reason step by step, and put your final answer within \\boxed{}.' },
+          { role: 'user' as const, content: question(INPUT[i]!) },
+        ];
+        const prompt = tokenize(renderChatForModel(model, messages));
+        const ref = reference[i]!;
+        const seq = context.createSequence();
+        await seq.append(prompt);
+        const h = await seq.append(ref.tokens, { taps: { layers: TAPS, positions: ref.events.map((e) => e.tokenIndex) } });
+        seq.dispose();
+        const nFeatures = LAYERS.length * N_EMBD;
+        const probe = loadProbe(join(exp, 'probe')).probe;
+        ref.events.forEach((e, k) => {
+          const f = new Float32Array(nFeatures);
+          TAPS.forEach((l, j) => f.set(h.hidden.get(l)!.subarray(k * N_EMBD, (k + 1) * N_EMBD), j * N_EMBD));
+          const score = probe.predictOne(f);
+          expect(Math.abs(got[i]!.events[k]!.score - score)).toBeLessThan(1e-4);
+          // ... and not the score under the zst prompt.
+          expect(Math.abs(score - e.score)).toBeGreaterThan(1e-6);
+        });
+      }
+    } finally {
+      context.dispose();
+    }
   });
 
   it('--limit takes the first rollouts and prints a readable summary', () => {

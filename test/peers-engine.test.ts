@@ -1,7 +1,8 @@
 /**
  * The reference methods, DEER, Dynasor-CoT and the DEER-rollout adapter end to end on a tiny random model through the
- * real engine: token accounting adds up, probes never change the main trace (same seed, same tokens up to the exit),
- * budgets stop exactly where they should, and a sweep from one generation equals the direct runs.
+ * real engine: token accounting adds up (every direct run's reported decoded and prefilled tokens equal what a counting
+ * generator measured), probes never change the main trace (same seed, same tokens up to the exit), budgets stop
+ * exactly where they should, and a sweep from one generation equals the direct runs.
  *
  * The model writes random bytes, so DEER's judge points are single letters here and Dynasor's answers come from an
  * injected extractor; the mechanics under test do not depend on what the text says.
@@ -11,6 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel } from '../src/engine/index.js';
+import { CountingGenerator } from '../src/backends/counting.js';
+import { LocalGenerator } from '../src/backends/local.js';
 import { EXIT_CUES, exitCueText } from '../src/reasoning/forced-exit.js';
 import { fullRollout, methodEnv, tokenBudget, type MethodEnv, type MethodOutcome } from '../src/reasoning/method.js';
 import { deer, deerSweep, DEER_THINK_END } from '../src/reasoning/peers/deer.js';
@@ -46,14 +49,23 @@ afterAll(() => {
 });
 
 const env = (over: Partial<MethodEnv> = {}): MethodEnv => methodEnv({ context, maxTokens: 64, seed: 7, ...over });
-const solve = (m: { solve: (i: { problemId: string; promptTokens: number[] }, e: MethodEnv) => Promise<MethodOutcome> }, id: string, e = env()) =>
-  m.solve({ problemId: id, promptTokens: prompt }, e);
+/** What a counting generator measured for each direct run. */
+const measured = new WeakMap<MethodOutcome, { decoded: number; prefilled: number }>();
+const solve = async (m: { solve: (i: { problemId: string; promptTokens: number[] }, e: MethodEnv) => Promise<MethodOutcome> }, id: string, e = env()) => {
+  const counter = new CountingGenerator(new LocalGenerator(context));
+  const o = await m.solve({ problemId: id, promptTokens: prompt }, { ...e, generator: counter });
+  measured.set(o, { decoded: counter.decoded, prefilled: counter.prefilled });
+  return o;
+};
 
-/** Accounting every method shares. */
+/** Accounting every method shares: output adds up, and the reported work is the work done. */
 function expectAccounting(o: MethodOutcome): void {
   const t = o.tokens;
   expect(t.total).toBe(t.reasoning + t.exitCue + t.answer);
   expect(Math.min(t.reasoning, t.exitCue, t.answer)).toBeGreaterThanOrEqual(0);
+  const m = measured.get(o)!;
+  expect({ decoded: t.decoded, prefilled: t.prefilled }).toEqual(m);
+  expect(t.prefilled).toBeGreaterThanOrEqual(prompt.length);
 }
 
 function longThinkers(count: number): { id: string; full: MethodOutcome }[] {
@@ -88,7 +100,39 @@ describe('full rollout and token budget', () => {
       expect(o.tokens.exitCue).toBe(model.tokenize(EXIT_CUES.paper, { addSpecial: false, parseSpecial: true }).length);
       expect(o.tokens.answer).toBeGreaterThan(0);
       expect(o.tokens.answer).toBeLessThanOrEqual(64);
+      // The trace up to the budget and the answer were decoded; the prompt and the exit cue prefilled.
+      expect(o.tokens.decoded).toBe(B + o.tokens.answer);
+      expect(o.tokens.prefilled).toBe(prompt.length + o.tokens.exitCue);
       expectAccounting(o);
+    }
+  });
+
+  it('budget forcing is an option: off, a trace out of tokens ends truncated and is graded as it is', async () => {
+    for (const { id, full } of longThinkers(2)) {
+      expectAccounting(full);
+      const off = await solve(fullRollout(), id, env({ budgetForcing: false }));
+      expect(off.end).toBe('budget');
+      expect(off.traceTokens).toEqual(full.traceTokens);
+      expect(off.tokens).toMatchObject({ reasoning: 64, exitCue: 0, answer: 0, total: 64, decoded: 64, prefilled: prompt.length });
+      expect(off.answerText).toBe(off.text);
+      expectAccounting(off);
+      // On (the default), the same trace gets the exit cue and a decoded answer.
+      expect(full.tokens.exitCue).toBeGreaterThan(0);
+      expect(full.answerText.startsWith(exitCueText('paper'))).toBe(true);
+    }
+  });
+
+  it("LYNX's exit accounting decodes past the box to the end of sequence or the answer budget, with the same answer", async () => {
+    const B = 9;
+    for (const { id } of longThinkers(3)) {
+      const box = await solve(tokenBudget(B), id, env({ answerMaxTokens: 24 }));
+      const lynx = await solve(tokenBudget(B), id, env({ answerMaxTokens: 24, exitAccounting: 'lynx' }));
+      expect(lynx.answer).toBe(box.answer);
+      expect(lynx.answerText).toBe(box.answerText);
+      expect(lynx.tokens.answer).toBeGreaterThanOrEqual(box.tokens.answer);
+      // An answer whose box never closed was decoded to the budget either way.
+      if (box.answer === null) expect(lynx.tokens.answer).toBe(box.tokens.answer);
+      expectAccounting(lynx);
     }
   });
 });
@@ -102,10 +146,13 @@ describe('DEER', () => {
       const trials = o.extra.trials as { position: number }[];
       expect(trials.length).toBeGreaterThan(1);
       expect(o.traceTokens).toEqual(full.traceTokens);
-      expect(o.tokens).toEqual(full.tokens);
+      // The response is the full rollout's; the trial answers are decoded work on top.
+      const output = ({ reasoning, exitCue, answer, total }: MethodOutcome['tokens']) => ({ reasoning, exitCue, answer, total });
+      expect(output(o.tokens)).toEqual(output(full.tokens));
       expect(o.answerText).toBe(full.answerText);
-      // Trial answers are not in DEER's counts but are reported.
       expect(o.extra.trialTokens as number).toBeGreaterThan(0);
+      expect(o.tokens.decoded + o.tokens.prefilled).toBe(full.tokens.decoded + full.tokens.prefilled + (o.extra.trialTokens as number));
+      expectAccounting(o);
       // Judge points are in order and each holds a cue.
       const positions = trials.map((t) => t.position);
       expect(positions).toEqual([...positions].sort((a, b) => a - b));
@@ -136,6 +183,23 @@ describe('DEER', () => {
     }
   });
 
+  it('samples trial answers at temperature 1 as DEER does, each with a seed of its own; greedy on request', async () => {
+    const [{ id }] = longThinkers(1);
+    const opts = { ...base, threshold: Infinity, maxJudgeSteps: 8 };
+    const a = await solve(deer(opts), id);
+    const b = await solve(deer(opts), id);
+    const greedy = await solve(deer({ ...opts, trialSampling: 'greedy' }), id);
+    const conf = (o: MethodOutcome) => (o.extra.trials as { confidence: number }[]).map((t) => t.confidence);
+    expect(conf(a)).toEqual(conf(b));
+    expect(conf(a)).not.toEqual(conf(greedy));
+    // Greedy tokens are each step's most likely: their mean probability is at least any sampled trial's... on average.
+    const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+    expect(mean(conf(greedy))).toBeGreaterThan(mean(conf(a)));
+    expect(a.traceTokens).toEqual(greedy.traceTokens);
+    expectAccounting(a);
+    expectAccounting(greedy);
+  });
+
   it('respects max_judge_steps and the think limit', async () => {
     const [{ id }] = longThinkers(1);
     const two = await solve(deer({ ...base, threshold: Infinity, maxJudgeSteps: 2 }), id);
@@ -147,6 +211,7 @@ describe('DEER', () => {
     expect(limited.exit!.cue).toBe('think-limit');
     expect(limited.answerText.startsWith(exitCueText('paper'))).toBe(true);
     expectAccounting(limited);
+    expectAccounting(two);
   });
 
   it("'conclude' ends as DEER's script does: close the thinking and let the model answer", async () => {
@@ -197,10 +262,11 @@ describe('Dynasor-CoT', () => {
       // 20 tokens each, fewer when the probe ends at an end-of-generation token.
       const probeTokens = probes.reduce((a, p) => a + p.tokens, 0);
       expect(probes.every((p) => p.tokens >= 1 && p.tokens <= 20)).toBe(true);
-      // The trace's own counts are the full rollout's; the probes' generated tokens are added to reasoning.
-      expect(o.extra.rolloutTokens).toEqual(full.tokens);
+      // The response is the full rollout's; the probes are decoded (their tokens) and prefilled (their cues) on top.
       expect(o.extra.probeTokens).toBe(probeTokens);
-      expect(o.tokens.reasoning).toBe(full.tokens.reasoning + probeTokens);
+      expect(o.tokens).toMatchObject({ reasoning: full.tokens.reasoning, exitCue: full.tokens.exitCue, answer: full.tokens.answer, total: full.tokens.total });
+      expect(o.tokens.decoded).toBe(full.tokens.decoded + probeTokens);
+      expect(o.tokens.prefilled).toBe(full.tokens.prefilled + (o.extra.probeCueTokens as number));
       expectAccounting(o);
     }
   });
@@ -215,11 +281,16 @@ describe('Dynasor-CoT', () => {
       expect(o.answer).toBe('4');
       expect(o.answerText).toBe(`${EXIT_CUES.dynasor}4}\n\\]`);
       const [p0, p1, p2] = (o.extra.probes as { tokens: number }[]).map((p) => p.tokens);
-      expect(o.extra.rolloutTokens).toEqual({ reasoning: 24, exitCue: cueLen, answer: p2, total: 24 + cueLen + p2! });
-      // The two earlier probes' generated tokens are charged to the reasoning.
-      expect(o.tokens).toEqual({ reasoning: 24 + p0! + p1!, exitCue: cueLen, answer: p2, total: 24 + p0! + p1! + cueLen + p2! });
-      const uncounted = await solve(dynasorCot({ interval: 8, agreement: 3, extractAnswer: () => '4', countProbes: false, ...noHesitation }), id);
-      expect(uncounted.tokens).toEqual(o.extra.rolloutTokens);
+      // Output: the trace to the last probe, its cue and its answer. Decoded: the trace and every probe.
+      expect(o.tokens).toEqual({
+        reasoning: 24,
+        exitCue: cueLen,
+        answer: p2,
+        total: 24 + cueLen + p2!,
+        decoded: 24 + p0! + p1! + p2!,
+        prefilled: prompt.length + 3 * cueLen,
+      });
+      expectAccounting(o);
     }
   });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PredictionRecord } from '../src/eval/records.js';
 import {
+  buildReportData,
   compareSettings,
   conformalProblem,
   inlineScript,
@@ -227,7 +228,44 @@ describe('page assembly', () => {
     expect(JSON.parse(s)).toEqual({ t: '</script><!-- & \u2028' });
     expect(inlineScript('var a = "</SCRIPT>";')).toBe('var a = "<\\/SCRIPT>";');
     expect(() => inlineScript('x = "<!--"')).toThrow();
-    const html = renderReportHtml({ version: 1, title: 'T <b>', rootName: 'r&d', generatedAt: '2026-01-01T00:00:00.000Z', benchmarks: [], methods: [], settings: [], runs: [], baselines: [], premature: [], texts: [], hasConformalFolder: false, warnings: [] });
+    const html = renderReportHtml({ version: 1, title: 'T <b>', rootName: 'r&d', generatedAt: '2026-01-01T00:00:00.000Z', benchmarks: [], methods: [], settings: [], runs: [], tokenKinds: ['output'], baselines: [], premature: [], texts: [], hasConformalFolder: false, warnings: [] });
     expect(html).toContain('<title>T &lt;b&gt; · r&amp;d</title>');
+  });
+});
+
+describe('output and decoded tokens', () => {
+  const run = (method: string, setting: string, tokens: PredictionRecord['tokens'][], extra: Record<string, unknown> = {}) => ({
+    dir: `/x/${method}/${setting}`,
+    benchmark: 'b',
+    method,
+    setting,
+    metrics: undefined,
+    config: undefined,
+    predictions: tokens.map((t, i) => pred({ id: `p${i}`, method, setting, tokens: t, correct: i % 2 === 0, ...extra })),
+  });
+  const t = (total: number, decoded?: number) => ({ reasoning: total, exitCue: 0, answer: 0, total, ...(decoded === undefined ? {} : { decoded, prefilled: 10 }) });
+
+  it('puts every run on both token axes, each with its own Pareto frontier; old runs only on the output one', () => {
+    const data = buildReportData(
+      [
+        run('full', 'full', [t(100, 100), t(100, 100)]),
+        // Fewer output tokens than the full rollout but more decoded ones (probes): on the output frontier only.
+        run('probe', 'k=8', [t(60, 300), t(60, 300)]),
+        run('lynx', 'delta=0.1', [t(70, 72), t(70, 72)]),
+        run('old', 'x', [t(50), t(50)]),
+      ],
+      [],
+      { rootName: 'r', hasConformalFolder: false, warnings: [] },
+    );
+    expect(data.tokenKinds).toEqual(['output', 'decoded']);
+    const by = new Map(data.runs.map((r) => [r.method, r]));
+    expect(by.get('probe')!.axes.output).toMatchObject({ avg: 60 });
+    expect(by.get('probe')!.axes.decoded).toMatchObject({ avg: 300, pareto: false });
+    expect(by.get('lynx')!.axes.decoded).toMatchObject({ avg: 72, pareto: true });
+    expect(by.get('old')!.axes.decoded).toBeNull();
+    expect(by.get('old')!.axes.output!.pareto).toBe(true);
+    expect(by.get('probe')!.pareto).toBe(by.get('probe')!.axes.output!.pareto);
+    const onlyOld = buildReportData([run('old', 'x', [t(50)])], [], { rootName: 'r', hasConformalFolder: false, warnings: [] });
+    expect(onlyOld.tokenKinds).toEqual(['output']);
   });
 });

@@ -109,6 +109,23 @@ describe('report page', () => {
     expect(await count(page, 'g.mark-full-rollout path')).toBe(0);
   });
 
+  it('switches the accuracy plots between output and decoded tokens, each with its own frontier', async () => {
+    const { page } = loaded;
+    expect(data.tokenKinds).toEqual(['output', 'decoded']);
+    await page.selectOption('#pareto-token-kind', 'decoded');
+    expect(await count(page, 'figure[data-kind="pareto"][data-tokens="decoded"]')).toBe(benchmarks.length);
+    for (const b of benchmarks) {
+      const runs = exp.runs.filter((r) => r.benchmark === b && r.avgDecoded !== null);
+      const fig = `figure[data-kind="pareto"][data-benchmark="${b}"]`;
+      expect(await count(page, `${fig} g.mark-runs circle`)).toBe(runs.length);
+      if (runs.length > 0) expect(await count(page, `${fig} g.mark-pareto-points circle`)).toBe(frontierSize(runs.map((r) => ({ accuracy: r.accuracy, avgTokens: r.avgDecoded! }))));
+    }
+    // csqa's runs predate decoded counts: no point there; DEER's trials move it right on the decoded axis.
+    expect(exp.runs.some((r) => r.method === 'deer' && r.avgDecoded! > r.avgTokens)).toBe(true);
+    await page.selectOption('#pareto-token-kind', 'output');
+    expect(await count(page, 'figure[data-kind="pareto"][data-tokens="output"]')).toBe(benchmarks.length);
+  });
+
   it('plots the premature-exit rate against delta with the y = delta line', async () => {
     const { page } = loaded;
     const evalWithDelta = exp.runs.filter((r) => r.delta !== null).length;

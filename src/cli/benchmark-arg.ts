@@ -11,7 +11,9 @@ export function problemSelectionOptions(command: Command): Command {
     .option('--limit <n>', 'first n problems', intOption('--limit', 1))
     .option('--limit-per-subset <n>', 'MATH: problems per subject', intOption('--limit-per-subset', 1))
     .option('--subset-offset <n>', 'MATH: skip this many per subject (disjoint splits)', intOption('--subset-offset', 0))
-    .option('--subsets <list>', 'MATH: subjects', listOption);
+    .option('--subsets <list>', 'MATH: subjects', listOption)
+    .option('--split-offset <n>', "LYNX's seeded subset: problems perm[n : n + limit] of numpy default_rng(--split-seed).permutation, in benchmark order", intOption('--split-offset', 0))
+    .option('--split-seed <n>', "seed of that permutation (default 42, LYNX's builders; early_exit_eval.py uses 123)", intOption('--split-seed', 0));
 }
 
 /** The selection the options give (what `loadBenchmark` takes). */
@@ -22,6 +24,8 @@ export function selectionOf(args: {
   limitPerSubset?: number;
   subsetOffset?: number;
   subsets?: string[];
+  splitOffset?: number;
+  splitSeed?: number;
 }): BenchmarkSelection {
   return {
     dataDir: args.dataDir,
@@ -30,5 +34,7 @@ export function selectionOf(args: {
     limitPerSubset: args.limitPerSubset,
     subsetOffset: args.subsetOffset,
     subsets: args.subsets,
+    splitOffset: args.splitOffset,
+    splitSeed: args.splitSeed,
   };
 }

@@ -5,7 +5,8 @@
  *   datasets/probe, datasets/calib, datasets/test   lynx build-dataset on the three disjoint held-out parts
  *   probe/                                           lynx train-probe datasets/probe
  *   conformal/                                       lynx calibrate --data datasets/calib (δ sweep, 3 rules)
- *   eval/demo-sim/...                                lynx simulate --data datasets/test (every rule and δ, no generation)
+ *   eval/demo-sim/...                                lynx simulate --data datasets/test (every rule and δ, the oracle exit;
+ *                                                    no generation)
  *   eval/demo/...                                    lynx eval: full rollouts, token budgets, LYNX online, DEER,
  *                                                    DeepConf, Dynasor-CoT on the same test problems and seed
  *   report.html                                      lynx report
@@ -149,8 +150,10 @@ export function demoExperimentSteps(o: Omit<DemoExperimentOptions, 'log'>): Demo
     steps.push(
       evalRun('deer', ['--threshold', '0.8,0.9,0.95,0.99'], { thresholds: [0.8, 0.9, 0.95, 0.99] }),
       evalRun('dynasor', ['--agreement', '2,3,4', '--interval', '32'], { agreements: [2, 3, 4] }),
-      // DeepConf samples up to 8 traces per problem: the first 100 problems keep its cost near the others'.
-      evalRun('deepconf', ['--traces', '4,8', '--warmup', '2'], { traces: [4, 8], warmup: 2 }, Math.min(n.test, 100)),
+      // DeepConf as its code runs: 16 warm-up traces (enough for a 90th percentile to sit between traces), then online
+      // traces its stop can cut short (the window scaled to the budget). Up to 32 traces per problem: the first 50
+      // problems keep its cost near the others'.
+      evalRun('deepconf', ['--traces', '24,32', '--warmup', '16'], { traces: [24, 32], warmup: 16 }, Math.min(n.test, 50)),
     );
   }
   steps.push({ name: 'report', argv: ['report', exp], kind: 'report', options: { root: exp } });

@@ -11,9 +11,15 @@ import type { PromptStyle } from '../tasks/prompts.js';
 import type { CueEventRecord, PredictionRecord } from './records.js';
 import { runDir } from './records.js';
 import { runEvaluation, type RunResult, type SolveOutput } from './runner.js';
+import { InvalidInputError } from '../util/errors.js';
 
 export interface EvaluateOptions {
   problems: readonly Problem[];
+  /**
+   * Rollouts per problem (LYNX's `--test-rollouts`). Default 1. With more, each problem runs that many times, rollout r
+   * with the seeds of `MethodInput.rollout` r, recorded as `<id>#<r>` (problems cluster the intervals).
+   */
+  rollouts?: number;
   benchmark: string;
   /** Experiment root. */
   root: string;
@@ -44,12 +50,29 @@ export function toSolveOutput(o: MethodOutcome): SolveOutput {
     (e): CueEventRecord => ({ index: e.index, position: e.position, charOffset: e.charOffset, cue: e.cue, score: e.score }),
   );
   const { events: _drop, ...extra } = o.extra;
-  return { answerText: o.answerText, tokens: o.tokens, exit: o.exit, text: o.text, events, wallMs: o.wallMs, extra: { end: o.end, ...extra } };
+  const baseline = o.baseline ? { tokens: o.baseline.tokens.total, decoded: o.baseline.tokens.decoded, answerText: o.baseline.answerText } : undefined;
+  return { answerText: o.answerText, tokens: o.tokens, exit: o.exit, text: o.text, events, wallMs: o.wallMs, extra: { end: o.end, ...extra }, ...(baseline ? { baseline } : {}) };
+}
+
+/** The runner's units: each problem once, or `rollouts` times as `<id>#<r>`. */
+function rolloutUnits(problems: readonly Problem[], rollouts: number): { units: Problem[]; source: Map<string, { problem: Problem; rollout: number }> } {
+  if (!Number.isInteger(rollouts) || rollouts < 1) throw new InvalidInputError(`the rollouts per problem must be a positive integer (got ${rollouts})`);
+  const source = new Map<string, { problem: Problem; rollout: number }>();
+  const units: Problem[] = [];
+  for (const problem of problems) {
+    for (let r = 0; r < rollouts; r++) {
+      const unit = rollouts === 1 ? problem : { ...problem, id: `${problem.id}#${r}` };
+      source.set(unit.id, { problem, rollout: r });
+      units.push(unit);
+    }
+  }
+  return { units, source };
 }
 
 export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]> {
   checkRequirements(opts.method, opts.env);
   const vocab = opts.env.generator.vocab;
+  const { units, source } = rolloutUnits(opts.problems, opts.rollouts ?? 1);
   const prompts = new Map<string, number[]>();
   const promptOf = (p: Problem) => {
     let t = prompts.get(p.id);
@@ -63,7 +86,8 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
   const outcomes = (p: Problem): Promise<Map<string, MethodOutcome>> => {
     let pr = shared.get(p.id);
     if (!pr) {
-      const input = { problemId: p.id, promptTokens: promptOf(p) };
+      const { problem, rollout } = source.get(p.id)!;
+      const input = { problemId: problem.id, promptTokens: promptOf(problem), ...(rollout > 0 ? { rollout } : {}) };
       const fresh = opts.freshGenerator?.();
       const env = fresh ? { ...opts.env, generator: fresh.generator } : opts.env;
       pr = (isSweep(m) ? m.solveAll(input, env) : m.solve(input, env).then((o) => new Map([[m.setting, o]]))).finally(() => fresh?.dispose());
@@ -74,7 +98,7 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
   return Promise.all(
     settings.map((setting) =>
       runEvaluation({
-        problems: opts.problems,
+        problems: units,
         dir: runDir(opts.root, opts.benchmark, m.name, setting),
         benchmark: opts.benchmark,
         method: m.name,

@@ -1,6 +1,7 @@
 /**
- * Run metrics: accuracy with a Wilson 95% interval, mean tokens with a seeded percentile-bootstrap 95% interval
- * (problems are the resampling unit), wall time, exit and savings statistics.
+ * Run metrics: accuracy with a Wilson 95% interval, mean output tokens and (when every record counts them) mean decoded
+ * tokens with seeded percentile-bootstrap 95% intervals (problems are the resampling unit), mean prefilled tokens, wall
+ * time, exit and savings statistics. Savings compare output tokens.
  */
 import { bootstrapMeanInterval, mean, wilsonInterval } from '../util/stats.js';
 import type { PredictionRecord, RunMetrics } from './records.js';
@@ -26,6 +27,9 @@ export function computeMetrics(preds: readonly PredictionRecord[], opts: Metrics
   const n = preds.length;
   const k = preds.filter((p) => p.correct).length;
   const tokens = preds.map((p) => p.tokens.total);
+  const decoded = preds.map((p) => p.tokens.decoded);
+  const prefilled = preds.map((p) => p.tokens.prefilled);
+  const counted = (xs: (number | undefined)[]): xs is number[] => xs.every((x) => typeof x === 'number' && Number.isFinite(x));
   const exits = preds.filter((p) => p.exit !== null);
   const wrongExits = exits.filter((p) => !p.correct).length;
   const m: RunMetrics = {
@@ -37,6 +41,8 @@ export function computeMetrics(preds: readonly PredictionRecord[], opts: Metrics
     accuracyCi95: wilsonInterval(k, n),
     avgTokens: n === 0 ? 0 : mean(tokens),
     avgTokensCi95: n === 0 ? [0, 0] : bootstrapMeanInterval(tokens, { seed: opts.seed ?? 0 }),
+    ...(n > 0 && counted(decoded) ? { avgDecoded: mean(decoded), avgDecodedCi95: bootstrapMeanInterval(decoded, { seed: opts.seed ?? 0 }) } : {}),
+    ...(n > 0 && counted(prefilled) ? { avgPrefilled: mean(prefilled) } : {}),
     wallSec: opts.wallSec ?? preds.reduce((s, p) => s + p.wallMs, 0) / 1000,
     exitRate: n === 0 ? 0 : exits.length / n,
     extra: {
@@ -50,6 +56,8 @@ export function computeMetrics(preds: readonly PredictionRecord[], opts: Metrics
     const baseTokens = base.reduce((s, b) => s + b.tokens, 0);
     m.baselineAccuracy = base.filter((b) => b.correct).length / n;
     m.baselineAvgTokens = baseTokens / n;
+    const baseDecoded = base.map((b) => b.decoded);
+    if (counted(baseDecoded)) m.baselineAvgDecoded = mean(baseDecoded);
     m.avgSavings = mean(preds.map((p) => p.baseline!.tokens - p.tokens.total));
     m.savingsRate = baseTokens === 0 ? 0 : 1 - tokens.reduce((s, t) => s + t, 0) / baseTokens;
     m.extra!.harm = preds.filter((p) => p.baseline!.correct && !p.correct).length;

@@ -17,7 +17,7 @@ import { InvalidInputError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { readJsonl } from '../util/jsonl.js';
 
-import type { TokenCounts } from '../reasoning/token-counts.js';
+import type { RecordedTokenCounts } from '../reasoning/token-counts.js';
 
 export interface CueEventRecord {
   index: number;
@@ -42,12 +42,13 @@ export interface PredictionRecord {
   gold: string;
   extracted: string | null;
   correct: boolean;
-  tokens: TokenCounts;
+  /** Output tokens (reasoning + exitCue + answer = total) and the work (decoded, prefilled; absent in old records). */
+  tokens: RecordedTokenCounts;
   wallMs: number;
   /** null = ran to the end */
   exit: { event: number; position: number; cue?: string; score?: number } | null;
-  /** the full rollout when known */
-  baseline?: { tokens: number; correct: boolean; extracted: string | null };
+  /** the full rollout when known: its output tokens (and decoded tokens, when counted) */
+  baseline?: { tokens: number; decoded?: number; correct: boolean; extracted: string | null };
   events?: CueEventRecord[];
   /** generated reasoning text for the trace viewer */
   text?: string;
@@ -65,12 +66,20 @@ export interface RunMetrics {
   n: number;
   accuracy: number;
   accuracyCi95: [number, number];
+  /** Output tokens per problem (what the user reads). */
   avgTokens: number;
   avgTokensCi95: [number, number];
+  /** Decoded tokens per problem (every probe, trial, trace and forced exit), when every record counts them. */
+  avgDecoded?: number;
+  avgDecodedCi95?: [number, number];
+  /** Prefilled tokens per problem (prompt and appended cues), when every record counts them. */
+  avgPrefilled?: number;
   wallSec: number;
   exitRate?: number;
   baselineAccuracy?: number;
   baselineAvgTokens?: number;
+  /** The full rollout's decoded tokens per problem, when every baseline counts them. */
+  baselineAvgDecoded?: number;
   avgSavings?: number;
   savingsRate?: number;
   extra?: Record<string, unknown>;

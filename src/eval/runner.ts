@@ -47,7 +47,7 @@ export interface SolveOutput {
   text?: string;
   events?: CueEventRecord[];
   /** the full rollout of the same problem when the method has it: its text is scored like the answer */
-  baseline?: { tokens: number; answerText: string } | { tokens: number; correct: boolean; extracted: string | null };
+  baseline?: { tokens: number; decoded?: number; answerText: string } | { tokens: number; decoded?: number; correct: boolean; extracted: string | null };
   /** measured by the runner when absent */
   wallMs?: number;
   extra?: Record<string, unknown>;
@@ -227,8 +227,8 @@ async function toRecord(
   if (out.baseline) {
     if ('answerText' in out.baseline) {
       const b = await scoreText(out.baseline.answerText, problem, scoring);
-      rec.baseline = { tokens: out.baseline.tokens, correct: b.correct, extracted: b.extracted };
-    } else rec.baseline = { tokens: out.baseline.tokens, correct: out.baseline.correct, extracted: out.baseline.extracted };
+      rec.baseline = { tokens: out.baseline.tokens, ...decodedField(out.baseline.decoded), correct: b.correct, extracted: b.extracted };
+    } else rec.baseline = { tokens: out.baseline.tokens, ...decodedField(out.baseline.decoded), correct: out.baseline.correct, extracted: out.baseline.extracted };
   }
   if (out.events) rec.events = out.events;
   if (out.text !== undefined) rec.text = out.text;
@@ -236,6 +236,8 @@ async function toRecord(
   if (Object.keys(extra).length > 0) rec.extra = extra;
   return rec;
 }
+
+const decodedField = (d: number | undefined) => (d === undefined ? {} : { decoded: d });
 
 /** Records in problem order (by index, then id), so metrics do not depend on completion order. */
 export function orderRecords(recs: PredictionRecord[]): PredictionRecord[] {

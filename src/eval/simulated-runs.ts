@@ -18,6 +18,8 @@ import {
   type SimOutcome,
   type SimRollout,
 } from '../reasoning/lynx/simulate.js';
+import { simulateOracle } from '../reasoning/lynx/oracle.js';
+import { lynxPredictionRows, type LynxRolloutView } from '../reasoning/lynx/lynx-files.js';
 
 export interface SimulationOptions {
   benchmark: string;
@@ -74,14 +76,57 @@ function checkRollouts(rollouts: readonly SimRollout[]): void {
   }
 }
 
+/** Method and setting of the oracle exit's run (`reasoning/lynx/oracle.ts`). */
+export const ORACLE_METHOD = 'oracle';
+export const ORACLE_SETTING = 'first-correct';
+
 /** Replay every rule on the rollouts. */
 export function simulate(rollouts: readonly SimRollout[], rules: readonly ExitRule[], opts: SimulationOptions): SimulationResult[] {
   checkRollouts(rollouts);
-  const includeEvents = opts.includeEvents ?? true;
   return rules.map((rule) => {
-    const method = ruleMethod(rule);
-    const setting = ruleSetting(rule);
     const outcomes = rollouts.map((r) => simulateRollout(rule, r));
+    return { rule, ...simulatedRun(rollouts, outcomes, ruleMethod(rule), ruleSetting(rule), { rule: rule.rule, delta: rule.delta }, opts) };
+  });
+}
+
+/** The oracle exit as a run: the first cue event whose forced exit is correct, never an exit when none is. */
+export function simulateOracleRun(rollouts: readonly SimRollout[], opts: SimulationOptions): Omit<SimulationResult, 'rule'> {
+  checkRollouts(rollouts);
+  return simulatedRun(rollouts, rollouts.map(simulateOracle), ORACLE_METHOD, ORACLE_SETTING, { oracle: true }, opts);
+}
+
+/** The rollouts under a run's outcomes as LYNX's prediction rows see them. */
+export function lynxViews(rollouts: readonly SimRollout[], outcomes: readonly SimOutcome[]): LynxRolloutView[] {
+  return rollouts.map((r, i) => {
+    const o = outcomes[i]!;
+    const e = o.exited ? r.events[o.eventIndex] : undefined;
+    return {
+      index: r.index ?? i,
+      rollout: r.rollout ?? 0,
+      events: r.events.map((ev) => ({ tokenIndex: ev.tokenIndex, cue: ev.cue ?? '', score: ev.score, synthetic: ev.synthetic })),
+      exitEvent: o.eventIndex,
+      earlyCorrect: o.correct,
+      baselineCorrect: r.fullCorrect,
+      ...(e ? { usedTokens: o.tokens.total, addedTokens: e.answerTokens, cueLen: r.exitCueTokens } : {}),
+    };
+  });
+}
+
+/** LYNX's per-event rows of a simulated run under a rule. */
+export function simulatedLynxRows(rollouts: readonly SimRollout[], outcomes: readonly SimOutcome[], rule: ExitRule) {
+  return lynxPredictionRows(lynxViews(rollouts, outcomes), rule);
+}
+
+function simulatedRun(
+  rollouts: readonly SimRollout[],
+  outcomes: SimOutcome[],
+  method: string,
+  setting: string,
+  tag: Record<string, unknown>,
+  opts: SimulationOptions,
+): Omit<SimulationResult, 'rule'> {
+  const includeEvents = opts.includeEvents ?? true;
+  {
     const predictions = rollouts.map((r, i): PredictionRecord => {
       const o = outcomes[i]!;
       const base = baselineCounts(r);
@@ -99,8 +144,8 @@ export function simulate(rollouts: readonly SimRollout[], rules: readonly ExitRu
         // Simulated: time is not measured; scale the full rollout's time by the tokens used when known.
         wallMs: r.wallMs !== undefined && base.total > 0 ? (r.wallMs * o.tokens.total) / base.total : 0,
         exit: e ? { event: o.eventIndex, position: e.tokenIndex, cue: e.cue, score: e.score } : null,
-        baseline: { tokens: base.total, correct: r.fullCorrect, extracted: r.fullAnswer },
-        extra: { simulated: true, rule: rule.rule, delta: rule.delta },
+        baseline: { tokens: base.total, decoded: base.decoded, correct: r.fullCorrect, extracted: r.fullAnswer },
+        extra: { simulated: true, ...tag },
       };
       if (r.index !== undefined) rec.index = r.index;
       if (includeEvents) rec.events = rolloutEventRecords(r);
@@ -112,10 +157,10 @@ export function simulate(rollouts: readonly SimRollout[], rules: readonly ExitRu
       setting,
       benchmark: opts.benchmark,
       seed: opts.seed,
-      extra: { simulated: true, rule: rule.rule, delta: rule.delta, lynx },
+      extra: { simulated: true, ...tag, lynx },
     });
-    return { rule, method, setting, outcomes, predictions, lynx, metrics };
-  });
+    return { method, setting, outcomes, predictions, lynx, metrics };
+  }
 }
 
 /**

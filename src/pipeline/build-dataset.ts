@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import type { LlamaModel } from '../engine/index.js';
 import { buildDatasetToDir, summarizeDataset, type BuildToDirOptions, type BuildToDirResult, type DatasetSummary } from '../reasoning/lynx/dataset/builder.js';
 import { defaultHiddenStateLayers } from '../reasoning/lynx/features.js';
-import { loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
+import { DEFAULT_SPLIT_SEED, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
 import { openModel } from './model.js';
 
@@ -49,6 +49,8 @@ export async function buildDatasetStep(o: BuildDatasetStepOptions): Promise<{ re
           limitPerSubset: selection?.limitPerSubset ?? null,
           subsetOffset: selection?.subsetOffset ?? null,
           subsets: selection?.subsets ?? null,
+          splitOffset: selection?.splitOffset ?? null,
+          splitSeed: selection?.splitOffset !== undefined ? (selection.splitSeed ?? DEFAULT_SPLIT_SEED) : null,
         },
       },
       hiddenStateLayers: checkLayers(layers, model.info.nLayer),

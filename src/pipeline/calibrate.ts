@@ -11,6 +11,7 @@ import { Rng } from '../util/rng.js';
 import {
   DEFAULT_DELTAS,
   conformalSweep,
+  refusalReason,
   type ExitRule,
   type HeldOutStats,
   type TrajectoryOptions
@@ -47,6 +48,11 @@ export interface CalibrateStepOptions {
   seed?: number;
   /** LTT's α and the threshold grid of the trajectory rules. */
   trajectory?: TrajectoryOptions;
+  /**
+   * LYNX's rule at a δ its calibration events are too few for (the conformal quantile is clipped, and the guarantee
+   * void): false (default) refuses it, the rule file says so and it never exits; true uses it, as LYNX does.
+   */
+  allowClipped?: boolean;
   log?: Log;
 }
 
@@ -77,6 +83,9 @@ export interface SummaryEntry {
   qPos?: number | null;
   qNeg?: number | null;
   valid?: boolean;
+  /** lynx: the quantile was clipped and the rule is not used (never exits); the wrong-exit events δ needs. */
+  refused?: boolean;
+  neededNeg?: number;
   heldOut?: SummaryHeldOut;
 }
 
@@ -194,7 +203,15 @@ export function calibrateStep(opts: CalibrateStepOptions): { rules: ExitRule[]; 
     deltas,
     rules: ruleNames,
     trajectory,
+    useClipped: opts.allowClipped,
   });
+  for (const r of rules) {
+    const why = refusalReason(r);
+    if (why) opts.log?.(`warning: ${why}`);
+    else if (r.rule === 'lynx' && !r.valid) {
+      opts.log?.(`warning: the lynx rule at delta ${r.delta} uses a clipped quantile (${r.nNeg} wrong-exit events, ${r.neededNeg} needed): it exits without its guarantee (--allow-clipped)`);
+    }
+  }
   const baselineAvgTokens = heldRollouts.length ? heldRollouts.reduce((s, r) => s + fullTotal(r), 0) / heldRollouts.length : 0;
   const entries: SummaryEntry[] = [];
   for (const r of rules) {
@@ -220,7 +237,7 @@ export function calibrateStep(opts: CalibrateStepOptions): { rules: ExitRule[]; 
       nCal: r.nCal,
       guarantee: r.guarantee,
       guaranteedRate,
-      ...(r.rule === 'lynx' ? { qPos: finiteOrNull(r.qPos), qNeg: finiteOrNull(r.qNeg), valid: r.valid } : {}),
+      ...(r.rule === 'lynx' ? { qPos: finiteOrNull(r.qPos), qNeg: finiteOrNull(r.qNeg), valid: r.valid, refused: r.refused, neededNeg: r.neededNeg } : {}),
       ...(heldOut ? { heldOut } : {}),
     });
   }

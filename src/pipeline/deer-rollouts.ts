@@ -44,8 +44,10 @@ export interface DeerRolloutsStepOptions {
   exitCue: string;
   answerMaxTokens: number;
   limit?: number;
-  /** The prompt the rollouts were generated from: zst, or csqa (rows need "choices"). */
+  /** The prompt the rollouts were generated from: deer (DEER's own, as LYNX rebuilds it), zst, ours, or csqa (rows need "choices"). */
   promptStyle: PromptStyle;
+  /** Exit with a LYNX rule whose quantile was clipped (LYNX's behaviour); default: it never exits. */
+  allowClipped?: boolean;
   /** Answer grading of the summary. */
   grading: Grading;
   /** Also write the summary and every rollout (events, scores, tokens, answers) as JSON. */
@@ -198,7 +200,7 @@ export async function summarizeDeerResults(
 /** Apply a LYNX policy at the cue events of DEER's stored rollouts and write them back in DEER's format. */
 export async function deerRolloutsStep(o: DeerRolloutsStepOptions): Promise<{ records: DeerRolloutRecord[]; summary: DeerRolloutsSummary }> {
   const t0 = performance.now();
-  const policy = loadLynxPolicy(o.probe, { rule: o.rule, delta: o.delta });
+  const policy = loadLynxPolicy(o.probe, { rule: o.rule, delta: o.delta, allowClipped: o.allowClipped });
   const rollouts = readDeerRollouts(o.in, { limit: o.limit });
   if (rollouts.length === 0) throw new InvalidInputError(`no rollouts in ${o.in}`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;

@@ -7,11 +7,13 @@ import { LlamaContext, type LlamaModel } from '../engine/index.js';
 import { evaluateMethod } from '../eval/evaluate-method.js';
 import type { RunResult } from '../eval/runner.js';
 import { methodEnv } from '../reasoning/method.js';
+import type { ExitAccounting } from '../reasoning/forced-exit.js';
+import { hasBaselines, writeLynxRunFiles } from '../eval/lynx-run-files.js';
 import type { Grading } from '../tasks/answer-equiv.js';
 import type { PromptStyle } from '../tasks/prompts.js';
 import { benchmarkLabel, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
-import { contextNeeds, methodsFor, type MethodSpec } from './methods.js';
+import { contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
 import type { SamplerOptions } from '../engine/index.js';
 
@@ -33,10 +35,23 @@ export interface EvaluateStepOptions {
   /** Each problem in its own new context: exactly a lone run's result, no batching across problems. */
   freshContext?: boolean;
   exitCue: string;
+  /** Where forced exits stop decoding: 'box' (default) or 'lynx' (LYNX's accounting: to EOS or the answer budget). */
+  exitAccounting?: ExitAccounting;
+  /** Budget forcing for every method (unset: each method's default; see MethodEnv.budgetForcing). */
+  budgetForcing?: boolean;
+  /** Rollouts per problem (LYNX's `--test-rollouts`); records `id#r` when more than one. Default 1. */
+  testRollouts?: number;
   promptStyle?: PromptStyle;
   /** Called when a method (or sweep) starts, with its settings and the number of records it will write. */
   onMethod?: (name: string, settings: readonly string[], records: number) => void;
   onProgress?: () => void;
+}
+
+/** The δ of a LYNX run's setting (`delta=0.1`), or null. */
+function settingDelta(setting: string): number | null {
+  const m = /^delta=([\d.eE-]+)$/.exec(setting);
+  const d = m ? Number(m[1]) : NaN;
+  return Number.isFinite(d) ? d : null;
 }
 
 export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]> {
@@ -53,7 +68,15 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
       flashAttention: false,
     });
   const context = contextFor(o.freshContext ? 1 : o.concurrency);
-  const env = methodEnv({ context, sampler: o.sampler, maxTokens: o.maxTokens, exitCue: o.exitCue, seed: o.seed });
+  const env = methodEnv({
+    context,
+    sampler: o.sampler,
+    maxTokens: o.maxTokens,
+    exitCue: o.exitCue,
+    exitAccounting: o.exitAccounting,
+    budgetForcing: o.budgetForcing,
+    seed: o.seed,
+  });
   const results: RunResult[] = [];
   try {
     for (const method of methods) {
@@ -62,6 +85,7 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
       results.push(
         ...(await evaluateMethod({
           problems,
+          rollouts: o.testRollouts,
           benchmark: benchmarkLabel(o.benchmark),
           root: o.out,
           method,
@@ -76,10 +100,29 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
                 return { generator: new LocalGenerator(c), dispose: () => c.dispose() };
               }
             : undefined,
-          config: { method: o.spec.method, rule: o.spec.rule ?? 'lynx', probe: o.spec.probe, freshContext: o.freshContext === true },
+          config: {
+            method: o.spec.method,
+            rule: o.spec.rule ?? 'lynx',
+            probe: o.spec.probe,
+            freshContext: o.freshContext === true,
+            exitAccounting: o.exitAccounting ?? 'box',
+            budgetForcing: o.budgetForcing ?? 'method default',
+            testRollouts: o.testRollouts ?? 1,
+          },
           onProgress: o.onProgress,
         })),
       );
+    }
+    if (o.spec.method === 'lynx') {
+      // LYNX's own files, where the records know their full rollout (a δ sweep).
+      for (const r of results) {
+        const delta = settingDelta(r.metrics.setting);
+        if (delta === null || !hasBaselines(r.predictions)) continue;
+        writeLynxRunFiles(r.dir, r.predictions, lynxRuleOf(o.spec, delta), {
+          description: { dataset_id: benchmarkLabel(o.benchmark), test_problems: problems.length, test_rollouts: o.testRollouts ?? 1, probe_path: o.spec.probe },
+          seed: o.seed,
+        });
+      }
     }
   } finally {
     context.dispose();

@@ -16,6 +16,7 @@ import { readJson } from '../util/fs.js';
 import { MANIFEST_FILE, readDataset, unitKey, type EventMeta } from '../reasoning/lynx/dataset/store.js';
 import { type ProbeHeader } from '../reasoning/lynx/probe/probe.js';
 import { type SimRollout } from '../reasoning/lynx/simulate.js';
+import { checkLastLayerTap, type LastLayerTap } from '../reasoning/lynx/features.js';
 
 export type Log = (line: string) => void;
 
@@ -38,6 +39,8 @@ export interface DatasetRecord {
 export interface FeatureSpec {
   nFeatures: number;
   hiddenStateLayers: number[];
+  /** How the last layer was read ('final' after the norm; datasets that do not say read 'residual'). */
+  lastLayer: LastLayerTap;
   cues?: unknown;
   model?: unknown;
 }
@@ -84,11 +87,12 @@ export function loadEventDatasets(dirs: readonly string[]): EventData {
     const ds = readDataset(dir);
     if (ds.rows === 0) throw new InvalidInputError(`the dataset in ${dir} has no events`);
     const hs = layersOf(ds.info, `the dataset in ${dir}`, 'rebuild it with lynx build-dataset');
-    return { dir, ds, spec: { nFeatures: ds.nFeatures, hiddenStateLayers: hs, cues: ds.info.cues, model: ds.info.model } as FeatureSpec };
+    const lastLayer = checkLastLayerTap(ds.info.lastLayer, `the dataset in ${dir}`);
+    return { dir, ds, spec: { nFeatures: ds.nFeatures, hiddenStateLayers: hs, lastLayer, cues: ds.info.cues, model: ds.info.model } as FeatureSpec };
   });
   const first = loaded[0]!;
   for (const l of loaded.slice(1)) {
-    for (const key of ['nFeatures', 'hiddenStateLayers', 'cues', 'model'] as const) {
+    for (const key of ['nFeatures', 'hiddenStateLayers', 'lastLayer', 'cues', 'model'] as const) {
       if (stableJson(l.spec[key]) !== stableJson(first.spec[key])) {
         throw new InvalidInputError(
           `the datasets disagree on ${key}: ${first.dir} has ${show(first.spec[key])}, ${l.dir} has ${show(l.spec[key])}; ` +
@@ -164,6 +168,13 @@ export function checkProbeMatches(header: ProbeHeader, probeDir: string, data: E
   if (stableJson(hs) !== stableJson(data.spec.hiddenStateLayers)) {
     throw new InvalidInputError(
       `the probe in ${probeDir} reads hidden-state layers ${show(hs)} but the datasets hold layers ${show(data.spec.hiddenStateLayers)}`,
+    );
+  }
+  const lastLayer = checkLastLayerTap(info.lastLayer, `the probe in ${probeDir}`);
+  if (lastLayer !== data.spec.lastLayer) {
+    throw new InvalidInputError(
+      `the probe in ${probeDir} reads the last layer ${lastLayer === 'final' ? 'after' : 'before'} the final norm, the datasets hold it ${data.spec.lastLayer === 'final' ? 'after' : 'before'}: ` +
+        'train the probe on these datasets, or rebuild them',
     );
   }
   for (const key of ['cues', 'model'] as const) {

@@ -11,6 +11,9 @@ import { loadLynxPolicy } from '../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../util/errors.js';
 
 export const METHOD_NAMES = ['full', 'budget', 'lynx', 'deer', 'deepconf', 'dynasor'] as const;
+
+/** `lynx eval --method deepconf` without `--traces`: DeepConf's 16 warm-up traces and 16 online ones. */
+export const DEFAULT_DEEPCONF_TRACES = 32;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
 /** A method and its settings; several values of a list run as several settings (one generation where possible). */
@@ -22,12 +25,16 @@ export interface MethodSpec {
   deltas?: readonly number[];
   rule?: string;
   probe?: string;
-  /** deer: confidence thresholds (default 0.95). */
+  /** lynx: exit with a rule whose quantile was clipped (LYNX's behaviour; default: it never exits). */
+  allowClipped?: boolean;
+  /** deer: confidence thresholds (default 0.95), trial answers sampled (default, as DEER's request) or greedy. */
   thresholds?: readonly number[];
-  /** deepconf: trace budgets (default 16), variant, warm-up traces. */
+  trialSampling?: 'sample' | 'greedy';
+  /** deepconf: trace budgets (default 32: 16 warm-up, 16 online), variant, warm-up traces, confidence window. */
   traces?: readonly number[];
   variant?: 'low' | 'high';
   warmup?: number;
+  window?: number;
   /** dynasor: agreeing probes needed (default 2) and the probe interval in tokens (default 32). */
   agreements?: readonly number[];
   interval?: number;
@@ -48,18 +55,22 @@ export function methodsFor(spec: MethodSpec): (ReasoningMethod | ReasoningSweep)
       return values(spec.budgets, '--budget B[,B...]').map((b) => tokenBudget(b));
     case 'lynx': {
       if (!spec.probe) throw new InvalidInputError('--method lynx needs --probe EXP (an experiment folder with probe/ and conformal/)');
-      const policies = values(spec.deltas, '--delta', [0.1]).map((delta) => loadLynxPolicy(spec.probe!, { rule: spec.rule ?? 'lynx', delta }));
+      const policies = values(spec.deltas, '--delta', [0.1]).map((delta) =>
+        loadLynxPolicy(spec.probe!, { rule: spec.rule ?? 'lynx', delta, allowClipped: spec.allowClipped }),
+      );
       // Several deltas: one generation per problem serves them all (the probe never changes the trace before the exit).
       // The rules come from one folder and share its probe.
       return [policies.length === 1 ? lynxMethod(policies[0]!) : lynxSweep(policies.map((p) => ({ ...p, probe: policies[0]!.probe })))];
     }
     case 'deer': {
       const t = values(spec.thresholds, '--threshold', [0.95]);
-      return [t.length === 1 ? deer({ threshold: t[0] }) : deerSweep(t)];
+      const opts = spec.trialSampling ? { trialSampling: spec.trialSampling } : {};
+      return [t.length === 1 ? deer({ ...opts, threshold: t[0] }) : deerSweep(t, opts)];
     }
     case 'deepconf': {
-      const b = values(spec.traces, '--traces', [16]);
-      const opts = { variant: spec.variant, warmupTraces: spec.warmup };
+      // The default leaves room for online traces: 16 warm-up (DeepConf's) and 16 that can be stopped.
+      const b = values(spec.traces, '--traces', [DEFAULT_DEEPCONF_TRACES]);
+      const opts = { variant: spec.variant, warmupTraces: spec.warmup, windowSize: spec.window };
       return [b.length === 1 ? deepConf({ ...opts, budget: b[0] }) : deepConfSweep(b, opts)];
     }
     case 'dynasor': {
@@ -80,4 +91,10 @@ export function methodsFor(spec: MethodSpec): (ReasoningMethod | ReasoningSweep)
 export function contextNeeds(method: string, problems: number, maxTokens: number): { nCtx: number; nSeqMax: number } {
   const forks = method === 'deepconf' ? 16 : 4;
   return { nCtx: problems * (maxTokens + 1024) * (method === 'deepconf' ? 4 : 1), nSeqMax: problems * (1 + forks) };
+}
+
+/** The rule file a LYNX spec reads for one δ (for LYNX's own output files). */
+export function lynxRuleOf(spec: MethodSpec, delta: number) {
+  if (!spec.probe) throw new InvalidInputError('--method lynx needs --probe EXP');
+  return loadLynxPolicy(spec.probe, { rule: spec.rule ?? 'lynx', delta, allowClipped: spec.allowClipped }).rule;
 }

@@ -7,8 +7,12 @@ import { PREDICTIONS_FILE, runDir, writeConfig, writeMetrics, type PredictionRec
 import { datasetRollouts } from '../reasoning/lynx/dataset/store.js';
 import { loadProbe } from '../reasoning/lynx/probe/probe.js';
 import { lynxMetrics, simulateRollout, type LynxMetrics, type SimRollout } from '../reasoning/lynx/simulate.js';
-import { rolloutEventRecords, rolloutId, simulate } from '../eval/simulated-runs.js';
+import { rolloutEventRecords, rolloutId, simulate, simulatedLynxRows, simulateOracleRun } from '../eval/simulated-runs.js';
 import { readRules, type RuleName } from '../reasoning/calibration/rule-files.js';
+import { refusalReason } from '../reasoning/calibration/conformal.js';
+import { writeLynxFiles, type LynxMetricsFile } from '../reasoning/lynx/lynx-files.js';
+import { compareWithOracle, oracleFrontier, oracleLimits, thresholdFrontier, type OracleComparison } from '../reasoning/lynx/oracle.js';
+import { writeJsonAtomic } from '../util/fs.js';
 import { nullForNonFinite } from '../util/json.js';
 import { checkProbeMatches, loadEventDatasets, resolveProbeDir, withGold, type Log } from './event-data.js';
 
@@ -30,6 +34,8 @@ export interface SimulateStepOptions {
   /** Bootstrap seed and resamples of the intervals. */
   seed?: number;
   resamples?: number;
+  /** Exit with LYNX rules whose quantile was clipped (LYNX's behaviour); default: they never exit. */
+  allowClipped?: boolean;
   log?: Log;
 }
 
@@ -38,7 +44,12 @@ export interface SimulatedRun {
   setting: string;
   dir: string;
   lynx: LynxMetrics;
+  /** The setting against the oracle at its accuracy (absent for the baseline and the oracle itself). */
+  oracle?: OracleComparison;
 }
+
+/** `oracle.json` in the oracle's run folder: both frontiers and the limits, for the tables and the report. */
+export const ORACLE_FILE = 'oracle.json';
 
 
 /**
@@ -47,11 +58,22 @@ export interface SimulatedRun {
  * `lynx-crc`; setting `delta=…`) plus the full-rollout baseline (method `full`, setting `full`) under
  * `<exp>/eval/<benchmark>/`, so `lynx report <exp>` shows them.
  */
-export function simulateStep(opts: SimulateStepOptions): { runs: SimulatedRun[]; baseline: SimulatedRun; rollouts: number; events: number; rolloutsWithoutEvents: number } {
+export function simulateStep(opts: SimulateStepOptions): {
+  runs: SimulatedRun[];
+  baseline: SimulatedRun;
+  oracle: SimulatedRun;
+  rollouts: number;
+  events: number;
+  rolloutsWithoutEvents: number;
+} {
   const probeDir = resolveProbeDir(opts.probeDir ?? join(opts.exp, 'probe'));
   const conformalDir = opts.conformalDir ?? join(opts.exp, 'conformal');
   const { probe, header } = loadProbe(probeDir);
-  const rules = readRules(conformalDir, { rules: opts.rules, deltas: opts.deltas });
+  const rules = readRules(conformalDir, { rules: opts.rules, deltas: opts.deltas, useClipped: opts.allowClipped });
+  for (const r of rules) {
+    const why = refusalReason(r);
+    if (why) opts.log?.(`warning: ${why}`);
+  }
   const data = loadEventDatasets(opts.datasets);
   checkProbeMatches(header, probeDir, data);
   const benchmark = opts.benchmark ?? data.benchmark;
@@ -68,16 +90,38 @@ export function simulateStep(opts: SimulateStepOptions): { runs: SimulatedRun[];
   };
   const simOpts = { benchmark, seed: opts.seed ?? 0, resamples: opts.resamples };
   const results = simulate(rollouts, rules, simOpts);
+  const frontiers = { oracle: oracleFrontier(rollouts), probe: thresholdFrontier(rollouts) };
+  const description: Partial<LynxMetricsFile> = {
+    dataset_id: benchmark,
+    test_problems: new Set(rollouts.map((r) => r.problemId)).size,
+    test_rollouts: Math.max(1, ...rollouts.map((r) => (r.rollout ?? 0) + 1)),
+    probe_path: probeDir,
+    conformal_path: conformalDir,
+  };
   const runs: SimulatedRun[] = [];
   results.forEach((res) => {
     const dir = runDir(opts.exp, benchmark, res.method, res.setting);
+    const oracle = compareWithOracle(rollouts, { accuracy: res.metrics.accuracy, avgTokens: res.metrics.avgTokens }, frontiers);
+    res.metrics.extra = { ...res.metrics.extra, oracle: nullForNonFinite(oracle) };
     writeRun(dir, res.predictions, res.metrics, { ...config, benchmark, method: res.method, setting: res.setting, rule: nullForNonFinite(res.rule) });
-    runs.push({ method: res.method, setting: res.setting, dir, lynx: res.lynx });
-    opts.log?.(`${res.method} ${res.setting}: ${describeRun(res.lynx)}`);
+    writeLynxFiles(dir, nullForNonFinite({ ...description, ...res.lynx }) as LynxMetricsFile, simulatedLynxRows(rollouts, res.outcomes, res.rule));
+    runs.push({ method: res.method, setting: res.setting, dir, lynx: res.lynx, oracle });
+    opts.log?.(`${res.method} ${res.setting}: ${describeRun(res.lynx)}; ${describeOracle(oracle)}`);
   });
   const baseline = writeBaseline(opts.exp, rollouts, benchmark, simOpts, config);
   opts.log?.(`full full: accuracy ${pct(baseline.lynx.baseline.accuracy)}, avg tokens ${baseline.lynx.baseline.avg_tokens.toFixed(0)}`);
-  return { runs, baseline, rollouts: rollouts.length, events: data.rows, rolloutsWithoutEvents };
+  const o = simulateOracleRun(rollouts, simOpts);
+  const oracleDir = runDir(opts.exp, benchmark, o.method, o.setting);
+  writeRun(oracleDir, o.predictions, o.metrics, { ...config, benchmark, method: o.method, setting: o.setting, oracle: 'first cue event with a correct forced exit' });
+  writeJsonAtomic(join(oracleDir, ORACLE_FILE), nullForNonFinite({ baselineAvgTokens: baseline.lynx.baseline.avg_tokens, frontiers, limits: oracleLimits(rollouts) }));
+  const oracle: SimulatedRun = { method: o.method, setting: o.setting, dir: oracleDir, lynx: o.lynx };
+  opts.log?.(`oracle first-correct: ${describeRun(o.lynx)}`);
+  return { runs, baseline, oracle, rollouts: rollouts.length, events: data.rows, rolloutsWithoutEvents };
+}
+
+function describeOracle(c: OracleComparison): string {
+  if (c.oracleSavingsRate === null) return 'the oracle does not reach this accuracy';
+  return `oracle at this accuracy saves ${pct(c.oracleSavingsRate)} (share ${c.oracleShare === null ? '—' : pct(c.oracleShare)}), best probe threshold ${c.probeSavingsRate === null ? '—' : pct(c.probeSavingsRate)}`;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -127,7 +171,7 @@ function writeBaseline(
       tokens: o.tokens,
       wallMs: r.wallMs ?? 0,
       exit: null,
-      baseline: { tokens: o.tokens.total, correct: r.fullCorrect, extracted: r.fullAnswer },
+      baseline: { tokens: o.tokens.total, decoded: o.tokens.decoded, correct: r.fullCorrect, extracted: r.fullAnswer },
       events: rolloutEventRecords(r),
       extra: { simulated: true },
     };

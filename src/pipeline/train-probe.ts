@@ -77,6 +77,7 @@ export function trainProbeStep(opts: TrainProbeStepOptions): { probe: Probe; met
   const resolved: ProbeConfig = { ...DEFAULT_PROBE_CONFIG, ...config, seed, hidden: probe.hidden };
   saveProbe(opts.outDir, probe, {
     hiddenStateLayers: data.spec.hiddenStateLayers,
+    lastLayer: data.spec.lastLayer,
     ...(data.spec.cues !== undefined ? { cues: data.spec.cues } : {}),
     ...(data.exitCue !== undefined ? { exitCue: data.exitCue } : {}),
     ...(data.spec.model !== undefined ? { model: data.spec.model } : {}),

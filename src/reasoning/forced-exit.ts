@@ -3,7 +3,9 @@
  * answer greedily. LYNX labels events with it, DEER and Dynasor-CoT probe with it, and every early-exit method ends
  * with it, so all methods share this one implementation and one token accounting.
  */
+import type { SamplerOptions } from '../engine/index.js';
 import type { GeneratorSequence } from '../backends/generator.js';
+import { InvalidInputError } from '../util/errors.js';
 
 /** Exit cues of the methods this project implements. */
 export const EXIT_CUES = {
@@ -24,6 +26,22 @@ export function exitCueText(cue: string): string {
   return (EXIT_CUES as Record<string, string>)[cue] ?? cue;
 }
 
+/**
+ * Where a forced exit stops decoding. 'box' (default): where the `\boxed{...}` the cue opened closes, which is all the
+ * answer a grader reads. 'lynx': to the end-of-sequence token or the answer budget, as LYNX's `generate_from_prefix`
+ * (`lynx/utils.py`: Hugging Face `generate` with `max_new_tokens`, `eos_token_id`, no stop string) and so as LYNX's
+ * `used_tokens = (pos_rel - 1) + cue_len + added_tokens` counts them. The answer is the box's in both (what follows
+ * it is decoded and counted, not kept), so the accounting changes token counts only.
+ */
+export type ExitAccounting = 'box' | 'lynx';
+
+export const EXIT_ACCOUNTINGS: readonly ExitAccounting[] = ['box', 'lynx'];
+
+export function checkExitAccounting(s: string): ExitAccounting {
+  if (!(EXIT_ACCOUNTINGS as readonly string[]).includes(s)) throw new InvalidInputError(`unknown exit accounting '${s}': use box or lynx`);
+  return s as ExitAccounting;
+}
+
 export interface ForcedExitOptions {
   /** Exit cue text (or a name from EXIT_CUES). */
   cue: string;
@@ -40,6 +58,10 @@ export interface ForcedExitOptions {
   onText?: (piece: string, token?: { id: number; logprob?: number }) => void;
   /** Stop decoding the answer (throws `signal.reason`). */
   signal?: AbortSignal;
+  /** Where decoding stops (see ExitAccounting). Default 'box'. */
+  accounting?: ExitAccounting;
+  /** Sampler of the answer; default greedy (LYNX's `exit_temperature 0`). DEER samples its trial answers. */
+  sampler?: SamplerOptions;
 }
 
 export interface ForcedExitResult {
@@ -48,12 +70,13 @@ export interface ForcedExitResult {
   /** The content of the `\boxed{...}` the cue opened (or the model wrote), or null when it never closed. */
   answer: string | null;
   cueTokens: number;
+  /** Tokens decoded after the cue (with 'lynx' accounting, those after the box too; an end-of-sequence token included). */
   answerTokens: number;
-  /** Probability of each greedy answer token (DEER's confidence is their mean). */
+  /** Probability of each answer token up to the box, under the model's distribution (DEER's confidence is their mean). */
   tokenProbs: number[];
 }
 
-/** Decode an answer after an exit cue; greedy; stops when the box closes or at end of generation. */
+/** Decode an answer after an exit cue (greedy unless a sampler is given); stops as `accounting` says. */
 export async function forcedExit(seq: GeneratorSequence, opts: ForcedExitOptions): Promise<ForcedExitResult> {
   const model = seq.vocab;
   const cue = exitCueText(opts.cue);
@@ -67,14 +90,23 @@ export async function forcedExit(seq: GeneratorSequence, opts: ForcedExitOptions
     let text = '';
     const tokenProbs: number[] = [];
     let answerTokens = 0;
-    for await (const t of target.generate({ maxTokens: opts.maxTokens ?? 64, sampler: { temperature: 0 }, logprobs: true })) {
+    let closed = false;
+    const toEos = (opts.accounting ?? 'box') === 'lynx';
+    for await (const t of target.generate({ maxTokens: opts.maxTokens ?? 64, sampler: opts.sampler ?? { temperature: 0 }, logprobs: true })) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('the forced exit was aborted');
       answerTokens++;
+      if (closed) {
+        if (t.stopped) break;
+        continue;
+      }
       tokenProbs.push(Math.exp(t.logprob ?? 0));
       if (t.stopped) break;
       text += t.text;
       opts.onText?.(t.text, { id: t.token, logprob: t.logprob });
-      if (box.push(t.text)) break;
+      if (box.push(t.text)) {
+        closed = true;
+        if (!toEos) break;
+      }
     }
     return { text, answer: box.answer(), cueTokens: cueTokens.length, answerTokens, tokenProbs };
   } finally {

@@ -1,7 +1,8 @@
 /**
  * The shape every reasoning method shares (full rollout, token budget, LYNX, DEER, DeepConf, Dynasor-CoT), so the
  * evaluation harness runs them all the same way: one problem in, one outcome out, tokens counted one way
- * (reasoning + exit cue + answer, as `runRollout` counts them).
+ * (`TokenCounts`: output = reasoning + exit cue + answer, as `runRollout` counts them; decoded and prefilled = all the
+ * work, probes and extra traces included).
  *
  * Also the two reference methods: the full rollout (the ceiling: think until the model stops) and a fixed thinking
  * budget (the floor: stop at B thinking tokens, then exit with the exit cue).
@@ -11,9 +12,9 @@ import { LocalGenerator } from '../backends/local.js';
 import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement } from '../backends/generator.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
-import { exitCueText } from './forced-exit.js';
+import { exitCueText, type ExitAccounting } from './forced-exit.js';
 import { runRollout, type RolloutOptions, type RolloutResult } from './rollout.js';
-import type { TokenCounts } from './token-counts.js';
+import { NO_WORK, withWork, type ModelWork, type TokenCounts } from './token-counts.js';
 
 /** Sampling defaults of the field for reasoning models (DeepSeek-R1 and LYNX): temperature 0.6, top-p 0.95. */
 export const DEFAULT_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 0.6, topP: 0.95 });
@@ -29,6 +30,14 @@ export interface MethodEnv {
   exitCue: string;
   /** Maximum answer tokens after an exit cue. Default 64. */
   answerMaxTokens?: number;
+  /** Where forced exits stop decoding: 'box' (default) or 'lynx' (to end of sequence or the answer budget). */
+  exitAccounting?: ExitAccounting;
+  /**
+   * Budget forcing: a trace out of tokens while thinking gets a forced answer (exit cue + answer). Unset: each
+   * method's own default (on for all but DeepConf, whose budget-truncated traces vote without one, as in its code).
+   * Set, it applies to every method alike.
+   */
+  budgetForcing?: boolean;
   /** Base seed; every problem (and every trace of a problem) gets its own seed derived from it. */
   seed: number;
   /** Streams the main trace's text as its reader sees it (RolloutOptions.onText): what a server sends while it runs. */
@@ -43,6 +52,12 @@ export interface MethodInput {
   problemId: string;
   /** The prompt, already through the chat template, ending where the model starts thinking. */
   promptTokens: number[];
+  /**
+   * Which rollout of the problem this is (LYNX's `--test-rollouts`): its main trace samples with the seed of trace
+   * `rollout`, the one the dataset builder's rollout of that number has, and its other traces and probes get seeds of
+   * their own. Default 0.
+   */
+  rollout?: number;
 }
 
 
@@ -72,6 +87,8 @@ export interface MethodOutcome {
   exit: MethodExit | null;
   wallMs: number;
   extra: Record<string, unknown>;
+  /** The full rollout of the same problem and seed, when the method generated it anyway (a LYNX δ sweep). */
+  baseline?: { tokens: TokenCounts; answerText: string };
 }
 
 export interface ReasoningMethod {
@@ -106,6 +123,8 @@ export function methodEnv(
     maxTokens: base.maxTokens ?? 16384,
     exitCue: base.exitCue ?? 'paper',
     answerMaxTokens: base.answerMaxTokens,
+    exitAccounting: base.exitAccounting,
+    budgetForcing: base.budgetForcing,
     seed: base.seed ?? 0,
     onText: base.onText,
     signal: base.signal,
@@ -130,22 +149,52 @@ export function traceSampler(env: MethodEnv, problemId: string, trace: number | 
   return { ...env.sampler, seed: traceSeed(env, problemId, trace) };
 }
 
-/** What every method's trace takes from the environment: its token budget, exit cue, answer budget and seeded sampler. */
+/**
+ * The seed key of trace `trace` (0 = the main trace; a number or a name such as `probe3`) of an input: rollout r's main
+ * trace is trace r, its other traces and probes `r:<trace>` (plain `<trace>` for rollout 0, as before rollouts existed).
+ */
+export function traceKey(input: Pick<MethodInput, 'rollout'>, trace: number | string = 0): number | string {
+  const r = input.rollout ?? 0;
+  if (trace === 0) return r;
+  return r === 0 ? trace : `${r}:${trace}`;
+}
+
+/** The seed of a probe or extra trace of an input (`traceKey`). */
+export function inputSeed(env: Pick<MethodEnv, 'seed'>, input: Pick<MethodInput, 'problemId' | 'rollout'>, trace: number | string): number {
+  return traceSeed(env, input.problemId, traceKey(input, trace));
+}
+
+/**
+ * What every method's trace takes from the environment: its token budget, exit cue, answer budget, exit accounting,
+ * budget forcing and seeded sampler. `budgetForcing` is the method's default when the environment leaves it unset.
+ */
 export function traceRolloutOptions(
   env: MethodEnv,
-  problemId: string,
+  input: Pick<MethodInput, 'problemId' | 'rollout'>,
   trace: number | string = 0,
-): Pick<RolloutOptions, 'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens' | 'onText' | 'signal' | 'logprobs' | 'topLogprobs'> {
+  budgetForcing = true,
+): Pick<
+  RolloutOptions,
+  'maxTokens' | 'sampler' | 'exitCue' | 'answerMaxTokens' | 'exitAccounting' | 'budgetForcing' | 'onText' | 'signal' | 'logprobs' | 'topLogprobs'
+> {
+  // Only the main trace of the first rollout is streamed; every trace stops with the method.
+  const streamed = trace === 0 && (input.rollout ?? 0) === 0;
   return {
     maxTokens: env.maxTokens,
-    sampler: traceSampler(env, problemId, trace),
+    sampler: traceSampler(env, input.problemId, traceKey(input, trace)),
     exitCue: env.exitCue,
     answerMaxTokens: env.answerMaxTokens,
-    // Only the main trace is streamed; every trace stops with the method.
-    onText: trace === 0 ? env.onText : undefined,
+    exitAccounting: env.exitAccounting,
+    budgetForcing: env.budgetForcing ?? budgetForcing,
+    onText: streamed ? env.onText : undefined,
     signal: env.signal,
-    ...(trace === 0 && env.logprobs !== undefined ? { logprobs: true, topLogprobs: env.logprobs } : {}),
+    ...(streamed && env.logprobs !== undefined ? { logprobs: true, topLogprobs: env.logprobs } : {}),
   };
+}
+
+/** The prompt's prefill, once per problem (probes and extra traces fork it). */
+export function promptWork(input: Pick<MethodInput, 'promptTokens'>): ModelWork {
+  return { decoded: 0, prefilled: input.promptTokens.length };
 }
 
 /** Refuse, before any work, a method whose needs the environment's generator does not meet. */
@@ -176,13 +225,14 @@ export function answerTextOf(r: RolloutResult, cueText: string): string {
   return r.answerText !== '' ? r.answerText : r.text;
 }
 
-/** A MethodOutcome from a single rollout. */
+/** A MethodOutcome from a single rollout; `work` is what the method did besides it (the prompt, probes, trials). */
 export function outcomeOf(
   r: RolloutResult,
   cueText: string,
   exit: MethodExit | null,
   extra: Record<string, unknown> = {},
   wallMs = r.wallMs,
+  work: ModelWork = NO_WORK,
 ): MethodOutcome {
   return {
     answerText: answerTextOf(r, cueText),
@@ -190,7 +240,7 @@ export function outcomeOf(
     text: r.text,
     traceTokens: r.tokens.slice(),
     end: r.end,
-    tokens: { ...r.tokenCounts },
+    tokens: withWork(r.tokenCounts, work),
     exit,
     wallMs,
     extra: { end: r.end, ...extra },
@@ -205,10 +255,8 @@ export function fullRollout(): ReasoningMethod {
     async solve(input, env) {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
-        const r = await runRollout(seq, {
-          ...traceRolloutOptions(env, input.problemId),
-        });
-        return outcomeOf(r, exitCueText(env.exitCue), null, {}, performance.now() - t0);
+        const r = await runRollout(seq, traceRolloutOptions(env, input));
+        return outcomeOf(r, exitCueText(env.exitCue), null, {}, performance.now() - t0, promptWork(input));
       });
     },
   };
@@ -227,11 +275,11 @@ export function tokenBudget(budget: number): ReasoningMethod {
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
         const r = await runRollout(seq, {
-          ...traceRolloutOptions(env, input.problemId),
+          ...traceRolloutOptions(env, input),
           onStep: (step) => (step.index + 1 >= budget ? { action: 'exit', info: { reason: 'budget' } } : { action: 'continue' }),
         });
         const exit = r.end === 'exit' ? { event: 0, position: r.tokenCounts.reasoning, cue: 'budget' } : null;
-        return outcomeOf(r, exitCueText(env.exitCue), exit, { budget }, performance.now() - t0);
+        return outcomeOf(r, exitCueText(env.exitCue), exit, { budget }, performance.now() - t0, promptWork(input));
       });
     },
   };

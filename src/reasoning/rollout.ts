@@ -4,8 +4,8 @@
  */
 import type { GeneratedToken, SamplerOptions, TapLayer } from '../engine/index.js';
 import type { GeneratorSequence } from '../backends/generator.js';
-import { exitCueText, forcedExit, type ForcedExitResult } from './forced-exit.js';
-import type { TokenCounts } from './token-counts.js';
+import { exitCueText, forcedExit, type ExitAccounting, type ForcedExitResult } from './forced-exit.js';
+import { tokenCounts, type TokenCounts } from './token-counts.js';
 
 export interface RolloutStep {
   token: number;
@@ -31,7 +31,10 @@ export interface ThinkingEnd {
 /** What a method decides after a token. */
 export type StepDecision =
   | { action: 'continue' }
-  /** Stop thinking and answer. `cut` = generated tokens to keep (default all); `answer` reuses a probe's answer. */
+  /**
+   * Stop thinking and answer. `cut` = generated tokens to keep (default all); `answer` reuses a probe's answer, whose
+   * decoding the method counts itself (the rollout's `decoded` / `prefilled` then leave it out).
+   */
   | {
       action: 'exit';
       cut?: number;
@@ -51,6 +54,14 @@ export interface RolloutOptions {
   exitCue: string;
   /** Maximum answer tokens after an exit cue. Default 64. */
   answerMaxTokens?: number;
+  /** Where the rollout's own forced exits stop decoding. Default 'box'. */
+  exitAccounting?: ExitAccounting;
+  /**
+   * A trace that runs out of tokens while still thinking gets a forced answer (the exit cue and a decoded answer:
+   * budget forcing). Default true. false: it ends there, and the truncated text is what gets graded, as in LYNX's
+   * scripts and DeepConf's.
+   */
+  budgetForcing?: boolean;
   tapLayers?: TapLayer[];
   tapWhen?: (token: number, text: string) => boolean;
   topLogprobs?: number;
@@ -105,6 +116,11 @@ export interface RolloutResult {
   answerText: string;
   /** Boxed answer decoded after an exit cue (natural ends leave extraction to the evaluator). */
   boxedAnswer?: string | null;
+  /**
+   * Output tokens, and the rollout's own work: `decoded` = every token it sampled (past a cut too, and the
+   * end-of-sequence token) plus the answer of a forced exit it decoded; `prefilled` = the exit cue it appended. The
+   * prompt (prefilled before) and an `answer` a decision handed over are the caller's to count.
+   */
   tokenCounts: TokenCounts;
   wallMs: number;
 }
@@ -134,6 +150,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
   const aborted = () => {
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('the rollout was aborted');
   };
+  let sampled = 0; // every token generate() handed out, the stopping one included
 
   for await (const t of seq.generate({
     maxTokens: opts.maxTokens,
@@ -144,6 +161,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
     logprobs: opts.logprobs,
   })) {
     aborted();
+    sampled++;
     if (t.stopped) {
       naturalEnd = true;
       break;
@@ -184,33 +202,39 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
   }
 
   const answerMax = opts.answerMaxTokens ?? 64;
+  const exitOpts = { cue: opts.exitCue, maxTokens: answerMax, accounting: opts.exitAccounting, mode: 'inplace' as const, onText: opts.onText, signal: opts.signal };
   if (decision.action === 'stop') {
-    return finish('stopped', tokens.length, 0, 0, '', undefined, decision.info);
+    return finish('stopped', tokens.length, 0, 0, '', { decoded: sampled, prefilled: 0 }, undefined, decision.info);
   }
   if (decision.action === 'exit') {
     const cut = decision.cut ?? tokens.length;
     commit(cut);
-    const precomputed = decision.answer;
-    if (precomputed && opts.onText) opts.onText(exitCueText(decision.cue ?? opts.exitCue) + precomputed.text);
-    const exit =
-      precomputed ??
-      (await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, at: promptLength + cut, mode: 'inplace', onText: opts.onText, signal: opts.signal }));
+    const own = decision.answer === undefined;
+    if (!own && opts.onText) opts.onText(exitCueText(decision.cue ?? opts.exitCue) + decision.answer!.text);
+    const exit = decision.answer ?? (await forcedExit(seq, { ...exitOpts, at: promptLength + cut }));
     tokens.length = cut;
     text = model.detokenize(tokens);
-    return finish('exit', cut, exit.cueTokens, exit.answerTokens, exit.text, exit.answer, decision.info, cut - 1);
+    const work = { decoded: sampled + (own ? exit.answerTokens : 0), prefilled: own ? exit.cueTokens : 0 };
+    return finish('exit', cut, exit.cueTokens, exit.answerTokens, exit.text, work, exit.answer, decision.info, cut - 1);
   }
   commit(tokens.length);
   if (naturalEnd || !thinking) {
-    // The model closed its thinking (and possibly answered) by itself.
+    // The model closed its thinking (and possibly answered) by itself. A natural end's end-of-sequence token counts
+    // as the last answer token, as LYNX counts it (`len(seq_ids) - enc_len` includes it).
     const reasoning = reasoningTokens >= 0 ? reasoningTokens : tokens.length;
     const answerText = reasoningTokens >= 0 ? model.detokenize(tokens.slice(reasoningTokens)) : '';
+    const eos = naturalEnd ? 1 : 0;
     if (naturalEnd || reasoningTokens >= 0) {
-      return finish(naturalEnd ? 'natural' : 'budget', reasoning, 0, tokens.length - reasoning, answerText);
+      return finish(naturalEnd ? 'natural' : 'budget', reasoning, 0, tokens.length - reasoning + eos, answerText, { decoded: sampled, prefilled: 0 });
     }
   }
-  // Out of budget while still thinking: force the exit so the trace still yields an answer.
-  const exit = await forcedExit(seq, { cue: opts.exitCue, maxTokens: answerMax, mode: 'inplace', onText: opts.onText, signal: opts.signal });
-  return finish('budget', tokens.length, exit.cueTokens, exit.answerTokens, exit.text, exit.answer);
+  if (opts.budgetForcing === false) {
+    // Out of budget while thinking, and no forced answer: the truncated trace is the response.
+    return finish('budget', tokens.length, 0, 0, '', { decoded: sampled, prefilled: 0 });
+  }
+  // Out of budget while still thinking: force the exit so the trace still yields an answer (budget forcing).
+  const exit = await forcedExit(seq, exitOpts);
+  return finish('budget', tokens.length, exit.cueTokens, exit.answerTokens, exit.text, { decoded: sampled + exit.answerTokens, prefilled: exit.cueTokens }, exit.answer);
 
   function finish(
     end: RolloutResult['end'],
@@ -218,6 +242,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
     exitCue: number,
     answer: number,
     answerText: string,
+    work: { decoded: number; prefilled: number },
     boxedAnswer?: string | null,
     exitInfo?: Record<string, unknown>,
     exitIndex?: number,
@@ -230,7 +255,7 @@ export async function runRollout(seq: GeneratorSequence, opts: RolloutOptions): 
       exitInfo,
       answerText,
       boxedAnswer,
-      tokenCounts: { reasoning, exitCue, answer, total: reasoning + exitCue + answer },
+      tokenCounts: tokenCounts(reasoning, exitCue, answer, work),
       wallMs: performance.now() - t0,
     };
   }

@@ -1,8 +1,9 @@
 /**
  * `lynx report EXP --markdown FILE`: the experiment's results as Markdown tables (for BENCHMARKS.md, model cards,
- * issue notes): one table per benchmark with every method and setting (accuracy with its 95% interval, average
- * tokens, savings against the full rollout, exit rate, the sum of per-problem wall times), and the calibration summary (held-out error rate
- * next to δ) when `conformal/summary.json` exists.
+ * issue notes): one table per benchmark with every method and setting (accuracy with its 95% interval, average output
+ * and decoded tokens, each against the full rollout, exit rate, the saving as a share of the oracle's at the same
+ * accuracy where `lynx simulate` measured it, the sum of per-problem wall times), and the calibration summary
+ * (held-out error rate next to δ) when `conformal/summary.json` exists.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,13 +27,18 @@ export function experimentMarkdown(root: string): string {
     const full = rs.find((r) => r.method === 'full')?.m;
     rs.sort((a, b) => (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || settingOrder(a.setting) - settingOrder(b.setting));
     out.push(`### ${bench}`, '');
-    out.push('| method | setting | n | accuracy [95% CI] | avg tokens | tokens vs full | exit rate | Σ wall time per problem (s) |');
-    out.push('|---|---|---|---|---|---|---|---|');
+    out.push('| method | setting | n | accuracy [95% CI] | output tokens | vs full | decoded tokens | vs full | exit rate | share of oracle saving | Σ wall time per problem (s) |');
+    out.push('|---|---|---|---|---|---|---|---|---|---|---|');
+    const rel = (x: number | undefined, ref: number | undefined) =>
+      x === undefined || ref === undefined || !(ref > 0) ? '—' : `${x / ref < 1 ? '−' : '+'}${Math.abs(100 * (1 - x / ref)).toFixed(1)}%`;
     for (const r of rs) {
       const m: RunMetrics = r.m;
-      const rel = full && full.avgTokens > 0 ? `${m.avgTokens / full.avgTokens < 1 ? '−' : '+'}${Math.abs(100 * (1 - m.avgTokens / full.avgTokens)).toFixed(1)}%` : '—';
+      const isFull = r.method === 'full';
+      const oracle = (m.extra?.oracle as { oracleShare?: number | null } | undefined)?.oracleShare;
       out.push(
-        `| ${m.method} | ${m.setting} | ${m.n} | ${pct(m.accuracy)}${ci(m.accuracyCi95)} | ${m.avgTokens.toFixed(1)} | ${r.method === 'full' ? '—' : rel} | ${pct(m.exitRate)} | ${m.wallSec ? m.wallSec.toFixed(1) : '—'} |`,
+        `| ${m.method} | ${m.setting} | ${m.n} | ${pct(m.accuracy)}${ci(m.accuracyCi95)} | ${m.avgTokens.toFixed(1)} | ${isFull ? '—' : rel(m.avgTokens, full?.avgTokens)} | ` +
+          `${m.avgDecoded === undefined ? '—' : m.avgDecoded.toFixed(1)} | ${isFull ? '—' : rel(m.avgDecoded, full?.avgDecoded)} | ${pct(m.exitRate)} | ` +
+          `${typeof oracle === 'number' ? pct(oracle) : '—'} | ${m.wallSec ? m.wallSec.toFixed(1) : '—'} |`,
       );
     }
     out.push('');

@@ -27,8 +27,14 @@ export interface ReportMetrics {
   n: number;
   accuracy: number;
   accuracyCi95: [number, number];
+  /** Output tokens per problem (the response). */
   avgTokens: number;
   avgTokensCi95: [number, number];
+  /** Decoded tokens per problem (all the work: probes, trials, traces, forced exits); null for runs that did not count them. */
+  avgDecoded: number | null;
+  avgDecodedCi95: [number, number] | null;
+  /** The saving as a share of the oracle's at the same accuracy (simulated runs, `lynx simulate`). */
+  oracleShare: number | null;
   wallSec: number;
   exitRate: number | null;
   baselineAccuracy: number | null;
@@ -72,6 +78,16 @@ export interface ReportProblem {
   textCut: number;
 }
 
+/** The two token figures a run reports: output (what the user reads) and decoded (all compute). */
+export type TokenKind = 'output' | 'decoded';
+
+/** A run on one token axis: its mean, 95% interval and whether it is on that axis's Pareto frontier. */
+export interface TokenAxis {
+  avg: number;
+  ci: [number, number];
+  pareto: boolean;
+}
+
 export interface ReportRun {
   key: string;
   benchmark: string;
@@ -81,7 +97,10 @@ export interface ReportRun {
   delta: number | null;
   threshold: number | null;
   isReference: boolean;
+  /** On the accuracy / output-token frontier (= axes.output.pareto). */
   pareto: boolean;
+  /** The run on each token axis (decoded null when the run did not count decoded tokens). */
+  axes: Record<TokenKind, TokenAxis | null>;
   metricsSource: 'metrics.json' | 'predictions';
   metrics: ReportMetrics;
   problems: ReportProblem[];
@@ -108,6 +127,7 @@ export interface BaselinePoint {
   benchmark: string;
   accuracy: number;
   avgTokens: number;
+  avgDecoded: number | null;
 }
 
 export interface ReportData {
@@ -120,6 +140,8 @@ export interface ReportData {
   /** Every run's setting, in compareSettings order (the summary table sorts its Setting column by it). */
   settings: string[];
   runs: ReportRun[];
+  /** Token axes some run reports, output first: the Pareto plot switches between them. */
+  tokenKinds: TokenKind[];
   baselines: BaselinePoint[];
   premature: PrematurePoint[];
   /** Reasoning texts, each stored once, referenced by ReportProblem.textId. */
@@ -212,6 +234,8 @@ function metricsFromPredictions(preds: readonly PredictionRecord[]): ReportMetri
   const n = preds.length;
   const correct = preds.filter((p) => p.correct).length;
   const tok = meanCi(preds.map((p) => p.tokens?.total ?? 0));
+  const decodedAll = n > 0 && preds.every((p) => finite(p.tokens?.decoded));
+  const dec = decodedAll ? meanCi(preds.map((p) => p.tokens.decoded!)) : null;
   const withBaseline = preds.filter((p) => p.baseline && finite(p.baseline.tokens));
   const fullBaseline = n > 0 && withBaseline.length === n;
   return {
@@ -220,6 +244,9 @@ function metricsFromPredictions(preds: readonly PredictionRecord[]): ReportMetri
     accuracyCi95: wilson(correct, n),
     avgTokens: tok.mean,
     avgTokensCi95: tok.ci,
+    avgDecoded: dec?.mean ?? null,
+    avgDecodedCi95: dec?.ci ?? null,
+    oracleShare: null,
     wallSec: preds.reduce((a, p) => a + (finite(p.wallMs) ? p.wallMs : 0), 0) / 1000,
     exitRate: n ? preds.filter((p) => p.exit).length / n : null,
     baselineAccuracy: fullBaseline ? withBaseline.filter((p) => p.baseline!.correct).length / n : null,
@@ -241,6 +268,9 @@ function mergeMetrics(m: RunMetrics, fromPreds: ReportMetrics | null): ReportMet
     accuracyCi95: pair(m.accuracyCi95) ?? fromPreds?.accuracyCi95 ?? [acc, acc],
     avgTokens: tok,
     avgTokensCi95: pair(m.avgTokensCi95) ?? fromPreds?.avgTokensCi95 ?? [tok, tok],
+    avgDecoded: numOrNull(m.avgDecoded) ?? fromPreds?.avgDecoded ?? null,
+    avgDecodedCi95: pair(m.avgDecodedCi95) ?? fromPreds?.avgDecodedCi95 ?? null,
+    oracleShare: numOrNull((m.extra?.oracle as { oracleShare?: unknown } | undefined)?.oracleShare),
     wallSec: numOrNull(m.wallSec) ?? fromPreds?.wallSec ?? 0,
     exitRate: numOrNull(m.exitRate) ?? fromPreds?.exitRate ?? null,
     baselineAccuracy: numOrNull(m.baselineAccuracy) ?? fromPreds?.baselineAccuracy ?? null,
@@ -363,6 +393,10 @@ export function buildReportData(
       threshold,
       isReference: isReferenceMethod(r.method),
       pareto: false,
+      axes: {
+        output: { avg: metrics.avgTokens, ci: metrics.avgTokensCi95, pareto: false },
+        decoded: metrics.avgDecoded === null ? null : { avg: metrics.avgDecoded, ci: metrics.avgDecodedCi95 ?? [metrics.avgDecoded, metrics.avgDecoded], pareto: false },
+      },
       metricsSource: r.metrics ? 'metrics.json' : 'predictions',
       metrics,
       problems,
@@ -383,7 +417,13 @@ export function buildReportData(
         r.metrics.savingsSource = `reference run ${ref.label}`;
       }
     }
-    for (const i of paretoFrontier(inB.map((r) => r.metrics))) inB[i]!.pareto = true;
+    for (const i of paretoFrontier(inB.map((r) => r.metrics))) {
+      inB[i]!.pareto = true;
+      inB[i]!.axes.output!.pareto = true;
+    }
+    // The decoded-token frontier, over the runs that count decoded tokens.
+    const counted = inB.filter((r) => r.axes.decoded !== null);
+    for (const i of paretoFrontier(counted.map((r) => ({ accuracy: r.metrics.accuracy, avgTokens: r.axes.decoded!.avg })))) counted[i]!.axes.decoded!.pareto = true;
     if (!ref) {
       // Full-rollout reference points carried by the runs' metrics (one per distinct pair, e.g. per model).
       const seen = new Set<string>();
@@ -393,7 +433,7 @@ export function buildReportData(
         const k = `${a.toFixed(6)}|${t.toFixed(3)}`;
         if (!seen.has(k)) {
           seen.add(k);
-          baselines.push({ benchmark: b, accuracy: a, avgTokens: t });
+          baselines.push({ benchmark: b, accuracy: a, avgTokens: t, avgDecoded: null });
         }
       }
     }
@@ -449,6 +489,7 @@ export function buildReportData(
     methods,
     settings,
     runs: out,
+    tokenKinds: out.some((r) => r.axes.decoded !== null) ? ['output', 'decoded'] : ['output'],
     baselines,
     premature,
     texts,

@@ -12,6 +12,7 @@ import { lynxMethod, type ScoredCueEvent } from '../reasoning/lynx/online.js';
 import { deer } from '../reasoning/peers/deer.js';
 import { dynasorCot } from '../reasoning/peers/dynasor.js';
 import type { StreamedToken } from '../reasoning/rollout.js';
+import { tokenCounts } from '../reasoning/token-counts.js';
 import type { ModelHost } from './host.js';
 import type { EarlyExit } from './schemas.js';
 
@@ -106,7 +107,7 @@ export function plainCompletion(): ReasoningMethod {
           text,
           traceTokens: tokens,
           end: natural ? 'natural' : 'budget',
-          tokens: { reasoning: r, exitCue: 0, answer: tokens.length - r, total: tokens.length },
+          tokens: tokenCounts(r, 0, tokens.length - r, { decoded: tokens.length + (natural ? 1 : 0), prefilled: input.promptTokens.length }),
           exit: null,
           wallMs: performance.now() - t0,
           extra: {},
@@ -198,19 +199,13 @@ export async function runCompletion(host: ModelHost, job: CompletionJob, signal:
 function exitReport(e: EarlyExit, o: MethodOutcome | undefined, completionTokens: number, host: ModelHost): EarlyExitReport {
   const exit = o?.exit ?? null;
   const base = { method: e.method, triggered: exit !== null, event: exit?.event ?? null, cue: exit?.cue ?? null, score: exit?.score ?? null, position: exit?.position ?? null };
-  const decoded = completionTokens + probeTokens(o);
+  // Every token the method sampled for the request (probes, trial answers, past-the-cut tokens), as its outcome counts them.
+  const decoded = o?.tokens.decoded ?? completionTokens;
   if (e.method === 'lynx') {
     const rule = host.policy(e.rule, e.delta).rule;
     return { ...base, rule: e.rule, delta: e.delta, threshold: rule.threshold, tokensDecoded: decoded };
   }
   return { ...base, threshold: e.method === 'deer' ? e.threshold : null, tokensDecoded: decoded };
-}
-
-/** Tokens a method decoded beside its trace (trial answers, probes), as its outcome records them. */
-function probeTokens(o: MethodOutcome | undefined): number {
-  if (!o) return 0;
-  const x = o.extra as { trialTokens?: number; probeTokens?: number };
-  return (typeof x.trialTokens === 'number' ? x.trialTokens : 0) + (typeof x.probeTokens === 'number' ? x.probeTokens : 0);
 }
 
 /**

@@ -5,8 +5,16 @@
  * - `zst`: LYNX's "Zero-Step" style: one user message, the problem followed by
  *   "\nPlease reason step by step, and put your final answer within \boxed{}." (LYNX's build scripts use exactly
  *   this text, a newline between problem and instruction, no system message).
+ *   A problem with choices (CommonsenseQA) keeps them: `zst` then writes the `csqa` text, as LYNX's
+ *   `build_dataset_vllm_hybrid.py` `_build_prompt` does for `--prompt-style zst` on CSQA.
  * - `csqa`: LYNX's CommonsenseQA style: "Question: ...", "Choices:", one "A. text" line per choice, then the
  *   instruction to answer as \boxed{<LETTER>}.
+ * - `ours`: LYNX's other style (`--prompt-style ours`, `probing_utils.make_prompt`): its system prompt asking for
+ *   `<think> ... </think><answer> ... \boxed{} </answer>`, then the problem (the csqa text for a problem with choices,
+ *   as LYNX formats CSQA problems) as the user message.
+ * - `deer`: DEER's (`vllm-deer.py`): the system message "Please reason step by step, and put your final answer within
+ *   \boxed{}." and the question as the user message (choices, if any, as "A. text" lines after it). `lynx
+ *   deer-rollouts` rebuilds it, as LYNX's `eval_on_deer_rollouts.py` `build_deer_prompt` does.
  * - custom templates from a file, with placeholders {problem}, {question}, {choices}, {labels}.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,9 +27,31 @@ export type ChatMessage = {
   content: string;
 };
 
-export type PromptStyle = 'zst' | 'csqa';
+export type PromptStyle = 'zst' | 'csqa' | 'ours' | 'deer';
+
+export const PROMPT_STYLES: readonly PromptStyle[] = ['zst', 'csqa', 'ours', 'deer'];
+
+/** A prompt style named on a command line, checked. */
+export function checkPromptStyle(s: string): PromptStyle {
+  if (!(PROMPT_STYLES as readonly string[]).includes(s)) throw new InvalidInputError(`unknown prompt style '${s}': use ${PROMPT_STYLES.join(', ')}`);
+  return s as PromptStyle;
+}
 
 export const ZST_INSTRUCTION = 'Please reason step by step, and put your final answer within \\boxed{}.';
+
+/** LYNX's system prompt of `--prompt-style ours` (`probing_utils.SYSTEM_PROMPT`, verbatim). */
+export const LYNX_SYSTEM_PROMPT =
+  'You are a helpful assistant. Before providing an answer to the user\'s query, ' +
+  'you first engage in a structured step-by-step reasoning process, which you ' +
+  'enclose within <think> </think> tags. Once you reach a conclusion, you present ' +
+  'your final response within<answer> </answer> tags, ensuring clarity, i.e., ' +
+  '<think> reasoning process here </think><answer> answer here </answer>. ' +
+  'In your answer, briefly summarize your thought process before stating the final ' +
+  'result, which you format using \\boxed{} for emphasis, e.g., ' +
+  '<answer> I solve the problem by ... The final answer is \\boxed{ANSWER} </answer>.';
+
+/** DEER's system message (`vllm-deer.py` `sys_prompt`). */
+export const DEER_SYSTEM_PROMPT = ZST_INSTRUCTION;
 
 export function zstMessages(problem: string): ChatMessage[] {
   return [{ role: 'user', content: `${problem}\n${ZST_INSTRUCTION}` }];
@@ -31,15 +61,19 @@ export function choiceLines(choices: readonly { label: string; text: string }[])
   return choices.map((c) => `${c.label}. ${c.text}`).join('\n');
 }
 
-export function csqaMessages(question: string, choices: readonly { label: string; text: string }[]): ChatMessage[] {
+/** LYNX's CSQA text (`_format_csqa`): question, choices, the letter instruction. */
+export function csqaText(question: string, choices: readonly { label: string; text: string }[]): string {
   const labels = choices.map((c) => c.label).join(',');
-  const content = [
+  return [
     `Question: ${question.trim()}`,
     'Choices:',
     choiceLines(choices),
     `Please think step by step, then give your final answer as \\boxed{<LETTER>} where <LETTER> is one of ${labels}.`,
   ].join('\n');
-  return [{ role: 'user', content }];
+}
+
+export function csqaMessages(question: string, choices: readonly { label: string; text: string }[]): ChatMessage[] {
+  return [{ role: 'user', content: csqaText(question, choices) }];
 }
 
 /** The default style of a problem: `csqa` when it has choices, else `zst`. */
@@ -48,15 +82,27 @@ export function defaultPromptStyle(problem: Pick<Problem, 'choices'>): PromptSty
 }
 
 export function buildPrompt(problem: Pick<Problem, 'problem' | 'choices'>, style: PromptStyle = defaultPromptStyle(problem)): ChatMessage[] {
+  const hasChoices = problem.choices !== undefined && problem.choices.length > 0;
   switch (style) {
     case 'zst':
-      return zstMessages(problem.problem);
+      // LYNX's zst on a multiple-choice problem is its CSQA text: the choices must stay in the prompt.
+      return hasChoices ? csqaMessages(problem.problem, problem.choices!) : zstMessages(problem.problem);
+    case 'ours':
+      return [
+        { role: 'system', content: LYNX_SYSTEM_PROMPT },
+        { role: 'user', content: hasChoices ? csqaText(problem.problem, problem.choices!) : problem.problem },
+      ];
+    case 'deer':
+      return [
+        { role: 'system', content: DEER_SYSTEM_PROMPT },
+        { role: 'user', content: hasChoices ? `${problem.problem}\n${choiceLines(problem.choices!)}` : problem.problem },
+      ];
     case 'csqa':
       if (!problem.choices || problem.choices.length === 0)
         throw new InvalidInputError('the csqa prompt style needs a problem with choices');
       return csqaMessages(problem.problem, problem.choices);
     default:
-      throw new UnsupportedError(`unknown prompt style "${style as string}"; expected zst, csqa or a template file`);
+      throw new UnsupportedError(`unknown prompt style "${style as string}"; expected ${PROMPT_STYLES.join(', ')} or a template file`);
   }
 }
 

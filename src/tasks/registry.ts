@@ -4,6 +4,7 @@
  */
 import { basename, resolve } from 'node:path';
 import { InvalidInputError } from '../util/errors.js';
+import { numpyPermutation } from '../util/rng.js';
 import { BENCHMARK_NAMES, loadDataBenchmark, loadJsonlBenchmark, type LoadOptions } from './benchmarks.js';
 import { demoBenchmark } from './demo/benchmark.js';
 import type { Problem } from './problem.js';
@@ -11,7 +12,17 @@ import type { Problem } from './problem.js';
 export interface BenchmarkSelection extends Omit<LoadOptions, 'split'> {
   /** 'train' or 'test' (gsm8k, math); a string so that a user's value is checked here. */
   split?: string;
+  /**
+   * LYNX's seeded subsets: the problems at positions `perm[splitOffset : splitOffset + limit]` of NumPy's
+   * `default_rng(splitSeed).permutation(count)`, in benchmark order (LYNX's `--split-offset`, `--test-problems`,
+   * `--seed`: `sorted(perm[start:end])`). `limit` is then the subset's size (default: to the end).
+   */
+  splitOffset?: number;
+  /** Seed of that permutation. Default 42 (LYNX's dataset builders; its `early_exit_eval.py` defaults to 123). */
+  splitSeed?: number;
 }
+
+export const DEFAULT_SPLIT_SEED = 42;
 
 /** Is this a demo task name (`demo`, `demo:PART[:LEVELS]`)? */
 export function isDemoBenchmark(name: string): boolean {
@@ -20,6 +31,14 @@ export function isDemoBenchmark(name: string): boolean {
 
 /** The problems a benchmark name and selection give, in the benchmark's order. */
 export function loadBenchmark(name: string, sel: BenchmarkSelection = {}): Problem[] {
+  if (sel.splitOffset !== undefined) {
+    const { splitOffset, splitSeed, limit, ...rest } = sel;
+    if (!Number.isInteger(splitOffset) || splitOffset < 0) throw new InvalidInputError(`--split-offset must be an integer >= 0 (got ${splitOffset})`);
+    const all = loadBenchmark(name, rest);
+    const perm = numpyPermutation(all.length, splitSeed ?? DEFAULT_SPLIT_SEED);
+    const picked = perm.slice(splitOffset, limit !== undefined && limit >= 0 ? splitOffset + limit : undefined).sort((a, b) => a - b);
+    return picked.map((i) => all[i]!);
+  }
   if (isDemoBenchmark(name)) return demoBenchmark(name, { limit: sel.limit });
   if (sel.split !== undefined && sel.split !== 'train' && sel.split !== 'test') {
     throw new InvalidInputError(`--split must be train or test, got '${sel.split}'`);

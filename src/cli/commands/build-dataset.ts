@@ -7,7 +7,9 @@ import type { Command } from 'commander';
 import { buildDatasetStep, type BuildDatasetStepOptions } from '../../pipeline/build-dataset.js';
 import { CUE_VARIANTS, type CueOptions } from '../../reasoning/lynx/cues.js';
 import { checkGrading } from '../../tasks/answer-equiv.js';
-import type { PromptStyle } from '../../tasks/prompts.js';
+import { checkPromptStyle } from '../../tasks/prompts.js';
+import { checkLastLayerTap } from '../../reasoning/lynx/features.js';
+import { accountingOptions, budgetForcingOf, exitAccountingOf } from '../accounting-options.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
@@ -44,6 +46,11 @@ export interface BuildDatasetArgs {
   batched?: boolean;
   policy: string;
   promptStyle?: string;
+  splitOffset?: number;
+  splitSeed?: number;
+  exitAccounting?: string;
+  budgetForcing?: string;
+  lastLayer?: string;
 }
 
 export function registerBuildDataset(program: Command): void {
@@ -72,7 +79,9 @@ export function registerBuildDataset(program: Command): void {
     .option('--batched', 'decode the rollouts in flight in one shared context: faster, but features then vary by ~1e-6 with what runs together (resumed or sharded builds are not byte-identical)')
     .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
     .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
-    .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
+    .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
+    .option('--last-layer <tap>', "the last hidden-state index: final (after the final norm, as LYNX's Hugging Face features; default) or residual (before it)");
+  accountingOptions(command, 'on')
     .action(async (args: BuildDatasetArgs) => {
       await runBuildDataset(args);
     });
@@ -88,9 +97,6 @@ function parseCues(spec: string): NonNullable<CueOptions['cues']> {
 
 /** The pipeline step's options from the command's arguments. */
 export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetStepOptions, 'signal' | 'onProgress'> {
-  if (args.promptStyle !== undefined && args.promptStyle !== 'zst' && args.promptStyle !== 'csqa') {
-    throw new InvalidInputError(`--prompt-style must be zst or csqa, got '${args.promptStyle}'`);
-  }
   return {
     model: args.model,
     benchmark: args.benchmark,
@@ -107,7 +113,10 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     sampler: samplerOf(args),
     seed: args.seed,
     grading: checkGrading(args.policy),
-    promptStyle: args.promptStyle as PromptStyle | undefined,
+    promptStyle: args.promptStyle === undefined ? undefined : checkPromptStyle(args.promptStyle),
+    lastLayer: args.lastLayer === undefined ? undefined : checkLastLayerTap(args.lastLayer, '--last-layer'),
+    exitAccounting: exitAccountingOf(args.exitAccounting),
+    budgetForcing: budgetForcingOf(args.budgetForcing),
     shard: args.shard ? parseShard(args.shard) : undefined,
     numerics: args.batched ? 'batched' : 'exact',
     concurrency: args.concurrency,

@@ -15,6 +15,7 @@ export interface CalibrateArgs {
   seed: number;
   alpha: number;
   gridStep: number;
+  allowClipped?: boolean;
   quiet?: boolean;
 }
 
@@ -46,6 +47,7 @@ export function registerCalibrate(program: Command): void {
     .option('-s, --seed <n>', 'seed of the problem split', intOption('--seed', 0), 0)
     .option('--alpha <a>', 'ltt: probability that the risk bound fails', floatOption('--alpha', 0, 1), 0.1)
     .option('--grid-step <x>', 'ltt, crc: threshold grid step', floatOption('--grid-step', 0, 1), 0.001)
+    .option('--allow-clipped', "lynx: exit with a rule whose quantile was clipped (too few wrong-exit events for delta), as LYNX does; default: refuse it (it never exits)")
     .option('-q, --quiet', 'no progress lines')
     .action((args: CalibrateArgs) => {
       const { summary } = calibrateStep({ ...calibrateOptions(args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
@@ -66,6 +68,7 @@ export function calibrateOptions(args: CalibrateArgs): Omit<CalibrateStepOptions
     heldOutFraction: args.heldOut,
     seed: args.seed,
     trajectory: { alpha: args.alpha, gridStep: args.gridStep },
+    ...(args.allowClipped ? { allowClipped: true } : {}),
   };
 }
 
@@ -77,7 +80,8 @@ export function formatCalibration(s: CalibrationSummary): string {
     for (const r of s.rules.filter((x) => x.delta === delta)) {
       let threshold = r.threshold === null ? 'never exits' : `p >= ${r.threshold.toFixed(4)}`;
       if (r.rule === 'lynx') {
-        threshold += ` (q+ ${r.qPos == null ? 'inf' : r.qPos.toFixed(4)}, q- ${r.qNeg == null ? 'inf' : r.qNeg.toFixed(4)}${r.valid ? '' : ', not valid: too few wrong exits'})`;
+        const clip = r.valid ? '' : r.refused ? `, refused: clipped, needs ${r.neededNeg} wrong exits` : ', clipped: no guarantee';
+        threshold += ` (q+ ${r.qPos == null ? 'inf' : r.qPos.toFixed(4)}, q- ${r.qNeg == null ? 'inf' : r.qNeg.toFixed(4)}${clip})`;
       }
       const h = r.heldOut;
       const kind = r.guaranteedRate === 'eventErrorRate' ? 'per event' : 'per problem';

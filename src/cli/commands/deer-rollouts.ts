@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { deerRolloutsStep } from '../../pipeline/deer-rollouts.js';
 import { checkGrading } from '../../tasks/answer-equiv.js';
-import type { PromptStyle } from '../../tasks/prompts.js';
-import { InvalidInputError } from '../../util/errors.js';
+import { checkPromptStyle } from '../../tasks/prompts.js';
 import { floatOption, intOption } from '../options.js';
 import { progressBar } from '../progress.js';
 
@@ -21,6 +20,7 @@ interface DeerRolloutsArgs {
   policy: string;
   metrics?: string;
   json?: boolean;
+  allowClipped?: boolean;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -41,12 +41,17 @@ export function registerDeerRollouts(program: Command): void {
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
     .option('--limit <n>', 'only the first N rollouts', intOption('--limit', 1))
-    .option('--prompt-style <style>', 'zst, or csqa (rows need "choices"): the prompt the rollouts were generated from', 'zst')
+    .option(
+      '--prompt-style <style>',
+      "the prompt the rollouts were generated from: deer (DEER's system message + the question, as LYNX's build_deer_prompt; default), zst, ours, or csqa (rows need \"choices\")",
+      'deer',
+    )
+    .option('--allow-clipped', 'exit with a lynx rule whose quantile was clipped, as LYNX does; default: it never exits')
     .option('--policy <name>', 'answer checking of the summary: zst, deer (boxed only) or strict', 'zst')
     .option('--metrics <file>', 'also write the summary and every rollout (events, scores, tokens, answers) as JSON')
     .option('--json', 'print the summary as one JSON object')
     .action(async (args: DeerRolloutsArgs) => {
-      if (args.promptStyle !== 'zst' && args.promptStyle !== 'csqa') throw new InvalidInputError(`unknown --prompt-style '${args.promptStyle}': use zst or csqa`);
+      const promptStyle = checkPromptStyle(args.promptStyle);
       let bar: ReturnType<typeof progressBar> | undefined;
       let summary;
       try {
@@ -60,7 +65,8 @@ export function registerDeerRollouts(program: Command): void {
           exitCue: args.exitCue,
           answerMaxTokens: args.answerMaxTokens,
           limit: args.limit,
-          promptStyle: args.promptStyle as PromptStyle,
+          promptStyle,
+          allowClipped: args.allowClipped,
           grading: checkGrading(args.policy),
           metrics: args.metrics,
           onRollout: (_done, total) => {

@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { evaluateStep, type EvaluateStepOptions } from '../../pipeline/evaluate.js';
 import type { MethodSpec } from '../../pipeline/methods.js';
 import { checkGrading } from '../../tasks/answer-equiv.js';
+import { checkPromptStyle } from '../../tasks/prompts.js';
+import { DEFAULT_DEEPCONF_TRACES } from '../../pipeline/methods.js';
+import { accountingOptions, budgetForcingOf, exitAccountingOf } from '../accounting-options.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
@@ -23,10 +26,13 @@ export interface EvalArgs {
   delta?: string[];
   rule: string;
   probe?: string;
+  allowClipped?: boolean;
   threshold?: string[];
+  trialSampling?: string;
   traces?: string[];
   variant: 'low' | 'high';
   warmup?: number;
+  window?: number;
   agreement?: string[];
   interval: number;
   out: string;
@@ -40,7 +46,12 @@ export interface EvalArgs {
   concurrency: number;
   freshContext?: boolean;
   exitCue: string;
-  promptStyle?: 'zst' | 'csqa';
+  promptStyle?: string;
+  splitOffset?: number;
+  splitSeed?: number;
+  testRollouts: number;
+  exitAccounting?: string;
+  budgetForcing?: string;
 }
 
 const numbers = (xs: string[] | undefined, name: string): number[] | undefined =>
@@ -50,6 +61,11 @@ const numbers = (xs: string[] | undefined, name: string): number[] | undefined =
     return n;
   });
 
+function trialSamplingOf(v: string | undefined): 'sample' | 'greedy' | undefined {
+  if (v === undefined || v === 'sample' || v === 'greedy') return v;
+  throw new InvalidInputError(`--trial-sampling must be sample or greedy (got '${v}')`);
+}
+
 /** The pipeline's method description from the command's arguments. */
 export function methodSpecOf(args: EvalArgs): MethodSpec {
   return {
@@ -58,10 +74,13 @@ export function methodSpecOf(args: EvalArgs): MethodSpec {
     deltas: numbers(args.delta, '--delta'),
     rule: args.rule,
     probe: args.probe,
+    allowClipped: args.allowClipped,
     thresholds: numbers(args.threshold, '--threshold'),
+    trialSampling: trialSamplingOf(args.trialSampling),
     traces: numbers(args.traces, '--traces'),
     variant: args.variant,
     warmup: args.warmup,
+    window: args.window,
     agreements: numbers(args.agreement, '--agreement'),
     interval: args.interval,
   };
@@ -79,14 +98,18 @@ export function registerEval(program: Command): void {
     .option('--delta <list>', 'lynx: error levels', listOption)
     .option('--rule <name>', 'lynx: lynx (per event), ltt or crc (per problem)', 'lynx')
     .option('--probe <dir>', 'lynx: experiment folder with probe/ and conformal/')
+    .option('--allow-clipped', 'lynx: exit with a rule whose quantile was clipped (too few wrong-exit calibration events), as LYNX does; default: it never exits')
     .option('--threshold <list>', 'deer: confidence thresholds (several = one generation, all settings)', listOption)
-    .option('--traces <list>', 'deepconf: trace budgets', listOption)
+    .option('--trial-sampling <s>', "deer: sample (trial answers at temperature 1, as DEER's vLLM request; default) or greedy")
+    .option('--traces <list>', `deepconf: trace budgets, warm-up included (default ${DEFAULT_DEEPCONF_TRACES})`, listOption)
     .option('--variant <v>', 'deepconf: low or high', 'low')
-    .option('--warmup <n>', 'deepconf: warm-up traces', intOption('--warmup', 1))
+    .option('--warmup <n>', 'deepconf: warm-up traces (default 16)', intOption('--warmup', 1))
+    .option('--window <n>', "deepconf: confidence window in tokens (default: the token budget scaled as DeepConf's 2048 of 64000)", intOption('--window', 1))
     .option('--agreement <list>', 'dynasor: agreeing probes needed', listOption)
     .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32);
   problemSelectionOptions(command)
-    .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
+    .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
+    .option('--test-rollouts <n>', "rollouts per problem (LYNX's --test-rollouts); records <id>#<r>", intOption('--test-rollouts', 1), 1)
     .option('--shard <i/N>', 'run shard i of N (merge with lynx merge)')
     .option('-n, --max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 4096)
     .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
@@ -96,10 +119,10 @@ export function registerEval(program: Command): void {
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
-    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
-    .action(async (args: EvalArgs) => {
-      await runEvalCommand(args);
-    });
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
+  accountingOptions(command, 'on, deepconf off').action(async (args: EvalArgs) => {
+    await runEvalCommand(args);
+  });
 }
 
 /** The pipeline step's options from the command's arguments. */
@@ -118,7 +141,10 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     concurrency: args.concurrency,
     freshContext: args.freshContext,
     exitCue: args.exitCue,
-    promptStyle: args.promptStyle,
+    exitAccounting: exitAccountingOf(args.exitAccounting),
+    budgetForcing: budgetForcingOf(args.budgetForcing),
+    testRollouts: args.testRollouts === 1 ? undefined : args.testRollouts,
+    promptStyle: args.promptStyle === undefined ? undefined : checkPromptStyle(args.promptStyle),
   };
 }
 

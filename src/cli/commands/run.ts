@@ -64,7 +64,8 @@ export function registerRun(program: Command): void {
         );
         out.write(`Answer: ${answer ?? '(none)'}\n`);
         out.write(
-          `Tokens: ${outcome.tokens.total} (reasoning ${outcome.tokens.reasoning} + exit cue ${outcome.tokens.exitCue} + answer ${outcome.tokens.answer}), ${(outcome.wallMs / 1000).toFixed(1)} s\n`,
+          `Tokens: ${outcome.tokens.total} output (reasoning ${outcome.tokens.reasoning} + exit cue ${outcome.tokens.exitCue} + answer ${outcome.tokens.answer}), ` +
+            `${outcome.tokens.decoded} decoded, ${outcome.tokens.prefilled} prefilled, ${(outcome.wallMs / 1000).toFixed(1)} s\n`,
         );
       }
     });

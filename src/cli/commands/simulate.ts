@@ -15,6 +15,7 @@ export interface SimulateArgs {
   deltas?: string[];
   seed: number;
   resamples: number;
+  allowClipped?: boolean;
   quiet?: boolean;
 }
 
@@ -36,11 +37,12 @@ export function registerSimulate(program: Command): void {
     .option('--deltas <list>', 'only these deltas', listOption)
     .option('-s, --seed <n>', 'bootstrap seed of the intervals', intOption('--seed', 0), 0)
     .option('--resamples <n>', 'bootstrap resamples', intOption('--resamples', 100), 2000)
+    .option('--allow-clipped', 'exit with lynx rules whose quantile was clipped (as LYNX does); default: they never exit')
     .option('-q, --quiet', 'no per-run lines')
     .action((args: SimulateArgs) => {
       const r = simulateStep({ ...simulateOptions(args), log: args.quiet ? undefined : (line) => process.stdout.write(`${line}\n`) });
       process.stdout.write(
-        `simulated ${r.runs.length} rule settings and the full-rollout baseline on ${r.rollouts} rollouts (${r.events} events); ` +
+        `simulated ${r.runs.length} rule settings, the full-rollout baseline and the oracle exit on ${r.rollouts} rollouts (${r.events} events); ` +
           `run folders under ${args.exp}/eval/ (lynx report ${args.exp})\n`,
       );
     });
@@ -59,5 +61,6 @@ export function simulateOptions(args: SimulateArgs): Omit<SimulateStepOptions, '
     deltas: args.deltas ? parseDeltas(args.deltas) : undefined,
     seed: args.seed,
     resamples: args.resamples,
+    ...(args.allowClipped ? { allowClipped: true } : {}),
   };
 }

@@ -10,6 +10,8 @@
  *   events where a forced exit would be wrong, at most a δ fraction (in expectation over calibration and test draw)
  *   would be exited. It holds only when k was not clipped ((n_0 + 1)(1 - δ) ≤ n_0); `valid` records that. It says
  *   nothing about the answer a user gets: a trajectory passes many events and exits at the first accepted one.
+ *   A clipped rule is refused by default: it never exits (`refused`), and `neededNeg` says how many label-0 events δ
+ *   needs. LYNX itself uses it as it comes (`useClipped: true` keeps that behaviour).
  *
  * `ltt` and `crc` (beyond LYNX): trajectory-level rules that pick a threshold λ on the probe score for the policy "exit
  * at the first cue event whose score ≥ λ". The loss of a rollout is 1 when the policy exits with a wrong answer while
@@ -54,6 +56,17 @@ function quantileClipped(n: number, delta: number): boolean {
   return n <= 0 || Math.ceil((n + 1) * (1 - delta)) > n;
 }
 
+/**
+ * The fewest calibration scores for which the quantile at δ is not clipped: the least n with ⌈(n + 1)(1 − δ)⌉ ≤ n
+ * (about 1/δ − 1: 99 at δ = 0.01, 19 at 0.05), in the same double arithmetic as the quantile.
+ */
+export function minCalibrationScores(delta: number): number {
+  checkDelta(delta);
+  let n = Math.max(1, Math.floor(1 / delta) - 2);
+  while (quantileClipped(n, delta)) n++;
+  return n;
+}
+
 /** LYNX's binary prediction set for p = P(label 1). */
 export function predictionSet(p: number, qPos: number, qNeg: number): (0 | 1)[] {
   const pPos = Math.min(1, Math.max(0, p));
@@ -78,6 +91,12 @@ export interface LynxRule {
   clipped: { pos: boolean; neg: boolean };
   /** The per-event guarantee holds (label-0 quantile not clipped). */
   valid: boolean;
+  /** Label-0 (wrong-exit) calibration events δ needs for an unclipped quantile. */
+  neededNeg: number;
+  /** Exit even when the quantile was clipped (LYNX's behaviour). Default false: a clipped rule never exits. */
+  useClipped?: boolean;
+  /** The rule was clipped and is not used: it never exits. */
+  refused: boolean;
   /** The lowest score that exits (the set is {1} iff p ≥ threshold, up to rounding at the boundary); null if none. */
   threshold: number | null;
   guarantee: string;
@@ -132,8 +151,13 @@ const LYNX_GUARANTEE =
   'Per event (class-conditional split conformal): for a new event exchangeable with the label-0 calibration events, ' +
   'P(exit | forced exit would be wrong) <= delta, in expectation over calibration and test draw; requires an unclipped quantile.';
 
+export interface LynxCalibrationOptions {
+  /** Exit with a clipped quantile as LYNX does (no guarantee). Default false: refuse the rule (it never exits). */
+  useClipped?: boolean;
+}
+
 /** LYNX's rule from calibration probabilities p = P(correct exit) and labels. */
-export function calibrateLynx(p: ArrayLike<number>, labels: ArrayLike<number>, delta: number): LynxRule {
+export function calibrateLynx(p: ArrayLike<number>, labels: ArrayLike<number>, delta: number, opts: LynxCalibrationOptions = {}): LynxRule {
   checkDelta(delta);
   if (p.length !== labels.length) throw new InvalidInputError(`calibration has ${p.length} scores but ${labels.length} labels`);
   const sPos: number[] = [];
@@ -145,21 +169,42 @@ export function calibrateLynx(p: ArrayLike<number>, labels: ArrayLike<number>, d
   }
   const qPos = sPos.length ? conformalQuantile(sPos, delta) : Infinity;
   const qNeg = sNeg.length ? conformalQuantile(sNeg, delta) : Infinity;
-  const clipped = { pos: quantileClipped(sPos.length, delta), neg: quantileClipped(sNeg.length, delta) };
+  return lynxRuleOf({ delta, qPos, qNeg, nPos: sPos.length, nNeg: sNeg.length, useClipped: opts.useClipped });
+}
+
+/** A LYNX rule from its quantiles and class counts (a calibration, or LYNX's own `conformal_calib.json`). */
+export function lynxRuleOf(q: { delta: number; qPos: number; qNeg: number; nPos: number; nNeg: number; useClipped?: boolean }): LynxRule {
+  checkDelta(q.delta);
+  const clipped = { pos: quantileClipped(q.nPos, q.delta), neg: quantileClipped(q.nNeg, q.delta) };
+  const valid = !clipped.neg;
+  const refused = !valid && q.useClipped !== true;
   return {
     schema: CONFORMAL_SCHEMA,
     rule: 'lynx',
-    delta,
-    qPos,
-    qNeg,
-    nCal: p.length,
-    nPos: sPos.length,
-    nNeg: sNeg.length,
+    delta: q.delta,
+    qPos: q.qPos,
+    qNeg: q.qNeg,
+    nCal: q.nPos + q.nNeg,
+    nPos: q.nPos,
+    nNeg: q.nNeg,
     clipped,
-    valid: !clipped.neg,
-    threshold: lynxThreshold(qPos, qNeg),
+    valid,
+    neededNeg: minCalibrationScores(q.delta),
+    ...(q.useClipped ? { useClipped: true } : {}),
+    refused,
+    threshold: refused ? null : lynxThreshold(q.qPos, q.qNeg),
     guarantee: LYNX_GUARANTEE,
   };
+}
+
+/** Why a LYNX rule was refused, for warnings; null when it is used. */
+export function refusalReason(rule: ExitRule): string | null {
+  if (rule.rule !== 'lynx' || !rule.refused) return null;
+  return (
+    `the ${rule.rule} rule at delta ${rule.delta} has ${rule.nNeg} calibration events with a wrong forced exit, but its conformal quantile ` +
+    `needs at least ${rule.neededNeg} (fewer clip it and void the guarantee), so it never exits: calibrate on more problems ` +
+    '(or with fewer held out), or pass --allow-clipped to exit with it anyway, as LYNX does'
+  );
 }
 
 /** The score boundary of LYNX's rule: exit iff p ≥ 1 - q_pos and p > q_neg. */
@@ -182,9 +227,10 @@ function nextUp(x: number): number {
   return buf[0]!;
 }
 
-/** Does the rule exit at an event with score p? */
+/** Does the rule exit at an event with score p? A refused (clipped) LYNX rule never does. */
 export function ruleExits(rule: ExitRule, p: number): boolean {
   if (rule.rule === 'lynx') {
+    if (rule.refused) return false;
     const s = predictionSet(p, rule.qPos, rule.qNeg);
     return s.length === 1 && s[0] === 1;
   }
@@ -489,6 +535,8 @@ export interface SweepInput {
   deltas?: readonly number[];
   rules?: readonly ExitRule['rule'][];
   trajectory?: TrajectoryOptions;
+  /** LYNX's rule: exit with a clipped quantile (default false: refuse it). */
+  useClipped?: boolean;
 }
 
 /** Calibrate every requested rule at every δ (and evaluate on held-out rollouts when given). */
@@ -501,7 +549,7 @@ export function conformalSweep(input: SweepInput): ExitRule[] {
       let r: ExitRule;
       if (rule === 'lynx') {
         if (!input.events) throw new InvalidInputError("the 'lynx' rule needs calibration events");
-        r = calibrateLynx(input.events.p, input.events.labels, delta);
+        r = calibrateLynx(input.events.p, input.events.labels, delta, { useClipped: input.useClipped });
       } else {
         if (!input.rollouts) throw new InvalidInputError(`the '${rule}' rule needs calibration rollouts (problems)`);
         r = rule === 'ltt' ? calibrateLtt(input.rollouts, delta, input.trajectory) : calibrateCrc(input.rollouts, delta, input.trajectory);

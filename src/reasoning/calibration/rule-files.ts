@@ -1,12 +1,17 @@
 /**
  * Calibrated rules on disk: one JSON per rule and δ (LYNX's `conformal_calib_005.json`, `ltt_005.json`, `crc_005.json`),
  * written by `lynx calibrate` and read by every command that exits early.
+ *
+ * A LYNX rule file is also LYNX's own: beside this project's fields it carries the keys `calibrate_conformal.py` writes
+ * and `early_exit_eval.py` reads (`delta`, `q_pos`, `q_neg`, `n_calib`, `n_pos`, `n_neg`; an infinite quantile is left
+ * out, which LYNX's `conf.get("q_pos", float("inf"))` reads back as infinity), and a file LYNX wrote (those keys only,
+ * `Infinity` as Python's `json` writes it) reads as a rule here.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
-import { readJson, writeJsonAtomic } from '../../util/fs.js';
-import { CONFORMAL_SCHEMA, type ExitRule } from './conformal.js';
+import { writeJsonAtomic } from '../../util/fs.js';
+import { CONFORMAL_SCHEMA, lynxRuleOf, type ExitRule, type LynxRule } from './conformal.js';
 
 export type RuleName = ExitRule['rule'];
 
@@ -33,22 +38,90 @@ export function writeSweep(dir: string, rules: readonly ExitRule[]): string[] {
   });
 }
 
-/** JSON has no Infinity: write unbounded quantiles as null. */
-function jsonSafe(r: ExitRule): unknown {
-  return JSON.parse(JSON.stringify(r, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
+/** LYNX's `conformal_calib.json` keys (`calibrate_conformal.py`); infinite quantiles left out. */
+export interface LynxConformalJson {
+  delta: number;
+  q_pos?: number;
+  q_neg?: number;
+  n_calib: number;
+  n_pos: number;
+  n_neg: number;
 }
 
-/** Read a rule JSON written by `writeSweep` (null quantiles back to +∞). */
-export function parseRule(json: unknown): ExitRule {
+export function lynxConformalJson(r: LynxRule): LynxConformalJson {
+  return {
+    delta: r.delta,
+    ...(Number.isFinite(r.qPos) ? { q_pos: r.qPos } : {}),
+    ...(Number.isFinite(r.qNeg) ? { q_neg: r.qNeg } : {}),
+    n_calib: r.nCal,
+    n_pos: r.nPos,
+    n_neg: r.nNeg,
+  };
+}
+
+/** JSON has no Infinity: write unbounded quantiles as null (and, for LYNX's keys, leave them out). */
+function jsonSafe(r: ExitRule): unknown {
+  const withLynx = r.rule === 'lynx' ? { ...r, ...lynxConformalJson(r) } : r;
+  return JSON.parse(JSON.stringify(withLynx, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && !Number.isNaN(v);
+
+/** A rule from LYNX's own calibration file (`q_pos`, `q_neg`, `n_pos`, `n_neg`, `delta`). */
+export function parseLynxConformal(json: unknown, opts: { useClipped?: boolean } = {}): LynxRule {
+  const j = json as Partial<Record<keyof LynxConformalJson, unknown>>;
+  if (!j || typeof j !== 'object' || !isNum(j.delta) || !isNum(j.n_pos) || !isNum(j.n_neg)) {
+    throw new InvalidInputError('not a LYNX conformal file: it needs delta, n_pos and n_neg (and q_pos, q_neg unless infinite)');
+  }
+  const q = (v: unknown, name: string) => {
+    if (v === undefined || v === null) return Infinity;
+    if (!isNum(v)) throw new InvalidInputError(`LYNX conformal file: ${name} must be a number`);
+    return v;
+  };
+  return lynxRuleOf({ delta: j.delta, qPos: q(j.q_pos, 'q_pos'), qNeg: q(j.q_neg, 'q_neg'), nPos: j.n_pos, nNeg: j.n_neg, useClipped: opts.useClipped });
+}
+
+/**
+ * Read a rule JSON written by `writeSweep` (null quantiles back to +∞), or LYNX's `conformal_calib.json`. `useClipped`
+ * (LYNX's behaviour) makes a LYNX rule with a clipped quantile exit; a file written with `--allow-clipped` says so itself.
+ */
+export function parseRule(json: unknown, opts: { useClipped?: boolean } = {}): ExitRule {
   const r = json as ExitRule;
+  if (r && typeof r === 'object' && (r as { schema?: string }).schema === undefined && 'n_neg' in r) return parseLynxConformal(json, opts);
   if (!r || typeof r !== 'object' || (r as { schema?: string }).schema !== CONFORMAL_SCHEMA) {
-    throw new InvalidInputError(`not a ${CONFORMAL_SCHEMA} rule file`);
+    throw new InvalidInputError(`not a ${CONFORMAL_SCHEMA} rule file (nor LYNX's conformal_calib.json)`);
   }
   if (r.rule === 'lynx') {
-    return { ...r, qPos: r.qPos ?? Infinity, qNeg: r.qNeg ?? Infinity };
+    // Rebuilt from its quantiles, so files written before rules could be refused are refused alike.
+    const rule = lynxRuleOf({ delta: r.delta, qPos: r.qPos ?? Infinity, qNeg: r.qNeg ?? Infinity, nPos: r.nPos, nNeg: r.nNeg, useClipped: opts.useClipped || r.useClipped });
+    return { ...rule, ...(r.heldOut ? { heldOut: r.heldOut } : {}) };
   }
   if (r.rule !== 'ltt' && r.rule !== 'crc') throw new InvalidInputError(`unknown rule '${(r as { rule: string }).rule}'`);
   return r;
+}
+
+/** JSON.parse that also reads Python's `Infinity`, `-Infinity` and `NaN` (LYNX's files hold them). */
+export function parsePythonJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Outside strings only: a string holding the word keeps it.
+    const fixed = text.replace(/("(?:[^"\\]|\\.)*")|-Infinity|Infinity|NaN/g, (m, str: string | undefined) =>
+      str !== undefined ? str : m === 'NaN' ? 'null' : m === '-Infinity' ? '-1e999' : '1e999',
+    );
+    return JSON.parse(fixed);
+  }
+}
+
+/** Read a rule file from disk (this project's or LYNX's). */
+export function readRule(path: string, opts: { useClipped?: boolean } = {}): ExitRule {
+  let json: unknown;
+  try {
+    json = parsePythonJson(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new InvalidInputError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseRule(json, opts);
 }
 
 export function checkRules(rules: readonly string[]): RuleName[] {
@@ -64,25 +137,28 @@ export function checkDeltas(deltas: readonly number[]): number[] {
 }
 
 /** A rule file written by a calibration (schema checked), or null for any other file. */
-export function readRuleFile(path: string): ExitRule | null {
+export function readRuleFile(path: string, opts: { useClipped?: boolean } = {}): ExitRule | null {
   let json: unknown;
   try {
-    json = readJson(path);
+    json = parsePythonJson(readFileSync(path, 'utf8'));
   } catch {
     return null;
   }
   if (!json || typeof json !== 'object' || (json as { schema?: unknown }).schema !== CONFORMAL_SCHEMA) return null;
-  return parseRule(json);
+  return parseRule(json, opts);
 }
 
 
 /** Rule files in a conformal folder, filtered, in order lynx, ltt, crc and increasing δ. */
-export function readRules(conformalDir: string, filter: { rules?: readonly RuleName[]; deltas?: readonly number[] } = {}): ExitRule[] {
+export function readRules(
+  conformalDir: string,
+  filter: { rules?: readonly RuleName[]; deltas?: readonly number[]; useClipped?: boolean } = {},
+): ExitRule[] {
   if (!existsSync(conformalDir)) throw new InvalidInputError(`no conformal folder at ${conformalDir}: run 'lynx calibrate' first`);
   const rules: ExitRule[] = [];
   for (const f of readdirSync(conformalDir).sort()) {
     if (!f.endsWith('.json')) continue;
-    const r = readRuleFile(join(conformalDir, f));
+    const r = readRuleFile(join(conformalDir, f), { useClipped: filter.useClipped });
     if (r) rules.push(r);
   }
   if (rules.length === 0) throw new InvalidInputError(`${conformalDir} holds no calibrated rule files: run 'lynx calibrate' first`);

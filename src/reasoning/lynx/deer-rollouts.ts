@@ -20,7 +20,7 @@ import { InvalidInputError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { exitCueText, forcedExit } from '../forced-exit.js';
 import { findCueEvents, type CueToken, type CueVariant } from './cues.js';
-import type { TokenCounts } from '../token-counts.js';
+import { tokenCounts, type TokenCounts } from '../token-counts.js';
 
 /** One line of DEER's output JSONL. */
 export interface DeerRolloutRow {
@@ -136,7 +136,11 @@ export interface DeerEventResult {
   exitEvent: number | null;
   /** Tokens of the stored response. */
   baselineTokens: number;
-  /** Tokens of the result: reasoning kept + exit cue + answer, or the stored response's tokens (all `reasoning`). */
+  /**
+   * Tokens of the result: reasoning kept + exit cue + answer, or the stored response's tokens (all `reasoning`).
+   * Decoded as online LYNX would have decoded them (the kept reasoning and the answer; the stored response when kept),
+   * prefilled the prompt and the exit cue.
+   */
   tokens: TokenCounts;
   /** Response to write in DEER's format: the kept reasoning, the exit cue and the answer; or the stored response. */
   response: string;
@@ -187,7 +191,7 @@ export async function applyAtDeerEvents(rollouts: readonly DeerRollout[], opts: 
       }
       const exitEvent = events.length > 0 ? await opts.decideAtEvents(events, ctx) : null;
       let result: DeerEventResult;
-      const baseline: TokenCounts = { reasoning: responseTokens.length, exitCue: 0, answer: 0, total: responseTokens.length };
+      const baseline = tokenCounts(responseTokens.length, 0, 0, { decoded: responseTokens.length, prefilled: promptTokens.length });
       if (exitEvent === null) {
         result = { rollout, events, exitEvent: null, baselineTokens: responseTokens.length, tokens: baseline, response: rollout.response };
       } else {
@@ -206,7 +210,7 @@ export async function applyAtDeerEvents(rollouts: readonly DeerRollout[], opts: 
           events,
           exitEvent,
           baselineTokens: responseTokens.length,
-          tokens: { reasoning: cut, exitCue: exit.cueTokens, answer: exit.answerTokens, total: cut + exit.cueTokens + exit.answerTokens },
+          tokens: tokenCounts(cut, exit.cueTokens, exit.answerTokens, { decoded: cut + exit.answerTokens, prefilled: promptTokens.length + exit.cueTokens }),
           response: model.detokenize(responseTokens.slice(0, cut)) + cueText + exit.text,
           exitAnswer: exit.answer,
         };

@@ -4,10 +4,12 @@
  * the answer decoded. No second forward pass, no re-generation.
  */
 import type { GeneratorSequence } from '../../backends/generator.js';
+import type { TapLayer } from '../../engine/index.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
 import {
   outcomeOf,
+  promptWork,
   traceRolloutOptions,
   withPrompt,
   type MethodEnv,
@@ -18,19 +20,27 @@ import {
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import { CueDetector, type CueHit, type CueOptions } from './cues.js';
-import { concatFeatures } from './features.js';
+import { concatFeatures, tapLayersFor, type LastLayerTap } from './features.js';
 import type { Probe } from './probe/probe.js';
 import { ruleExits, type ExitRule } from '../calibration/conformal.js';
 import { policyTaps } from './policy.js';
 import type { Requirement } from '../../backends/generator.js';
+import { tokenCounts } from '../token-counts.js';
 
 /** What LYNX needs at run time: the probe, its layers, the calibrated rule and the cue words. */
 export interface LynxPolicy {
   probe: Probe;
   /** Hugging Face hidden-state indices the probe was trained on (in feature order). */
   hiddenStateLayers: number[];
+  /** How the last layer's feature was read when the probe's data was built. Default 'final'. */
+  lastLayer?: LastLayerTap;
   rule: ExitRule;
   cues?: CueOptions['cues'];
+}
+
+/** The engine taps of a policy's features on a model of `nLayer` blocks. */
+export function policyTapLayers(policy: Pick<LynxPolicy, 'hiddenStateLayers' | 'lastLayer'>, nLayer: number): TapLayer[] {
+  return tapLayersFor(policy.hiddenStateLayers, nLayer, policy.lastLayer ?? 'final');
 }
 
 /** One scored cue event, as the trace viewer and the streaming CLI show it. */
@@ -45,6 +55,8 @@ export interface ScoredCueEvent {
   /** Probe's probability that exiting here gives a correct answer. */
   score: number;
   exit: boolean;
+  /** Tokens sampled when the event was scored (a cue word is confirmed by the token after it): what an exit here decoded of the trace. */
+  decidedAt: number;
 }
 
 export interface LynxRunHooks {
@@ -65,6 +77,7 @@ export async function solveWithLynx(policy: LynxPolicy, input: MethodInput, env:
       exitEvent ? { event: exitEvent.index, position: exitEvent.position, cue: exitEvent.cue, score: exitEvent.score } : null,
       { events, rule: policy.rule.rule, delta: policy.rule.delta },
       performance.now() - t0,
+      promptWork(input),
     );
   });
 }
@@ -85,7 +98,7 @@ async function lynxTrace(
   let confirmed: readonly CueHit[] = [];
 
   /** Score the confirmed hits in order; the first one the rule accepts exits, cut before its token. */
-  const decide = (hits: readonly CueHit[]): StepDecision => {
+  const decide = (hits: readonly CueHit[], decidedAt: number): StepDecision => {
     for (const hit of hits) {
       const features = captured.get(hit.tokenIndex);
       // Cannot happen: every hit's token was flagged for capture, and the capture is kept while its word is pending.
@@ -100,6 +113,7 @@ async function lynxTrace(
         word: hit.word,
         score,
         exit,
+        decidedAt,
       };
       events.push(ev);
       hooks.onEvent?.(ev);
@@ -110,7 +124,7 @@ async function lynxTrace(
 
   {
     const r = await runRollout(seq, {
-      ...traceRolloutOptions(env, input.problemId),
+      ...traceRolloutOptions(env, input),
       tapLayers: taps,
       // A later exit cuts at the pending cue word's token at the earliest, else at the next token.
       commitHorizon: () => detector.pending?.tokenIndex ?? detector.tokenCount,
@@ -125,7 +139,7 @@ async function lynxTrace(
       onStep: (step): StepDecision => {
         hooks.onToken?.(step.piece);
         if (step.hidden) captured.set(step.index, concatFeatures(step.hidden, taps));
-        const d = decide(confirmed);
+        const d = decide(confirmed, step.index + 1);
         confirmed = [];
         // Keep only the capture a later confirmation may still need: the pending cue word's. (Not "the last two
         // tokens": tokens with empty text, e.g. the first bytes of a UTF-8 character, can delay a confirmation.)
@@ -136,10 +150,12 @@ async function lynxTrace(
       // Every cue event of the thinking is a decision point (and a dataset event), including a word that only the end
       // of the thinking completes (`wait</think>`, or a cue in the last token when the model stops or the budget runs
       // out; `onStep` never sees these confirmations): decide there too, exactly as simulate replays them.
-      onThinkingEnd: (): StepDecision => {
-        const d = decide(confirmed);
+      onThinkingEnd: (end): StepDecision => {
+        // A model that stopped has sampled its end-of-sequence token too.
+        const sampled = end.tokens + (end.reason === 'stopped' ? 1 : 0);
+        const d = decide(confirmed, sampled);
         confirmed = [];
-        return d.action === 'continue' ? decide(detector.finish()) : d;
+        return d.action === 'continue' ? decide(detector.finish(), sampled) : d;
       },
     });
     return { r, events };
@@ -188,6 +204,9 @@ export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
         const { r, events } = await lynxTrace(neverExit, input, env, seq, { onEvent: () => eventMs.push(performance.now() - t0) });
         const fullMs = performance.now() - t0;
         const cueText = exitCueText(env.exitCue);
+        // The full rollout, generated anyway: every setting's record carries it (LYNX's baseline, help and harm).
+        const full = outcomeOf(r, cueText, null, {}, fullMs, promptWork(input));
+        const baseline = { tokens: full.tokens, answerText: full.answerText };
         const exits = new Map<number, { answer: ForcedExitResult; ms: number }>();
         const out = new Map<string, MethodOutcome>();
         for (const p of policies) {
@@ -195,14 +214,20 @@ export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
           const k = events.findIndex((e) => ruleExits(p.rule, e.score));
           const marked = (upTo: number) => events.slice(0, upTo).map((e, i) => ({ ...e, exit: i === k }));
           if (k < 0) {
-            out.set(setting, outcomeOf(r, cueText, null, { events: marked(events.length), rule: p.rule.rule, delta: p.rule.delta }, fullMs));
+            out.set(setting, { ...outcomeOf(r, cueText, null, { events: marked(events.length), rule: p.rule.rule, delta: p.rule.delta }, fullMs, promptWork(input)), baseline });
             continue;
           }
           const ev = events[k]!;
           let x = exits.get(k);
           if (!x) {
             const t1 = performance.now();
-            const answer = await forcedExit(seq, { cue: env.exitCue, maxTokens: env.answerMaxTokens ?? 64, at: promptLength + ev.position, mode: 'fork' });
+            const answer = await forcedExit(seq, {
+              cue: env.exitCue,
+              maxTokens: env.answerMaxTokens ?? 64,
+              accounting: env.exitAccounting,
+              at: promptLength + ev.position,
+              mode: 'fork',
+            });
             x = { answer, ms: eventMs[k]! + (performance.now() - t1) };
             exits.set(k, x);
           }
@@ -214,10 +239,15 @@ export function lynxSweep(policies: readonly LynxPolicy[]): ReasoningSweep {
             text: env.generator.vocab.detokenize(tokens),
             traceTokens: tokens,
             end: 'exit',
-            tokens: { reasoning, exitCue: x.answer.cueTokens, answer: x.answer.answerTokens, total: reasoning + x.answer.cueTokens + x.answer.answerTokens },
+            // As a direct run with this rule: the trace up to the decision, the exit cue, the answer.
+            tokens: tokenCounts(reasoning, x.answer.cueTokens, x.answer.answerTokens, {
+              decoded: ev.decidedAt + x.answer.answerTokens,
+              prefilled: input.promptTokens.length + x.answer.cueTokens,
+            }),
             exit: { event: ev.index, position: ev.position, cue: ev.cue, score: ev.score },
             wallMs: x.ms,
             extra: { end: 'exit', events: marked(k + 1), rule: p.rule.rule, delta: p.rule.delta },
+            baseline,
           });
         }
         return out;

@@ -5,9 +5,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../util/errors.js';
-import { readJson } from '../../util/fs.js';
 import { loadProbe } from './probe/probe.js';
-import { isRuleName, parseRule, readRules, RULE_NAMES, ruleFileName } from '../calibration/rule-files.js';
+import { isRuleName, parseRule, readRule, readRules, RULE_NAMES, ruleFileName } from '../calibration/rule-files.js';
+import { checkLastLayerTap } from './features.js';
 import type { LynxPolicy } from './online.js';
 import type { TapLayer } from '../../engine/index.js';
 import type { Vocabulary } from '../../backends/generator.js';
@@ -17,6 +17,8 @@ export interface PolicySelector {
   /** 'lynx' (per-event, the paper's rule), 'ltt' or 'crc' (per-problem rules). */
   rule: string;
   delta: number;
+  /** Exit with a LYNX rule whose quantile was clipped (LYNX's behaviour); default: such a rule never exits. */
+  allowClipped?: boolean;
 }
 
 function probeDirOf(root: string): string {
@@ -50,7 +52,8 @@ export function loadLynxPolicy(root: string, sel: PolicySelector): LynxPolicy {
       `no calibrated ${sel.rule} rule for delta ${sel.delta} (${file}); available: ${have.join(', ') || 'none — run lynx calibrate'}`,
     );
   }
-  return { probe, hiddenStateLayers: layers, rule: parseRule(readJson(file)), cues };
+  const lastLayer = checkLastLayerTap(header.info?.lastLayer, `${probeDir}/probe.json`);
+  return { probe, hiddenStateLayers: layers, lastLayer, rule: readRule(file, { useClipped: sel.allowClipped }), cues };
 }
 
 /**
@@ -59,9 +62,9 @@ export function loadLynxPolicy(root: string, sel: PolicySelector): LynxPolicy {
  */
 export function policyTaps(policy: LynxPolicy, model: Pick<Vocabulary, 'info'>, probeSource = 'the policy'): TapLayer[] {
   const { nLayer, nEmbd } = model.info;
-  let taps: number[];
+  let taps: TapLayer[];
   try {
-    taps = tapLayersFor(policy.hiddenStateLayers, nLayer);
+    taps = tapLayersFor(policy.hiddenStateLayers, nLayer, policy.lastLayer ?? 'final');
   } catch (e) {
     throw new InvalidInputError(`${probeSource === 'the policy' ? 'the probe' : `the probe in ${probeSource}`} reads hidden-state layers [${policy.hiddenStateLayers.join(', ')}], but the model has ${nLayer} layers: ${(e as Error).message}`);
   }

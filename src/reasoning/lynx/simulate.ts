@@ -7,10 +7,12 @@
  * t reasoning tokens (the trace is cut just before the cue token, as LYNX's `make_exit_prompt_prefix`), plus the exit
  * cue's tokens, plus the decoded answer tokens; a rollout that runs to the end costs all its generated tokens
  * (reasoning through `</think>` plus the answer). This is LYNX's `used_tokens = (pos_rel - 1) + cue_len + added_tokens`.
+ * Decoded tokens: an exit decoded the trace up to where the event was decided (a cue word is confirmed by the token
+ * after it: `decidedAt`, else the event token itself) plus the answer; prefilled: the prompt and the exit cue.
  */
 import { firstExit, ruleExits, type ExitRule, type ScoredEvent } from '../calibration/conformal.js';
 import { bootstrapCi } from '../calibration/stats.js';
-import type { TokenCounts } from '../token-counts.js';
+import { tokenCounts, type TokenCounts } from '../token-counts.js';
 
 /** A cue event of a full rollout, labelled by a forced exit and scored by the probe. */
 export interface SimEvent extends ScoredEvent {
@@ -22,6 +24,8 @@ export interface SimEvent extends ScoredEvent {
   answer: string | null;
   cue?: string;
   charOffset?: number;
+  /** Tokens of the trace sampled when the event was decided online (default tokenIndex + 1). */
+  decidedAt?: number;
 }
 
 /** A full rollout with all its cue events in trace order. */
@@ -35,8 +39,10 @@ export interface SimRollout {
   gold?: string;
   fullCorrect: boolean;
   fullAnswer: string | null;
-  /** Tokens of the full rollout: counts, or just the total generated. */
+  /** Tokens of the full rollout: counts, or just the total generated (then taken as decoded too). */
   fullTokens: TokenCounts | number;
+  /** Prompt tokens (prefilled once), when known. */
+  promptTokens?: number;
   /** Tokens of the exit cue (the same for every event). */
   exitCueTokens: number;
   events: readonly SimEvent[];
@@ -54,13 +60,13 @@ export interface SimOutcome {
 }
 
 export function baselineCounts(r: SimRollout): TokenCounts {
-  if (typeof r.fullTokens === 'number') return { reasoning: r.fullTokens, exitCue: 0, answer: 0, total: r.fullTokens };
+  if (typeof r.fullTokens === 'number') return tokenCounts(r.fullTokens, 0, 0, { decoded: r.fullTokens, prefilled: r.promptTokens ?? 0 });
   return r.fullTokens;
 }
 
 /** The cost of an exit at a given token: cut before it, append the cue, decode the answer. */
-export function exitTokenCounts(tokenIndex: number, exitCueTokens: number, answerTokens: number): TokenCounts {
-  return { reasoning: tokenIndex, exitCue: exitCueTokens, answer: answerTokens, total: tokenIndex + exitCueTokens + answerTokens };
+export function exitTokenCounts(tokenIndex: number, exitCueTokens: number, answerTokens: number, decidedAt = tokenIndex + 1, promptTokens = 0): TokenCounts {
+  return tokenCounts(tokenIndex, exitCueTokens, answerTokens, { decoded: decidedAt + answerTokens, prefilled: promptTokens + exitCueTokens });
 }
 
 /** What a rule does on one rollout. */
@@ -68,7 +74,7 @@ export function simulateRollout(rule: ExitRule | ((p: number) => boolean), r: Si
   const k = firstExit(rule, r.events);
   if (k < 0) return { exited: false, eventIndex: -1, correct: r.fullCorrect, answer: r.fullAnswer, tokens: baselineCounts(r) };
   const e = r.events[k]!;
-  return { exited: true, eventIndex: k, correct: e.correct, answer: e.answer, tokens: exitTokenCounts(e.tokenIndex, r.exitCueTokens, e.answerTokens) };
+  return { exited: true, eventIndex: k, correct: e.correct, answer: e.answer, tokens: exitTokenCounts(e.tokenIndex, r.exitCueTokens, e.answerTokens, e.decidedAt, r.promptTokens) };
 }
 
 /** LYNX's `early_exit_metrics.json` fields, plus problem-clustered 95% intervals and the harmful-exit rate. */

@@ -4,15 +4,21 @@
  *
  * - Token confidence = minus the mean log-probability of the top-k candidates of the step (k = 20: vLLM
  *   `logprobs=20`). High when the distribution is peaked.
- * - Group confidence = mean token confidence over a sliding window of 2,048 tokens; a trace's confidence is its
- *   lowest group confidence (the mean of all its tokens when it is shorter than a window).
+ * - Group confidence = mean token confidence over a sliding window (2,048 tokens in DeepConf's runs, whose traces may
+ *   run to 64,000: `example_online.py --window_size 2048 --max_tokens 64000`); a trace's confidence is its lowest group
+ *   confidence (the mean of all its tokens when it is shorter than a window). By default the window here is scaled
+ *   to the token budget by that ratio, `round(maxTokens * 2048 / 64000)` (16 tokens at a 512-token budget): at the
+ *   original 2,048 no window ever fills in a trace of a few hundred tokens, and the online stop can never fire.
  * - Warm-up: 16 traces run to the end; the stopping threshold is the `np.percentile` (linear interpolation) of their
  *   lowest group confidences at 90 for DeepConf-low (keeps the top 10%) or at 10 for DeepConf-high (keeps 90%).
  * - The other traces (up to the budget, 256 in total including the warm-up) stop as soon as a full window's mean
  *   confidence falls below the threshold; a finished trace whose lowest group confidence is below it is dropped too.
  * - Final answer: majority vote weighted by each trace's lowest group confidence, over the warm-up traces at or above
  *   the threshold and the final traces not stopped, each with a non-empty `\boxed` answer (votes by exact string).
- * - Tokens: every token of every trace of the problem, warm-up and stopped traces included.
+ * - Tokens: decoded = every token of every trace of the problem, warm-up and stopped traces included (DeepConf's
+ *   `total_tokens`); output = the trace shown for the voted answer (the most confident trace that voted for it).
+ * - A trace that runs out of budget votes with what it wrote, without a forced answer (DeepConf extracts the answer of
+ *   whatever vLLM returned); the environment's `budgetForcing` overrides that.
  *
  * The paper's adaptive sampling (stop drawing traces once the winning answer holds a share tau = 0.95 of the vote) is
  * not in the public code; it is `consensus` here, off by default. Traces decode concurrently in one context (forks of
@@ -24,6 +30,7 @@ import { quantile } from '../../util/stats.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { exitCueText } from '../forced-exit.js';
 import {
+  promptWork,
   traceRolloutOptions,
   withPrompt,
   type MethodEnv,
@@ -33,7 +40,7 @@ import {
   type ReasoningSweep,
 } from '../method.js';
 import { runRollout, type RolloutResult } from '../rollout.js';
-import type { TokenCounts } from '../token-counts.js';
+import { addWork, withWork, workOf, type TokenCounts } from '../token-counts.js';
 import type { Requirement } from '../../backends/generator.js';
 
 export type DeepConfVariant = 'low' | 'high';
@@ -47,7 +54,7 @@ export interface DeepConfOptions {
   budget?: number;
   /** Warm-up traces. Default 16. */
   warmupTraces?: number;
-  /** Sliding window of the group confidence, in tokens. Default 2048. */
+  /** Sliding window of the group confidence, in tokens. Default: the token budget scaled as DeepConf's 2048 of 64000. */
   windowSize?: number;
   /** Candidates per step in the token confidence. Default 20. */
   topK?: number;
@@ -63,9 +70,16 @@ export const DEEPCONF_DEFAULTS = {
   variant: 'low' as DeepConfVariant,
   budget: 256,
   warmupTraces: 16,
-  windowSize: 2048,
   topK: 20,
 };
+
+/** DeepConf's window and the trace budget it runs with (`example_online.py`: `--window_size 2048 --max_tokens 64000`). */
+export const DEEPCONF_WINDOW = { tokens: 2048, ofMaxTokens: 64000 } as const;
+
+/** The default window for a token budget: DeepConf's 2048 of 64000, scaled (at least 1). */
+export function scaledWindow(maxTokens: number): number {
+  return Math.max(1, Math.round((maxTokens * DEEPCONF_WINDOW.tokens) / DEEPCONF_WINDOW.ofMaxTokens));
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Decision logic (pure)
@@ -219,6 +233,7 @@ export function deepConfExtract(text: string): string | null {
 export interface DeepConfTrace {
   index: number;
   warmup: boolean;
+  /** The trace's own output and work (its decoded tokens, the exit cue of a forced answer). */
   tokens: TokenCounts;
   /** Lowest group confidence (the vote weight). */
   confidence: number;
@@ -242,7 +257,8 @@ interface Resolved {
   variant: DeepConfVariant | 'custom';
   budget: number;
   warmupTraces: number;
-  windowSize: number;
+  /** null: scaled to the environment's token budget. */
+  windowSize: number | null;
   topK: number;
   concurrency?: number;
   consensus?: number;
@@ -256,7 +272,7 @@ function resolve(opts: DeepConfOptions): Resolved {
     variant: opts.percentile !== undefined ? 'custom' : variant,
     budget: opts.budget ?? DEEPCONF_DEFAULTS.budget,
     warmupTraces: opts.warmupTraces ?? DEEPCONF_DEFAULTS.warmupTraces,
-    windowSize: opts.windowSize ?? DEEPCONF_DEFAULTS.windowSize,
+    windowSize: opts.windowSize ?? null,
     topK: opts.topK ?? DEEPCONF_DEFAULTS.topK,
     concurrency: opts.concurrency,
     consensus: opts.consensus,
@@ -270,7 +286,7 @@ function resolve(opts: DeepConfOptions): Resolved {
   }
   if (r.consensus !== undefined && !(r.consensus > 0 && r.consensus <= 1)) throw new InvalidInputError(`consensus must be in (0, 1] (got ${r.consensus})`);
   percentile([0], r.pct); // validates the percentile
-  new GroupConfidence(r.windowSize); // validates the window
+  if (r.windowSize !== null) new GroupConfidence(r.windowSize); // validates the window
   return r;
 }
 
@@ -293,6 +309,7 @@ interface DeepConfRun {
   threshold: number;
   traces: DeepConfTrace[];
   warmupCount: number;
+  windowSize: number;
 }
 
 async function runDeepConf(promptSeq: GeneratorSequence, input: MethodInput, env: MethodEnv, r: Resolved, t0: number): Promise<DeepConfRun> {
@@ -300,13 +317,15 @@ async function runDeepConf(promptSeq: GeneratorSequence, input: MethodInput, env
   const cellsPerTrace = env.maxTokens + (env.answerMaxTokens ?? 64) + 64;
   const room = Math.floor((env.generator.capacity().contextTokens - promptSeq.length) / cellsPerTrace);
   const concurrency = Math.max(1, Math.min(r.concurrency ?? Infinity, env.generator.capacity().freeSequences, room));
+  const windowSize = r.windowSize ?? scaledWindow(env.maxTokens);
 
   const runTrace = async (index: number, warmup: boolean, threshold: number | null): Promise<DeepConfTrace> => {
     const seq = promptSeq.fork();
     try {
-      const g = new GroupConfidence(r.windowSize);
+      const g = new GroupConfidence(windowSize);
       const res = await runRollout(seq, {
-        ...traceRolloutOptions(env, input.problemId, index),
+        // DeepConf votes a budget-truncated trace as it is, without a forced answer.
+        ...traceRolloutOptions(env, input, index, false),
         topLogprobs: r.topK,
         onToken: (step) => g.push(tokenConfidence((step.topLogprobs ?? []).map((t) => t.logprob))),
         onStep:
@@ -364,27 +383,21 @@ async function runDeepConf(promptSeq: GeneratorSequence, input: MethodInput, env
     () => !consensusReached(),
   );
   const traces = [...warm, ...final].sort((a, b) => a.index - b.index);
-  return { threshold, traces, warmupCount };
+  return { threshold, traces, warmupCount, windowSize };
 }
 
 /** The outcome of the first `budget` traces of a run (all of them by default). */
-function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.length): MethodOutcome {
+function deepConfOutcome(run: DeepConfRun, r: Resolved, input: MethodInput, budget = run.traces.length): MethodOutcome {
   const traces = run.traces.filter((t) => t.index < budget);
   const voters = traces.filter((t) => t.votes);
   const vote = weightedMajorityVote(voters.map((t) => t.answer), voters.map((t) => t.confidence), r.answerKey);
-  const tokens = traces.reduce<TokenCounts>(
-    (a, t) => ({
-      reasoning: a.reasoning + t.tokens.reasoning,
-      exitCue: a.exitCue + t.tokens.exitCue,
-      answer: a.answer + t.tokens.answer,
-      total: a.total + t.tokens.total,
-    }),
-    { reasoning: 0, exitCue: 0, answer: 0, total: 0 },
-  );
-  // The trace viewer shows the most confident trace that voted for the winner.
+  // The response is the most confident trace that voted for the winner: the trace viewer shows it, and its tokens are
+  // the output. Every trace's work is decoded, the prompt prefilled once (the traces fork it).
   const shown =
     voters.filter((t) => vote.answer !== null && r.answerKey(t.answer!) === r.answerKey(vote.answer)).sort((a, b) => b.confidence - a.confidence)[0] ??
-    traces[0];
+    traces[0]!;
+  const work = addWork(promptWork(input), ...traces.map((t) => workOf(t.tokens)));
+  const tokens: TokenCounts = withWork({ ...shown.tokens, decoded: 0, prefilled: 0 }, work);
   return {
     answerText: vote.answer === null ? '' : `\\boxed{${vote.answer}}`,
     answer: vote.answer,
@@ -398,7 +411,7 @@ function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.leng
       end: 'vote',
       threshold: run.threshold,
       percentile: r.pct,
-      windowSize: r.windowSize,
+      windowSize: run.windowSize,
       topK: r.topK,
       budget,
       traceCount: traces.length,
@@ -415,6 +428,7 @@ function deepConfOutcome(run: DeepConfRun, r: Resolved, budget = run.traces.leng
         stopWindow: t.stopWindow,
         votes: t.votes,
         tokens: t.tokens.total,
+        decoded: t.tokens.decoded,
       })),
     },
   };
@@ -434,7 +448,7 @@ export function deepConf(opts: DeepConfOptions = {}): ReasoningMethod {
     requires: deepConfNeeds(r),
     async solve(input, env) {
       const t0 = performance.now();
-      return withPrompt(env, input.promptTokens, async (seq) => deepConfOutcome(await runDeepConf(seq, input, env, r, t0), r));
+      return withPrompt(env, input.promptTokens, async (seq) => deepConfOutcome(await runDeepConf(seq, input, env, r, t0), r, input));
     },
   };
 }
@@ -464,7 +478,7 @@ export function deepConfSweep(budgets: readonly number[], opts: Omit<DeepConfOpt
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
         const run = await runDeepConf(seq, input, env, r, t0);
-        return new Map(budgets.map((b) => [`budget=${b}`, deepConfOutcome(run, r, b)] as const));
+        return new Map(budgets.map((b) => [`budget=${b}`, deepConfOutcome(run, r, input, b)] as const));
       });
     },
   };

@@ -19,17 +19,26 @@
  *   is `finalAnswer: 'conclude'`. The default here, `finalAnswer: 'trial'`, reuses the confident trial answer as the
  *   final answer (no second decode); both are offered because the project's harness reuses probe answers.
  *
- * Differences, on purpose: the trace is sampled with the harness's sampler (DEER's script defaults to greedy); trial
- * answers are greedy (DEER's vLLM request leaves temperature unset, i.e. 1.0, next to a comment saying greedy);
- * the box closing is tracked by brace matching instead of DEER's list of stop strings. Token accounting follows
- * DEER's `check.py`: only the final response counts (reasoning + exit cue + answer); trial answers that did not
- * exit are reported in `extra.trialTokens`.
+ * - Trial answers are sampled at temperature 1 and top-p 1 (`trialSampling: 'sample'`, the default): DEER's vLLM
+ *   request for them (`SamplingParams(max_tokens=..., stop=pred_prob_stop_tokens, logprobs=1)`) leaves temperature and
+ *   top-p unset, i.e. vLLM's 1.0, next to a comment saying greedy; `trialSampling: 'greedy'` follows the comment.
+ *   The confidence is then the mean probability of the sampled tokens under the model's distribution (vLLM's
+ *   `logprobs=1` returns the sampled token's), each trial seeded on its own.
+ *
+ * Differences, on purpose: the trace is sampled with the harness's sampler (DEER's script defaults to greedy); the
+ * box closing is tracked by brace matching instead of DEER's list of stop strings (`pred_prob_stop_tokens`).
+ *
+ * Tokens: output tokens are the final response's (reasoning + exit cue + answer), as DEER's `check.py` counts them;
+ * decoded tokens add every trial answer (the exit's own included once) and DEER's concluding answer, and prefilled
+ * tokens every trial prompt. `extra.trialTokens` keeps the trials' cue and answer tokens.
  */
 import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { EXIT_CUES, exitCueText, forcedExit, type ForcedExitResult } from '../forced-exit.js';
 import {
+  inputSeed,
   outcomeOf,
+  promptWork,
   traceRolloutOptions,
   withPrompt,
   type MethodEnv,
@@ -40,6 +49,8 @@ import {
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import type { Requirement } from '../../backends/generator.js';
+import type { SamplerOptions } from '../../engine/index.js';
+import { addWork, tokenCounts, type ModelWork } from '../token-counts.js';
 
 export type DeerAggregation = 'avg1' | 'avg2' | 'min';
 
@@ -62,6 +73,8 @@ export interface DeerOptions {
   finalAnswer?: 'trial' | 'conclude';
   /** A judge point this close to the think limit exits whatever the confidence. Default 50 (hard-coded in DEER). */
   limitMargin?: number;
+  /** 'sample' (default): trial answers at temperature 1, top-p 1, as DEER's vLLM request runs them; 'greedy'. */
+  trialSampling?: 'sample' | 'greedy';
 }
 
 export const DEER_DEFAULTS = {
@@ -74,7 +87,11 @@ export const DEER_DEFAULTS = {
   maxJudgeSteps: 10,
   finalAnswer: 'trial' as 'trial' | 'conclude',
   limitMargin: 50,
+  trialSampling: 'sample' as 'sample' | 'greedy',
 };
+
+/** vLLM's defaults, which DEER's trial request leaves in place. */
+export const DEER_TRIAL_SAMPLER: Readonly<SamplerOptions> = Object.freeze({ temperature: 1, topP: 1 });
 
 /** How DEER closes the thinking before writing the final answer itself ('conclude'). */
 export const DEER_THINK_END = '\n</think>\n\n';
@@ -92,6 +109,7 @@ function resolve(opts: DeerOptions): ResolvedDeer {
   if (!Number.isInteger(o.maxJudgeSteps) || o.maxJudgeSteps < 0) throw new InvalidInputError(`maxJudgeSteps must be an integer >= 0`);
   if (!Number.isInteger(o.trialMaxTokens) || o.trialMaxTokens < 1) throw new InvalidInputError(`trialMaxTokens must be an integer >= 1`);
   if (!Number.isInteger(o.limitMargin) || o.limitMargin < 0) throw new InvalidInputError(`limitMargin must be an integer >= 0`);
+  if (o.trialSampling !== 'sample' && o.trialSampling !== 'greedy') throw new InvalidInputError(`trialSampling must be sample or greedy (got ${String(o.trialSampling)})`);
   return o;
 }
 
@@ -215,6 +233,8 @@ export interface DeerTrial {
   answerTokens: number;
   /** DEER exits here whatever the confidence (the thinking reached its limit). */
   forced: boolean;
+  /** Tokens of the trace sampled when the judge point was found (an exit here decoded these of the trace). */
+  decidedAt: number;
   /** Milliseconds from the start of the problem to the end of this trial. */
   ms: number;
 }
@@ -226,10 +246,19 @@ interface DeerRun {
   cueText: string;
   exitReason: 'confident' | 'think-limit' | null;
   wallMs: number;
+  /** Work of DEER's concluding answer in a direct run ('conclude'), which the rollout does not count. */
+  concludeWork: ModelWork;
   /** The sequence after the rollout (still holding the trace); only valid inside `withPrompt`. */
   seq: GeneratorSequence;
   promptLength: number;
 }
+
+/** Decoding work of trials (their prompts prefilled, their answers decoded). */
+function trialWork(trials: readonly DeerTrial[]): ModelWork {
+  return trials.reduce<ModelWork>((a, t) => ({ decoded: a.decoded + t.answerTokens, prefilled: a.prefilled + t.cueTokens }), { decoded: 0, prefilled: 0 });
+}
+
+const answerWork = (a: ForcedExitResult): ModelWork => ({ decoded: a.answerTokens, prefilled: a.cueTokens });
 
 /** DEER's own ending: close the thinking, let the model answer, force the answer prompt if it ran out of budget. */
 async function concludeAnswer(seq: GeneratorSequence, at: number, maxTokens: number, answerPrompt: string): Promise<ForcedExitResult> {
@@ -264,6 +293,9 @@ async function runDeer(
   const trials: DeerTrial[] = [];
   let cueText = exitCueText(env.exitCue);
   let exitReason: DeerRun['exitReason'] = null;
+  let concludeWork: ModelWork = { decoded: 0, prefilled: 0 };
+  const trialSampler = (k: number): SamplerOptions =>
+    o.trialSampling === 'greedy' ? { temperature: 0 } : { ...DEER_TRIAL_SAMPLER, seed: inputSeed(env, input, `trial${k}`) };
 
   const onStep = async (step: { index: number; piece: string }, s: GeneratorSequence): Promise<StepDecision> => {
     const thinkingTokens = step.index + 1;
@@ -273,6 +305,7 @@ async function runDeer(
       if (o.finalAnswer === 'conclude') {
         cueText = DEER_THINK_END;
         const answer = await concludeAnswer(s, promptLength + thinkingTokens, Math.max(1, env.maxTokens - thinkingTokens), o.answerPrompt);
+        concludeWork = answerWork(answer);
         return { action: 'exit', answer, cue: DEER_THINK_END, info: { reason: exitReason } };
       }
       return { action: 'exit', info: { reason: exitReason } };
@@ -280,7 +313,13 @@ async function runDeer(
     if (hit === null || trials.length >= o.maxJudgeSteps) return { action: 'continue' };
 
     const trialCue = hit.prefix + o.answerPrompt;
-    const trial = await forcedExit(s, { cue: trialCue, maxTokens: o.trialMaxTokens, at: promptLength + hit.tokenIndex, mode: 'fork' });
+    const trial = await forcedExit(s, {
+      cue: trialCue,
+      maxTokens: o.trialMaxTokens,
+      at: promptLength + hit.tokenIndex,
+      mode: 'fork',
+      sampler: trialSampler(trials.length),
+    });
     const confidence = deerConfidence(trial.tokenProbs, o.aggregation);
     // DEER measures the thinking without the cue (the stop string is not part of its text).
     const reason = deerExitReason(confidence, hit.tokenIndex, { threshold: o.threshold, thinkLimit, limitMargin: o.limitMargin });
@@ -296,6 +335,7 @@ async function runDeer(
       cueTokens: trial.cueTokens,
       answerTokens: trial.answerTokens,
       forced: hit.tokenIndex >= thinkLimit - o.limitMargin,
+      decidedAt: thinkingTokens,
       ms: performance.now() - t0,
     });
     if (reason === null) return { action: 'continue' };
@@ -304,6 +344,7 @@ async function runDeer(
     if (o.finalAnswer === 'conclude') {
       cueText = DEER_THINK_END;
       const answer = await concludeAnswer(s, promptLength + hit.tokenIndex, Math.max(1, env.maxTokens - hit.tokenIndex), o.answerPrompt);
+      concludeWork = answerWork(answer);
       return { action: 'exit', cut: hit.tokenIndex, answer, cue: DEER_THINK_END, info };
     }
     cueText = trialCue;
@@ -311,12 +352,13 @@ async function runDeer(
   };
 
   const rollout = await runRollout(seq, {
-    ...traceRolloutOptions(env, input.problemId),
+    logprobs: false,
+    ...traceRolloutOptions(env, input),
     onStep,
     commitHorizon: () => finder.horizon(),
   });
   if (rollout.end !== 'exit') cueText = exitCueText(env.exitCue);
-  return { rollout, trials, cueText, exitReason, wallMs: performance.now() - t0, seq, promptLength };
+  return { rollout, trials, cueText, exitReason, wallMs: performance.now() - t0, concludeWork, seq, promptLength };
 }
 
 function trialExtras(trials: readonly DeerTrial[], upTo: number) {
@@ -327,7 +369,7 @@ function trialExtras(trials: readonly DeerTrial[], upTo: number) {
   };
 }
 
-function deerOutcome(run: DeerRun, o: ResolvedDeer): MethodOutcome {
+function deerOutcome(run: DeerRun, o: ResolvedDeer, input: MethodInput): MethodOutcome {
   const r = run.rollout;
   const info = r.exitInfo as { trial?: number; confidence?: number } | undefined;
   const exitTrial = r.end === 'exit' && info?.trial !== undefined ? run.trials[info.trial] : undefined;
@@ -337,7 +379,9 @@ function deerOutcome(run: DeerRun, o: ResolvedDeer): MethodOutcome {
         ? { event: exitTrial.index, position: exitTrial.position, cue: exitTrial.cue, score: exitTrial.confidence }
         : { event: run.trials.length, position: r.tokenCounts.reasoning, cue: 'think-limit' }
       : null;
-  return outcomeOf(r, run.cueText, exit, { exitReason: run.exitReason, options: { ...o }, ...trialExtras(run.trials, run.trials.length) }, run.wallMs);
+  // The rollout did not count an exit trial's answer (handed over) nor the concluding answer: trials and conclusion are added here.
+  const work = addWork(promptWork(input), trialWork(run.trials), run.concludeWork);
+  return outcomeOf(r, run.cueText, exit, { exitReason: run.exitReason, options: { ...o }, ...trialExtras(run.trials, run.trials.length) }, run.wallMs, work);
 }
 
 function describe(o: ResolvedDeer): string {
@@ -356,7 +400,7 @@ export function deer(opts: DeerOptions = {}): ReasoningMethod {
     requires: DEER_NEEDS,
     async solve(input, env) {
       const t0 = performance.now();
-      return withPrompt(env, input.promptTokens, async (seq) => deerOutcome(await runDeer(seq, input, env, o, t0), o));
+      return withPrompt(env, input.promptTokens, async (seq) => deerOutcome(await runDeer(seq, input, env, o, t0), o, input));
     },
   };
 }
@@ -379,7 +423,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
       const t0 = performance.now();
       return withPrompt(env, input.promptTokens, async (seq) => {
         const run = await runDeer(seq, input, env, o, t0);
-        const base = deerOutcome(run, o);
+        const base = deerOutcome(run, o, input);
         const out = new Map<string, MethodOutcome>();
         const concluded = new Map<number, { answer: ForcedExitResult; ms: number }>();
         for (let i = 0; i < thresholds.length; i++) {
@@ -393,6 +437,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
           let answer: ForcedExitResult = { text: trial.text, answer: trial.answer, cueTokens: trial.cueTokens, answerTokens: trial.answerTokens, tokenProbs: [] };
           let cueText = trial.cueText;
           let ms = trial.ms;
+          let conclusion: ModelWork = { decoded: 0, prefilled: 0 };
           if (o.finalAnswer === 'conclude') {
             let c = concluded.get(k);
             if (!c) {
@@ -404,6 +449,7 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
             answer = c.answer;
             ms = c.ms;
             cueText = DEER_THINK_END;
+            conclusion = answerWork(c.answer);
           }
           const tokens = run.rollout.tokens.slice(0, trial.position);
           const reasoning = tokens.length;
@@ -413,7 +459,13 @@ export function deerSweep(thresholds: readonly number[], opts: Omit<DeerOptions,
             text: env.generator.vocab.detokenize(tokens),
             traceTokens: tokens,
             end: 'exit',
-            tokens: { reasoning, exitCue: answer.cueTokens, answer: answer.answerTokens, total: reasoning + answer.cueTokens + answer.answerTokens },
+            // As a direct run at this threshold: the trace to the judge point, the trials up to this one, the conclusion.
+            tokens: tokenCounts(
+              reasoning,
+              answer.cueTokens,
+              answer.answerTokens,
+              addWork(promptWork(input), { decoded: trial.decidedAt, prefilled: 0 }, trialWork(run.trials.slice(0, k + 1)), conclusion),
+            ),
             exit: { event: trial.index, position: trial.position, cue: trial.cue, score: trial.confidence },
             wallMs: ms,
             extra: {

@@ -1,6 +1,9 @@
 /**
  * Dynasor-CoT (Fu et al., 2024/2025, "Efficiently Serving LLM Reasoning Programs with Certaindex"), as its public code
- * behaves (`dynasor/core/entropy.py`, the server's `handle_adaptive_compute`, the examples' `get_completion`):
+ * behaves: the rule is the one of `dynasor/core/cot.py` (`openai_chat_completion_stream`, with `evaluator.eqaul_group`
+ * and `count_not_empty`). Not the server's `should_early_exit` (`dynasor/core/entropy.py`, called by
+ * `handle_adaptive_compute` in `cli/vllm_server.py`): past its length and hesitation checks it ends in `return True`
+ * whether or not the answers agree, so it would exit at the first certain probe once N probes exist.
  *
  * - Every `token_interval` generated tokens (32; the effort presets use 32 or 64), the text so far plus the probe
  *   `... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\[ \boxed{` is decoded for 20 tokens,
@@ -9,25 +12,28 @@
  *   the lowercased probe text contains none of `wait`, `hold`, `but`, `okay`, `no`, `hmm` (as substrings, so `not` and
  *   `know` count as `no`, as in Dynasor).
  * - Exit once there are at least N probe answers and the last N (N = `certainty_window`, 2 by default; the effort
- *   presets use 2 to 8) are all non-empty, all certain, and all equal to the first of them.
+ *   presets use 2 to 8) are all non-empty, all certain, and all equal to the first of them (`cot.py`).
  * - The exit answer is the probe's: Dynasor emits the probe text, the answer and `}\n\]`.
+ *
+ * Differences, on purpose: `cot.py` also probes the bare prompt (before any thinking) and decides after generating the
+ * next chunk in parallel with the probe, so its response holds one more chunk than the probe saw; here probes start
+ * after the first k tokens and an exit cuts at the probe (k tokens fewer, the same answer).
  *
  * Answers are compared by `answersEqual`, by default equal after removing white space; Dynasor uses its `math_equal`
  * (plug in the evaluator's equivalence for that).
  *
- * Token accounting: the main trace counts as every method's (reasoning + exit cue + answer, the last probe being the
- * exit). Dynasor's code defines no accounting of its own; its probes are real decoding work, so by default
- * (`countProbes: true`) the tokens the other probes generated are added to `reasoning` (their cue tokens, a prefill, are
- * not); `extra.rolloutTokens` keeps the trace's own counts and `extra.probeTokens` / `extra.probeCueTokens` the probes'.
- * With `countProbes: false` the counts are the trace's alone.
+ * Token accounting, as every method's: output tokens are the response (reasoning + exit cue + answer, the last probe
+ * being the exit); decoded tokens add every probe's generated tokens, prefilled tokens every probe's cue. Dynasor's code
+ * defines no accounting of its own. `extra.probeTokens` / `extra.probeCueTokens` keep the probes' totals.
  */
 import type { SamplerOptions } from '../../engine/index.js';
 import type { GeneratorSequence } from '../../backends/generator.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { EXIT_CUES, exitCueText, type ForcedExitResult } from '../forced-exit.js';
 import {
+  inputSeed,
   outcomeOf,
-  traceSeed,
+  promptWork,
   traceRolloutOptions,
   withPrompt,
   type MethodEnv,
@@ -37,7 +43,7 @@ import {
   type ReasoningSweep,
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
-import type { TokenCounts } from '../token-counts.js';
+import { addWork, tokenCounts, type ModelWork } from '../token-counts.js';
 
 export const UNCERTAIN_WORDS: readonly string[] = ['wait', 'hold', 'but', 'okay', 'no', 'hmm'];
 
@@ -67,8 +73,6 @@ export interface DynasorOptions {
   /** The answer of a probe's text. Default Dynasor's `obtain_answer`. */
   extractAnswer?: (probeText: string) => string;
   answersEqual?: (a: string, b: string) => boolean;
-  /** Add the tokens the probes generate to the counts (see the file comment). Default true. */
-  countProbes?: boolean;
 }
 
 export const DYNASOR_DEFAULTS = {
@@ -80,7 +84,6 @@ export const DYNASOR_DEFAULTS = {
   uncertainWords: UNCERTAIN_WORDS,
   extractAnswer: (probeText: string) => obtainAnswer(probeText),
   answersEqual: (a: string, b: string) => a.replace(/\s+/g, '') === b.replace(/\s+/g, ''),
-  countProbes: true,
 };
 
 type Resolved = typeof DYNASOR_DEFAULTS;
@@ -124,8 +127,8 @@ export interface ProbeRecord {
 }
 
 /**
- * Dynasor's `should_early_exit` after the latest probe: at least N answers, and the last N all equal to the first of
- * them (its `eqaul_group`), all non-empty and all certain (which includes the latest probe).
+ * `cot.py`'s exit test after the latest probe: at least N answers, and the last N all equal to the first of them
+ * (`eqaul_group`), all non-empty (`count_not_empty`) and all certain (which includes the latest probe).
  */
 export function dynasorShouldExit(
   probes: readonly ProbeRecord[],
@@ -190,7 +193,7 @@ async function runDynasor(seq: GeneratorSequence, input: MethodInput, env: Metho
   const onStep = async (step: { index: number }, s: GeneratorSequence): Promise<StepDecision> => {
     const position = step.index + 1;
     if (position % o.interval !== 0) return { action: 'continue' };
-    const sampler = { ...o.probeSampler, seed: traceSeed(env, input.problemId, `probe${probes.length}`) };
+    const sampler = { ...o.probeSampler, seed: inputSeed(env, input, `probe${probes.length}`) };
     const p = await runProbe(s, cueTokens, o.probeMaxTokens, sampler);
     const probe: DynasorProbe = {
       index: probes.length,
@@ -207,7 +210,7 @@ async function runDynasor(seq: GeneratorSequence, input: MethodInput, env: Metho
     return { action: 'exit', answer: probeAsExit(probe), cue: o.probe, info: { probe: probe.index } };
   };
   const rollout = await runRollout(seq, {
-    ...traceRolloutOptions(env, input.problemId),
+    ...traceRolloutOptions(env, input),
     onStep,
   });
   return { rollout, probes, cueTokens: cueTokens.length, wallMs: performance.now() - t0 };
@@ -218,16 +221,13 @@ function probeAsExit(p: DynasorProbe): ForcedExitResult {
   return { text: p.answer + DYNASOR_PROBE_END, answer: p.answer, cueTokens: p.cueTokens, answerTokens: p.tokens, tokenProbs: [] };
 }
 
-/** Counts with the other probes' generated tokens added to `reasoning` (when counted). */
-function withProbes(counts: TokenCounts, probes: readonly DynasorProbe[], exitProbe: number | null, o: Resolved): TokenCounts {
-  if (!o.countProbes) return { ...counts };
-  const extra = probes.reduce((a, p) => a + (p.index === exitProbe ? 0 : p.tokens), 0);
-  return { ...counts, reasoning: counts.reasoning + extra, total: counts.total + extra };
+/** The probes' decoding: their cues prefilled, their tokens decoded (the exit probe's included: the rollout leaves it out). */
+function probeWork(probes: readonly DynasorProbe[]): ModelWork {
+  return probes.reduce<ModelWork>((a, p) => ({ decoded: a.decoded + p.tokens, prefilled: a.prefilled + p.cueTokens }), { decoded: 0, prefilled: 0 });
 }
 
-function probeExtras(probes: readonly DynasorProbe[], rolloutTokens: TokenCounts) {
+function probeExtras(probes: readonly DynasorProbe[]) {
   return {
-    rolloutTokens,
     probeTokens: probes.reduce((a, p) => a + p.tokens, 0),
     probeCueTokens: probes.reduce((a, p) => a + p.cueTokens, 0),
     probes: probes.map((p) => ({ index: p.index, position: p.position, answer: p.answer, certain: p.certain, tokens: p.tokens })),
@@ -238,21 +238,18 @@ function describe(o: Resolved): string {
   return `k=${o.interval},N=${o.agreement}`;
 }
 
-function dynasorOutcome(run: DynasorRun, env: MethodEnv, o: Resolved): MethodOutcome {
+function dynasorOutcome(run: DynasorRun, env: MethodEnv, o: Resolved, input: MethodInput): MethodOutcome {
   const r = run.rollout;
   const exitProbe = r.end === 'exit' ? (r.exitInfo as { probe: number }).probe : null;
   const p = exitProbe === null ? undefined : run.probes[exitProbe];
   const cueText = p ? o.probe : exitCueText(env.exitCue);
-  const base = outcomeOf(r, cueText, p ? { event: p.index, position: p.position, cue: 'probe' } : null, {}, run.wallMs);
-  return {
-    ...base,
-    tokens: withProbes(r.tokenCounts, run.probes, exitProbe, o),
-    extra: { ...base.extra, options: optionsRecord(o), ...probeExtras(run.probes, { ...r.tokenCounts }) },
-  };
+  const work = addWork(promptWork(input), probeWork(run.probes));
+  const base = outcomeOf(r, cueText, p ? { event: p.index, position: p.position, cue: 'probe' } : null, {}, run.wallMs, work);
+  return { ...base, extra: { ...base.extra, options: optionsRecord(o), ...probeExtras(run.probes) } };
 }
 
 function optionsRecord(o: Resolved) {
-  return { interval: o.interval, agreement: o.agreement, probeMaxTokens: o.probeMaxTokens, probeSampler: o.probeSampler, countProbes: o.countProbes };
+  return { interval: o.interval, agreement: o.agreement, probeMaxTokens: o.probeMaxTokens, probeSampler: o.probeSampler };
 }
 
 /** Dynasor-CoT as a method. Setting `k=<interval>,N=<agreement>`. */
@@ -264,7 +261,7 @@ export function dynasorCot(opts: DynasorOptions = {}): ReasoningMethod {
     requires: ['fork'],
     async solve(input, env) {
       const t0 = performance.now();
-      return withPrompt(env, input.promptTokens, async (seq) => dynasorOutcome(await runDynasor(seq, input, env, o, t0), env, o));
+      return withPrompt(env, input.promptTokens, async (seq) => dynasorOutcome(await runDynasor(seq, input, env, o, t0), env, o, input));
     },
   };
 }
@@ -290,29 +287,25 @@ export function dynasorSweep(agreements: readonly number[], opts: Omit<DynasorOp
         for (const on of perN) {
           const k = firstExitProbe(run.probes, on.agreement, on.answersEqual);
           if (k < 0) {
-            const base = dynasorOutcome(run, env, on);
+            const base = dynasorOutcome(run, env, on, input);
             out.set(describe(on), base);
             continue;
           }
           const p = run.probes[k]!;
           const probes = run.probes.slice(0, k + 1);
           const exit = probeAsExit(p);
-          const counts: TokenCounts = {
-            reasoning: p.position,
-            exitCue: exit.cueTokens,
-            answer: exit.answerTokens,
-            total: p.position + exit.cueTokens + exit.answerTokens,
-          };
+          // As a direct run with this N: the trace to the probe, the probes up to it (the exit probe's tokens are its answer).
+          const counts = tokenCounts(p.position, exit.cueTokens, exit.answerTokens, addWork(promptWork(input), { decoded: p.position, prefilled: 0 }, probeWork(probes)));
           out.set(describe(on), {
             answerText: on.probe + exit.text,
             answer: p.answer,
             text: env.generator.vocab.detokenize(run.rollout.tokens.slice(0, p.position)),
             traceTokens: run.rollout.tokens.slice(0, p.position),
             end: 'exit',
-            tokens: withProbes(counts, probes, k, on),
+            tokens: counts,
             exit: { event: p.index, position: p.position, cue: 'probe' },
             wallMs: p.ms,
-            extra: { end: 'exit', options: optionsRecord(on), ...probeExtras(probes, counts) },
+            extra: { end: 'exit', options: optionsRecord(on), ...probeExtras(probes) },
           });
         }
         return out;

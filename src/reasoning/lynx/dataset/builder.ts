@@ -18,14 +18,15 @@ import type { Problem } from '../../../tasks/problem.js';
 import { extractAnswer } from '../../../tasks/answer-extract.js';
 import { answersEquivalent, type Grading } from '../../../tasks/answer-equiv.js';
 import type { PromptStyle } from '../../../tasks/prompts.js';
-import { exitCueText, forcedExit } from '../../forced-exit.js';
+import { exitCueText, forcedExit, type ExitAccounting } from '../../forced-exit.js';
 import { answerTextOf, traceSampler, DEFAULT_SAMPLER, type MethodEnv } from '../../method.js';
 import { problemPromptTokens } from '../../prompt-tokens.js';
 import { runRollout } from '../../rollout.js';
 import { InvalidInputError } from '../../../util/errors.js';
 import { inShard, parseShard, type Shard } from '../../../util/shard.js';
 import { CueDetector, resolveCues, selectEvents, syntheticEventIndex, type CueHit, type CueOptions } from '../cues.js';
-import { concatFeatures, defaultHiddenStateLayers, tapLayersFor } from '../features.js';
+import { concatFeatures, defaultHiddenStateLayers, tapLayersFor, type LastLayerTap } from '../features.js';
+import { withWork } from '../../token-counts.js';
 import {
   DatasetWriter,
   MANIFEST_FILE,
@@ -60,6 +61,12 @@ export interface BuildOptions {
   rolloutsPerProblem?: number;
   /** Hugging Face hidden-state indices; default LYNX's for this depth. */
   hiddenStateLayers?: number[];
+  /** How the last index L is read: 'final' (after the final norm, as LYNX's Hugging Face features; default) or 'residual'. */
+  lastLayer?: LastLayerTap;
+  /** Where the labelling forced exits stop decoding (their answer token counts): 'box' (default) or 'lynx'. */
+  exitAccounting?: ExitAccounting;
+  /** A rollout out of tokens while thinking gets a forced answer (default true); false grades the truncated text, as LYNX. */
+  budgetForcing?: boolean;
   cues?: CueOptions['cues'];
   exitCue?: string;
   answerMaxTokens?: number;
@@ -114,7 +121,7 @@ export function featureCount(model: LlamaModel, hiddenStateLayers?: readonly num
 export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: number; events: number; skipped: number }> {
   const model = opts.model;
   const hs = opts.hiddenStateLayers ?? defaultHiddenStateLayers(model.info.nLayer);
-  const taps: TapLayer[] = tapLayersFor(hs, model.info.nLayer);
+  const taps: TapLayer[] = tapLayersFor(hs, model.info.nLayer, opts.lastLayer ?? 'final');
   const concurrency = Math.max(1, opts.concurrency ?? 4);
   const forkConcurrency = Math.max(1, opts.forkConcurrency ?? 8);
   const maxTokens = opts.maxTokens ?? 4096;
@@ -151,6 +158,8 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
     maxTokens,
     exitCue,
     answerMaxTokens,
+    exitAccounting: opts.exitAccounting,
+    budgetForcing: opts.budgetForcing,
     seed: opts.seed ?? 0,
   });
   let next = 0;
@@ -194,21 +203,25 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
       await seq.append(prompt);
       const detector = new CueDetector({ cues: opts.cues });
       const captured = new Map<number, Float32Array>();
-      const hits: { hit: CueHit; features: Float32Array }[] = [];
+      const hits: { hit: CueHit; features: Float32Array; decidedAt?: number }[] = [];
       const textEnds: number[] = []; // generated text length after each token (the cue detector's char offsets)
       let seen = 0;
       let confirmed: readonly CueHit[] = [];
-      const take = (hit: CueHit) => {
+      // `decidedAt`: tokens sampled when online LYNX would score the event (the confirming token included; for a cue
+      // only the end of the stream confirms, every token sampled, end-of-sequence included).
+      const take = (hit: CueHit, decidedAt?: number) => {
         const features = captured.get(hit.tokenIndex);
         // The detector flags every token a hit can name (capturesLastToken), so this is a bug if it happens.
         if (!features) throw new Error(`cue event at token ${hit.tokenIndex} of ${problem.id}#${rollout} has no captured hidden state`);
-        hits.push({ hit, features });
+        hits.push({ hit, features, decidedAt: decidedAt ?? hit.confirmedAt + 1 });
       };
       const r = await runRollout(seq, {
         maxTokens,
         sampler: traceSampler(env, problem.id, rollout),
         exitCue,
         answerMaxTokens,
+        exitAccounting: env.exitAccounting,
+        budgetForcing: env.budgetForcing,
         tapLayers: taps,
         tapWhen: (_t, text) => {
           confirmed = detector.push(text.slice(seen));
@@ -230,7 +243,9 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
       });
       // A cue confirmed by the token that ends the thinking, or only by the end of the stream, is still an event.
       for (const hit of confirmed) take(hit);
-      for (const hit of detector.finish()) take(hit);
+      const thinkingEndedByStream = r.tokens.length + (r.end === 'natural' ? 1 : 0);
+      for (const hit of detector.finish()) take(hit, thinkingEndedByStream);
+      const fullCounts = withWork(r.tokenCounts, { decoded: 0, prefilled: prompt.length });
       const fullText = answerTextOf(r, exitCueText(exitCue));
       const fullAnswer = extractAnswer(fullText, problem).answer;
       const fullCorrect = (await answersEquivalent(fullAnswer, problem.gold, { grading })).equivalent;
@@ -242,6 +257,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
         cue: h.hit.cue,
         synthetic: false,
         features: h.features,
+        decidedAt: h.decidedAt,
       }));
       if (chosen.length === 0 && reasoning > 1) {
         // LYNX: a rollout with no (selected) cue event gets one synthetic event at 70% of its length. Its hidden state was not tapped
@@ -251,7 +267,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
         seq.truncate(prompt.length + k);
         const out = await seq.append([tokens[k]!], { taps: { layers: taps } });
         const charOffset = k === 0 ? 0 : textEnds[k - 1]!;
-        chosen = [{ position: k, charOffset, cue: SYNTHETIC_CUE, synthetic: true, features: concatFeatures(out.hidden, taps) }];
+        chosen = [{ position: k, charOffset, cue: SYNTHETIC_CUE, synthetic: true, features: concatFeatures(out.hidden, taps), decidedAt: k + 1 }];
       }
 
       const metas: EventMeta[] = new Array(chosen.length);
@@ -259,7 +275,13 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
         const slice = chosen.slice(start, start + forkConcurrency);
         await Promise.all(
           slice.map(async (ev, j) => {
-            const exit = await forcedExit(seq, { cue: exitCue, maxTokens: answerMaxTokens, at: prompt.length + ev.position, mode: 'fork' });
+            const exit = await forcedExit(seq, {
+              cue: exitCue,
+              maxTokens: answerMaxTokens,
+              accounting: opts.exitAccounting,
+              at: prompt.length + ev.position,
+              mode: 'fork',
+            });
             const answer = extractAnswer(exitCueText(exitCue) + exit.text, problem).answer;
             const ok = (await answersEquivalent(answer, problem.gold, { grading })).equivalent;
             metas[start + j] = {
@@ -279,6 +301,9 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
               fullCorrect,
               fullTokens: r.tokenCounts.total,
               fullReasoningTokens: reasoning,
+              fullTokenCounts: fullCounts,
+              promptTokens: prompt.length,
+              decidedAt: ev.decidedAt,
               gold: problem.gold,
               charOffset: ev.charOffset,
             };
@@ -364,6 +389,7 @@ export function datasetInfo(opts: Omit<BuildToDirOptions, 'outDir'>): Record<str
     problems: { count: opts.problems.length, digest: problemsDigest(opts.problems) },
     rolloutsPerProblem: opts.rolloutsPerProblem ?? 1,
     hiddenStateLayers: hs.slice(),
+    lastLayer: opts.lastLayer ?? 'final',
     nFeatures: featureCount(model, hs),
     cues,
     exitCue: opts.exitCue ?? 'paper',
@@ -377,6 +403,8 @@ export function datasetInfo(opts: Omit<BuildToDirOptions, 'outDir'>): Record<str
     },
     maxTokens: opts.maxTokens ?? 4096,
     answerMaxTokens: opts.answerMaxTokens ?? 64,
+    exitAccounting: opts.exitAccounting ?? 'box',
+    budgetForcing: opts.budgetForcing ?? true,
     maxEventsPerRollout: nullable(opts.maxEventsPerRollout),
     skipFirstEvents: opts.skipFirstEvents ?? 0,
     policy: opts.grading ?? 'zst',

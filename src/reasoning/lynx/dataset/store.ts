@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { InvalidInputError } from '../../../util/errors.js';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../../../util/fs.js';
 import type { SimEvent, SimRollout } from '../simulate.js';
+import type { TokenCounts } from '../../token-counts.js';
 import { TensorFile, writeSafetensors } from '../tensor-io.js';
 
 export const DATASET_SCHEMA = 'lynx.dataset/1';
@@ -53,6 +54,12 @@ export interface EventMeta {
   fullTokens: number;
   /** Reasoning tokens of the full rollout (the exit cue and answer tokens come on top), when known. */
   fullReasoningTokens?: number;
+  /** The full rollout's token counts with its work (decoded, prefilled with the prompt), when recorded. */
+  fullTokenCounts?: TokenCounts;
+  /** Prompt tokens of the rollout, when recorded. */
+  promptTokens?: number;
+  /** Tokens of the trace sampled when online LYNX decides at this event (the cue's confirming token included), when recorded. */
+  decidedAt?: number;
   /** The problem's gold answer, when recorded. */
   gold?: string;
   /** Character offset of the cue word in the generated text, when known. */
@@ -405,7 +412,8 @@ export function datasetRollouts(ds: Pick<Dataset, 'meta'>, scores: ArrayLike<num
         index: m.problemIndex,
         fullCorrect: m.fullCorrect,
         fullAnswer: m.fullAnswer,
-        fullTokens: m.fullTokens,
+        fullTokens: m.fullTokenCounts ?? m.fullTokens,
+        ...(typeof m.promptTokens === 'number' ? { promptTokens: m.promptTokens } : {}),
         exitCueTokens: m.exitCueTokens,
         events: [],
       };
@@ -420,6 +428,7 @@ export function datasetRollouts(ds: Pick<Dataset, 'meta'>, scores: ArrayLike<num
       answer: m.exitAnswer,
       cue: m.cue,
       charOffset: m.charOffset,
+      ...(typeof m.decidedAt === 'number' ? { decidedAt: m.decidedAt } : {}),
     });
   });
   return [...out.values()];
