@@ -7,3 +7,4 @@ export { draftModelPredictor, checkSameVocabulary, type DraftModelOptions } from
 export { layerExitDecoding, type LayerExitOptions } from './layer-exit.js';
 export { acceptDrafts, residualDraw, type AcceptRule, type AcceptOptions, type Verdict } from './acceptance.js';
 export { entropy, softmax, samplerProbs, drawFrom } from './distribution.js';
+export { expectedTokensPerVerification, speculativeSpeedup, bestDraftLength, type SpeedupInputs } from './analysis.js';
