@@ -7,8 +7,9 @@ import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
+import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
 
-export interface EvalArgs {
+export interface EvalArgs extends DecodingArgs {
   model: string;
   benchmark: string;
   dataDir?: string;
@@ -93,7 +94,8 @@ export function registerEval(program: Command): void {
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
-    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
+  decodingOptions(command)
     .action(async (args: EvalArgs) => {
       await runEvalCommand(args);
     });
@@ -116,6 +118,8 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     freshContext: args.freshContext,
     exitCue: args.exitCue,
     promptStyle: args.promptStyle,
+    decoding: decodingSpecOf(args),
+    log: (line) => process.stderr.write(`${line}\n`),
   };
 }
 
