@@ -380,7 +380,8 @@ export class Sequence {
       const layers = exit.layers.filter((l) => l <= cap);
       if (cap < 0 || layers.length === 0) throw new LynxEngineUsageError(`internal: probe over a tail of depth ${cap} (catch up first)`);
       const last = layers[layers.length - 1]!;
-      checked = { layers, decide: (layer, h) => layer === last || (exit.decide ? exit.decide(layer, h) : true) };
+      // The caller's decision first (a confident head there is still chosen), then the stop the tail needs.
+      checked = { layers, decide: (layer, h) => (exit.decide ? exit.decide(layer, h) : true) || layer === last };
     }
     this.#inflight = true;
     try {

@@ -141,7 +141,9 @@ export async function trainHeadsStep(o: TrainHeadsStepOptions): Promise<{ heads:
       if (o.cache && existsSync(o.cache)) {
         log(`reading the hidden-state cache ${o.cache}`);
         const all = readHeadCache(o.cache, layers);
-        const cut = Math.round(all.rows * (1 - (o.heldOut ?? 0.1)));
+        // The split it was written with (training positions first), else the held-out share of the positions.
+        const written = Number(all.metadata.heldOutFrom);
+        const cut = Number.isInteger(written) && written > 0 && written < all.rows ? written : Math.round(all.rows * (1 - (o.heldOut ?? 0.1)));
         train = sliceData(all, 0, cut);
         validation = sliceData(all, cut, all.rows);
       } else {
@@ -156,7 +158,7 @@ export async function trainHeadsStep(o: TrainHeadsStepOptions): Promise<{ heads:
           train = await collect(trainRows, o.maxPositions);
           if (o.cache) {
             // The cache holds both parts, training first, so a re-run splits it the same way.
-            writeHeadCache(o.cache, concatData(train, validation), { model: fingerprint.file, layers: layers.join(',') });
+            writeHeadCache(o.cache, concatData(train, validation), { model: fingerprint.file, layers: layers.join(','), heldOutFrom: String(train.rows) });
             log(`wrote the hidden-state cache ${o.cache}`);
           }
         }
@@ -201,7 +203,7 @@ export async function trainHeadsStep(o: TrainHeadsStepOptions): Promise<{ heads:
           steps: report.steps,
           epochs: report.epochs,
           batch: report.batch,
-          lr: o.lr ?? 1e-3,
+          lr: o.lr ?? 3e-3,
           seconds: report.seconds,
           wallSeconds: (performance.now() - t0) / 1000,
           evals: report.evals,

@@ -59,9 +59,9 @@ export interface HeadTrainOptions {
   init: ReadonlyMap<number, Float32Array>;
   /** Rows per optimizer step. Default 32. */
   batch?: number;
-  /** Passes over the data. Default 2. */
+  /** Passes over the data. Default 3. */
   epochs?: number;
-  /** Peak learning rate (AdamW). Default 1e-3. */
+  /** Peak learning rate (AdamW). Default 3e-3. */
   lr?: number;
   /** Final learning rate of the cosine decay. Default lr / 10. */
   lrMin?: number;
@@ -118,8 +118,8 @@ export async function trainHeads(
   if (validation) checkData('validation data', validation, layers, E, V);
   const batch = Math.min(o.batch ?? 32, stream.positions, validation && validation.rows > 0 ? validation.rows : Infinity);
   if (!Number.isInteger(batch) || batch < 1) throw new InvalidInputError(`the head batch must be a positive integer and the data must have rows (batch ${o.batch}, ${stream.positions} rows)`);
-  const epochs = o.epochs ?? 2;
-  const lr = o.lr ?? 1e-3;
+  const epochs = o.epochs ?? 3;
+  const lr = o.lr ?? 3e-3;
   const lrMin = o.lrMin ?? lr / 10;
   if (!(lr > 0) || !(lrMin > 0) || lrMin > lr) throw new InvalidInputError(`learning rates must satisfy 0 < lrMin <= lr (got lr ${lr}, lrMin ${lrMin})`);
   if (!Number.isInteger(epochs) || epochs < 1) throw new InvalidInputError(`epochs must be a positive integer (got ${epochs})`);
@@ -154,6 +154,11 @@ export async function trainHeads(
       for (let i = 0; i < batch; i++) hiddenBuf.set(src.subarray(rows[i]! * E, (rows[i]! + 1) * E), i * E);
       denseLabels(data.teacher, rows, batch, V, labels);
     };
+    // Inputs and labels are written once ggml-opt has allocated the step's graph (as the graph trainer does).
+    const load = (h: HeadGraph) => {
+      h.tensors.write('hidden', hiddenBuf);
+      h.optimizer.setLabels(labels);
+    };
     const evaluate = () => {
       if (!validation || validation.rows < batch) return;
       const e0 = performance.now();
@@ -165,8 +170,7 @@ export async function trainHeads(
         for (let b = 0; b < n; b++) {
           const rows = Array.from({ length: batch }, (_, i) => b * batch + i);
           fill(validation, rows, h.layer);
-          h.tensors.write('hidden', hiddenBuf);
-          const r = h.optimizer.evaluate(() => h.optimizer.setLabels(labels));
+          const r = h.optimizer.evaluate(() => load(h));
           ce += r.loss;
           agree += r.accuracy;
           for (const row of rows) ent += validation.teacher.entropy[row]!;
@@ -196,8 +200,7 @@ export async function trainHeads(
           step++;
           for (const h of graphs) {
             fill(chunk, picked, h.layer);
-            h.tensors.write('hidden', hiddenBuf);
-            const r = h.optimizer.step({ lr: rate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay ?? 0 }, () => h.optimizer.setLabels(labels));
+            const r = h.optimizer.step({ lr: rate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay ?? 0 }, () => load(h));
             o.onStep?.({ step, total, layer: h.layer, loss: r.loss, agreement: r.accuracy, lr: rate });
           }
           if (o.evalEvery && step % o.evalEvery === 0 && step < total) evaluate();

@@ -82,8 +82,8 @@ export function registerHeads(program: Command): void {
       .option('--cache <file>', 'hidden-state cache (.safetensors): read when it exists, else written')
       .option('--online', 'stream the training data from the engine chunk by chunk (no cache; memory for one chunk)')
       .option('--batch <n>', 'positions per optimizer step', intOption('--batch', 1), 32)
-      .option('--epochs <n>', 'passes over the data', intOption('--epochs', 1), 2)
-      .option('--lr <x>', 'AdamW learning rate', floatOption('--lr', 0), 1e-3)
+      .option('--epochs <n>', 'passes over the data', intOption('--epochs', 1), 3)
+      .option('--lr <x>', 'AdamW learning rate', floatOption('--lr', 0), 3e-3)
       .option('--held-out <f>', 'share of the texts held out for the metrics', floatOption('--held-out', 0, 1), 0.1)
       .option('--f16', 'store the matrices as F16 (half the file)'),
     'demo:probe',
@@ -135,7 +135,7 @@ export function registerHeads(program: Command): void {
       .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
       .option('--heads <dir>', 'heads folder (default heads/ beside the model)')
       .option('--levels <list>', 'accuracy levels (default 0.6,0.65,...,0.95,0.99)', listOption)
-      .option('--rule <r>', "max-coverage (BranchyLLM's, in-sample) or ltt (held-out agreement meets the level with probability 1 - alpha)", 'max-coverage')
+      .option('--rule <r>', "ltt (default: held-out agreement meets the level with probability 1 - alpha) or max-coverage (BranchyLLM's rule, in-sample)", 'ltt')
       .option('--alpha <a>', 'ltt: error probability', floatOption('--alpha', 0, 1), 0.05)
       .option('--check <f>', 'share of the texts kept apart to check the thresholds (0: none)', floatOption('--check', 0, 0.9), 0.5),
     'demo:calib',

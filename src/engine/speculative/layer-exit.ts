@@ -96,7 +96,6 @@ async function* runLayerExit(r: DecodingRun, o: LayerExitOptions, stats: Decodin
         const t = pick(chosen.logits);
         next = pendingOf(chosen.logits, t);
         nextExit = chosen.layer;
-        stats.exits[chosen.layer] = (stats.exits[chosen.layer] ?? 0) + 1;
       } else if (probe.exitedAt === null) {
         // No head was confident and nothing stopped the decode: the token went through every block.
         seq.adopt([token], Infinity, probe.rows);
@@ -111,6 +110,7 @@ async function* runLayerExit(r: DecodingRun, o: LayerExitOptions, stats: Decodin
       next = await full(token, tapped === true);
     }
     stats.tokens++;
+    if (pendingExit !== undefined) stats.exits[pendingExit] = (stats.exits[pendingExit] ?? 0) + 1;
     yield { token, index, text: piece, stopped: false, logprob: pending.logprob, topLogprobs: pending.top, hidden, exitLayer: pendingExit };
     pending = next;
     pendingExit = nextExit;

@@ -11,7 +11,8 @@
  *   sequence, stopping at the first p > α; the threshold is the last one rejected. With probability at least 1 - α
  *   the accuracy among new items under the threshold is at least the level, if calibration and new items are i.i.d.
  *   (tokens of one text are not quite, so this is approximate there). Costs some coverage. Thresholds that select
- *   too few items for any test to pass are skipped (a choice that depends on the scores alone, not the outcomes).
+ *   too few items to test with power (under 10 expected errors) are skipped, a choice that depends on the scores
+ *   alone, not the outcomes.
  *
  * A threshold of null means never: no threshold reaches the level.
  */
@@ -64,15 +65,17 @@ export function coverageThreshold(scores: ArrayLike<number>, correct: ArrayLike<
   const alpha = o.alpha ?? 0.05;
   if (!(alpha > 0 && alpha < 1)) throw new InvalidInputError(`alpha must be in (0, 1) (got ${alpha})`);
   const grid = o.grid ?? scoreGrid(n > 0 ? sorted[n - 1]! : 1);
+  const minItems = Math.max(Math.ceil(10 / (1 - level)), Math.ceil(Math.log(alpha) / Math.log(level)));
   let best = -1;
   let i = -1;
   let cum = 0;
   for (const lambda of grid) {
     while (i + 1 < n && sorted[i + 1]! <= lambda) cum += right[++i]!;
     const selected = i + 1;
-    // Too few items for even a perfect record to reject (level^n > alpha): skip, not stop. The skip depends on the
-    // scores only, and given the scores the outcomes are independent, so the test stays valid.
-    if (Math.pow(level, selected) > alpha) continue;
+    // Too few items to test with any power (fewer than 10 errors expected at the level, or so few that even a perfect
+    // record would not reject): skip, not stop, so that one early error does not end the sequence. The skip depends on
+    // the scores only, and given the scores the outcomes are independent, so the test stays valid.
+    if (selected < minItems) continue;
     if (binomialPValue(selected - cum, selected, 1 - level) > alpha) break;
     best = i;
   }

@@ -87,7 +87,7 @@ export interface CalibrateOptions {
 
 export function calibrateHeads(scores: readonly HeadScores[], o: CalibrateOptions = {}): HeadsCalibration {
   const levels = [...(o.levels ?? DEFAULT_ACCURACY_LEVELS)].sort((a, b) => a - b);
-  const rule = o.rule ?? 'max-coverage';
+  const rule = o.rule ?? 'ltt';
   if (scores.length === 0 || scores[0]!.entropy.length === 0) throw new InvalidInputError('no calibration positions');
   const heads = scores.map((s): HeadCalibration => {
     const check = o.check?.find((c) => c.layer === s.layer);
