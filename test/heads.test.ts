@@ -58,6 +58,14 @@ describe('training', () => {
     expect(again.metrics).toEqual(r.metrics);
   });
 
+  it('trains each head on its own: a head trained beside another ends as it does alone', async () => {
+    const cache = join(dir, 'cache.safetensors');
+    const both = await trainHeadsStep({ model: tiny, out: join(dir, 'h12'), layers: [1, 2], init: 'zero', cache, epochs: 1, lr: 1e-2, threads: 1 });
+    const alone = await trainHeadsStep({ model: tiny, out: join(dir, 'h1'), layers: [1], init: 'zero', cache, epochs: 1, lr: 1e-2, threads: 1 });
+    expect(both.metrics[0]).toEqual(alone.metrics[0]);
+    expect(Array.from(both.heads.matrices.get(1)!)).toEqual(Array.from(alone.heads.matrices.get(1)!));
+  });
+
   it('trains online too (chunks streamed from the engine), and refuses another model', async () => {
     const r = await trainHeadsStep({ model: tiny, out: join(dir, 'heads-online'), layers: [2], init: 'zero', data: { file: text }, online: true, epochs: 2, lr: 1e-2, threads: 1 });
     expect(r.metrics[0]!.agreementAfter).toBeGreaterThan(r.metrics[0]!.agreementBefore + 0.2);
