@@ -85,6 +85,10 @@ export interface DecodeRequest {
   sampler?: Sampler;
   logprobK: number;
   wantLogprob: boolean;
+  /** Speculative verification: every token's logits are output and returned in `rows`, not only the last one's. */
+  allLogits?: boolean;
+  /** Partial depth (DepthExit): the decode may stop after an early block; such a request is decoded alone. */
+  exit?: DepthExit;
   /**
    * Aborting drops the request while it waits in the queue. Once it decodes on a worker thread, the decode is stopped
    * when every request in it was aborted (llama.cpp then removes the batch from the KV cache); else it completes.
@@ -101,6 +105,43 @@ export interface DecodeResult {
   top?: TokenLogprob[];
   /** Per tap layer, the rows of `tapPositions` concatenated (each nEmbd floats). */
   hidden?: Map<TapLayer, Float32Array>;
+  /** With `allLogits`: the logits of every token of the request, rows of nVocab. With `exit`, run to full depth: the last token's. */
+  rows?: Float32Array;
+  /** With `exit`: the block the decode stopped after (its KV cells hold blocks 0..that one), or null at full depth. */
+  exitedAt?: number | null;
+  /** With `exit`, stopped: the graph really stopped there (no node after it was computed; see DepthExit). */
+  stopHeld?: boolean;
+}
+
+/**
+ * A decode that may stop after an early block, through llama.cpp's eval callback: the callback reads the last
+ * token's hidden state after block K (`l_out-K`) and returning false from it ends the graph computation there. The
+ * KV cells of blocks 0..K of the decoded positions are written, those of later blocks are not, and the logits are
+ * not computed: the caller removes those positions (llama_memory_seq_rm) before decoding them again at full depth,
+ * which then equals a clean run. ggml stops only the graph split it is in; where a graph has several splits (layers
+ * on several devices) the later ones still run: `stopHeld` reports it, and the result is still correct, only not
+ * cheaper.
+ */
+export interface DepthExit {
+  /** Block indices, ascending, after which the decode may stop. */
+  layers: readonly number[];
+  /**
+   * Stop after `layer`? Given the last token's hidden state there (nEmbd floats). Default: stop at the first layer.
+   * When no layer says stop, the decode runs to full depth and its logits are returned.
+   */
+  decide?: (layer: number, hidden: Float32Array) => boolean;
+}
+
+/** The state of the partial-depth decode in flight. */
+interface ExitWatch {
+  exit: DepthExit;
+  /** Batch row of the request's last token, and its row among the outputs. */
+  batchIndex: number;
+  hidden: Map<number, Float32Array>;
+  exitedAt: number | null;
+  /** The node that stopped the graph was read; any later question from ggml means the stop did not hold. */
+  stopped: boolean;
+  overran: boolean;
 }
 
 interface TapTarget {
@@ -110,6 +151,13 @@ interface TapTarget {
   outputIndex: number;
   /** Row slot in the result array. */
   slot: number;
+}
+
+/** What llama_decode returned, its error lines, and the partial-depth decode it ran, if it was one. */
+interface DecodeOutcome {
+  rc: number;
+  errors: string[];
+  watch: ExitWatch | null;
 }
 
 /** One group of requests laid out in the native batch arrays, ready for llama_decode. */
@@ -165,7 +213,8 @@ export class LlamaContext {
   private readonly bSeqId: Int32Array;
   private readonly bLogits: Int8Array;
   /** Number of llama_decode calls and tokens decoded (and decodes stopped by an abort), for benchmarks and tests. */
-  readonly stats = { decodeCalls: 0, tokensDecoded: 0, decodesAborted: 0 };
+  readonly stats = { decodeCalls: 0, tokensDecoded: 0, decodesAborted: 0, partialDecodes: 0, partialStopsIgnored: 0 };
+  private exitWatch: ExitWatch | null = null;
 
   /** A context on `model`, owned by it (model.createContext(opts) is the same). */
   constructor(model: LlamaModel, opts: ContextOptions = {}) {
@@ -405,7 +454,8 @@ export class LlamaContext {
     if (this.isDisposed || this.working) return;
     const group: DecodeRequest[] = [];
     let n = 0;
-    while (this.queue.length > 0 && n + this.queue[0]!.tokens.length <= this.nBatch) {
+    // A partial-depth decode stops the whole graph, so it never shares a llama_decode call.
+    while (this.queue.length > 0 && n + this.queue[0]!.tokens.length <= this.nBatch && !(group.length > 0 && (group[0]!.exit || this.queue[0]!.exit))) {
       const r = this.queue.shift()!;
       if (r.seq.disposed) {
         r.reject(new DisposedError(`sequence ${r.seq.id} was disposed`));
@@ -436,7 +486,7 @@ export class LlamaContext {
     for (const req of group) {
       const taps = new Set(req.tapPositions);
       for (let j = 0; j < req.tokens.length; j++) {
-        const out = j === req.tokens.length - 1 || taps.has(j);
+        const out = j === req.tokens.length - 1 || taps.has(j) || req.allLogits === true;
         this.bToken[b] = req.tokens[j]!;
         this.bPos[b] = req.startPos + j;
         this.bSeqId[b] = req.seq.id;
@@ -478,6 +528,8 @@ export class LlamaContext {
   }
 
   #armTaps(p: PreparedBatch): void {
+    const exit = p.group[0]!.exit;
+    this.exitWatch = exit ? { exit, batchIndex: p.lastIndex[0]!, hidden: new Map(), exitedAt: null, stopped: false, overran: false } : null;
     this.tapPlan = p.plan;
     this.tapBatchSize = p.nTokens;
     this.tapOutputCount = p.nOutputs;
@@ -485,17 +537,21 @@ export class LlamaContext {
     this.tapError = undefined;
   }
 
-  #disarmTaps(): void {
+  #disarmTaps(): ExitWatch | null {
     this.tapPlan = null;
     this.tapResults = undefined;
+    const watch = this.exitWatch;
+    this.exitWatch = null;
+    return watch;
   }
 
   /** llama_decode on the main thread; its outcome: the return code and llama.cpp's error lines. */
-  #decodeHere(p: PreparedBatch): { rc: number; errors: string[] } {
+  #decodeHere(p: PreparedBatch): DecodeOutcome {
     const errors: string[] = [];
     const restore = setErrorSink((l) => errors.push(l.trim()));
     this.#armTaps(p);
     let rc: number;
+    let watch: ExitWatch | null = null;
     try {
       rc = this.model.llama.api.llama_decode(this.handle, this.#nativeBatch(p));
     } catch (e) {
@@ -503,9 +559,9 @@ export class LlamaContext {
       errors.push((e as Error).message);
     } finally {
       restore();
-      this.#disarmTaps();
+      watch = this.#disarmTaps();
     }
-    return { rc, errors };
+    return { rc, errors, watch };
   }
 
   /** Stop the decode running on a worker thread once none of its requests is wanted any more. */
@@ -522,6 +578,7 @@ export class LlamaContext {
     this.workerGroup = p.group;
     workerDecodeStarted();
     let rc: number;
+    let watch: ExitWatch | null = null;
     try {
       rc = await new Promise<number>((resolve) =>
         this.model.llama.api.llama_decode_async(this.handle, this.#nativeBatch(p), (err, code) => {
@@ -534,17 +591,17 @@ export class LlamaContext {
       this.workerGroup = null;
       this.abortFlag?.set(false);
       restore();
-      this.#disarmTaps();
+      watch = this.#disarmTaps();
     }
     try {
-      await this.#finish(p, { rc, errors });
+      await this.#finish(p, { rc, errors, watch });
     } catch (e) {
       for (const r of p.group) r.reject(e as Error);
     }
   }
 
   /** Read a decode's results; returns a promise when tokens are still being drawn on worker threads. */
-  #finish(p: PreparedBatch, outcome: { rc: number; errors: string[] }): Promise<void> | undefined {
+  #finish(p: PreparedBatch, outcome: DecodeOutcome): Promise<void> | undefined {
     const { group, lastIndex, hidden } = p;
     this.stats.decodeCalls++;
     this.stats.tokensDecoded += p.nTokens;
@@ -579,6 +636,16 @@ export class LlamaContext {
       return undefined;
     }
     const api = this.model.llama.api;
+    const watch = outcome.watch;
+    if (watch) {
+      this.stats.partialDecodes++;
+      if (watch.exitedAt !== null) {
+        // Stopped after an early block: there are no logits to read, and the sequence's own are still those of its last token.
+        if (watch.overran) this.stats.partialStopsIgnored++;
+        group[0]!.resolve({ hidden: watch.hidden as Map<TapLayer, Float32Array>, exitedAt: watch.exitedAt, stopHeld: !watch.overran });
+        return undefined;
+      }
+    }
     const sampled = group.filter((r) => r.sampler && !r.sampler.greedy && !r.sampler.host).length;
     const parallel =
       this.parallelSampling === true ||
@@ -593,6 +660,15 @@ export class LlamaContext {
         const logitsPtr = api.llama_get_logits_ith(this.handle, idx);
         if (!logitsPtr) throw new DecodeError('llama.cpp returned no logits for an output row');
         const result: DecodeResult = { hidden: hidden.get(req) };
+        if (watch) {
+          // A partial-depth decode that no layer stopped: it ran to full depth. The caller decides what the token is.
+          result.hidden = watch.hidden as Map<TapLayer, Float32Array>;
+          result.exitedAt = null;
+          result.rows = new Float32Array(koffi.view(logitsPtr, this.model.info.nVocab * 4)).slice();
+          req.resolve(result);
+          continue;
+        }
+        if (req.allLogits) result.rows = this.#logitRows(idx - req.tokens.length + 1, req.tokens.length);
         const sampler = req.sampler;
         const draw = sampler && !sampler.greedy && !sampler.host && parallel ? sampler.sampleFromContextAsync(this.handle, idx) : undefined;
         // While a worker draws the token, copy the logits and compute the log-probabilities here.
@@ -629,8 +705,29 @@ export class LlamaContext {
     });
   }
 
+  /** Copies of the logits of batch rows [first, first + n), concatenated. */
+  #logitRows(first: number, n: number): Float32Array {
+    const api = this.model.llama.api;
+    const nVocab = this.model.info.nVocab;
+    const rows = new Float32Array(n * nVocab);
+    for (let j = 0; j < n; j++) {
+      const ptr = api.llama_get_logits_ith(this.handle, first + j);
+      if (!ptr) throw new DecodeError('llama.cpp returned no logits for an output row');
+      rows.set(new Float32Array(koffi.view(ptr, nVocab * 4)), j * nVocab);
+    }
+    return rows;
+  }
+
   /** ggml's eval callback: `ask` = "do you want this node's data?", then called again with the data. */
   #onEval(t: Pointer, ask: boolean): boolean {
+    if (this.exitWatch && !this.tapError) {
+      try {
+        return this.#watchExit(this.exitWatch, t, ask);
+      } catch (e) {
+        this.tapError = e as Error;
+        return false;
+      }
+    }
     const plan = this.tapPlan;
     if (!plan || this.tapError) return false; // no taps on this step: the graph runs in one piece
     try {
@@ -639,6 +736,35 @@ export class LlamaContext {
       this.tapError = e as Error;
       return false;
     }
+  }
+
+  /** A partial-depth decode: read the last token's row at each exit layer and stop the graph where `decide` says. */
+  #watchExit(w: ExitWatch, t: Pointer, ask: boolean): boolean {
+    if (w.stopped) {
+      // ggml asks about a node after the one that stopped the graph: a later split runs anyway.
+      w.overran = true;
+      return false;
+    }
+    const api = this.model.llama.api;
+    const name = api.ggml_get_name(t);
+    if (!name.startsWith('l_out-')) return false;
+    const layer = Number(name.slice('l_out-'.length));
+    if (!w.exit.layers.includes(layer)) return false;
+    if (ask) return true;
+    const nEmbd = this.model.info.nEmbd;
+    const ne0 = Number(koffi.decode(t, GGML_TENSOR_OFFSETS.ne, 'int64_t'));
+    const ne1 = Number(koffi.decode(t, GGML_TENSOR_OFFSETS.ne + 8, 'int64_t'));
+    if (ne0 !== nEmbd) throw new DecodeError(`tap ${name} has ${ne0} rows of ${nEmbd}`);
+    // Blocks before the last hold every batch token; the last one only the output rows (here: this token's).
+    const row = ne1 === this.tapBatchSize ? w.batchIndex : ne1 - 1;
+    const hidden = new Float32Array(nEmbd);
+    api.ggml_backend_tensor_get(t, hidden, row * nEmbd * 4, nEmbd * 4);
+    w.hidden.set(layer, hidden);
+    const stop = w.exit.decide ? w.exit.decide(layer, hidden) : true;
+    if (!stop) return true;
+    w.exitedAt = layer;
+    w.stopped = true;
+    return false;
   }
 
   #readTap(plan: Map<string, TapTarget[]>, t: Pointer, ask: boolean): boolean {

@@ -24,3 +24,5 @@ export {
   LynxEngineUsageError,
   ModelLoadError,
 } from './errors.js';
+export type { DepthExit } from './context.js';
+export * from './speculative/index.js';

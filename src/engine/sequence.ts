@@ -3,7 +3,9 @@
  * truncate, dispose). A sequence belongs to its context: it is disposed with it (and with the model under it).
  */
 import './disposable.js';
-import type { LlamaContext, TapLayer, DecodeResult } from './context.js';
+import type { LlamaContext, TapLayer, DecodeResult, DepthExit } from './context.js';
+import type { DecodingMode } from './speculative/mode.js';
+import { StopWatch } from './stop-watch.js';
 import type { LlamaModel } from './model.js';
 import { AbortError, ContextFullError, DisposedError, LynxEngineUsageError, throwIfAborted } from './errors.js';
 import { Sampler, isStateful, logprobs, type SamplerOptions, type TokenLogprob } from './sampler.js';
@@ -52,6 +54,11 @@ export interface GenerateOptions {
    * one is dropped). The sequence then holds the prompt and exactly the tokens yielded before the abort, and can go on.
    */
   signal?: AbortSignal;
+  /**
+   * How tokens are produced (src/engine/speculative/): speculative decoding with a draft (lossless) or layer exit
+   * with early-exit heads (lossy). Default: the full model, one token per decode.
+   */
+  decoding?: DecodingMode;
 }
 
 export interface GeneratedToken {
@@ -70,6 +77,10 @@ export interface GeneratedToken {
   topLogprobs?: TokenLogprob[];
   /** Hidden states of this token (when tapped). */
   hidden?: Map<TapLayer, Float32Array>;
+  /** Speculative decoding: the draft proposed this token and the full model accepted it. */
+  drafted?: boolean;
+  /** Layer exit (lossy): the head after this block chose the token, not the full model. */
+  exitLayer?: number;
 }
 
 export class Sequence {
@@ -87,6 +98,13 @@ export class Sequence {
    * sequence still has `at` tokens: the next call starts with it, exactly as one longer call would have.
    */
   #stateful: { key: string; sampler: Sampler; ahead?: { at: number; token: number; logprob?: number; top?: TokenLogprob[] } } | undefined;
+  /**
+   * Layer exit (lossy) leaves tokens whose KV cells hold only the first blocks: the tail from #partialFrom on, to block
+   * #partialDepth at least (-1: no cells at all). The next full-depth decode of this sequence decodes that tail again in
+   * front of its own tokens, so every later token attends to complete cells. -1: no such tail.
+   */
+  #partialFrom = -1;
+  #partialDepth = Infinity;
 
   /** @internal Use context.createSequence() or sequence.fork(). */
   constructor(context: LlamaContext, id: number) {
@@ -130,6 +148,7 @@ export class Sequence {
     const start = this.#history.length;
     const signal = opts.signal;
     let decoded = false;
+    let tail: number[] = [];
     try {
       if (!Array.isArray(tokens)) throw new LynxEngineUsageError(`append() needs an array of token ids, got ${describe(tokens)}`);
       if (tokens.length === 0) throw new LynxEngineUsageError('append() needs at least one token (is the prompt empty?)');
@@ -146,10 +165,13 @@ export class Sequence {
       const nEmbd = info.nEmbd;
       const hidden = new Map<TapLayer, Float32Array>(layers.map((l) => [l, new Float32Array(positions.length * nEmbd)]));
       const chunk = this.context.nBatch;
-      for (let begin = 0; begin < tokens.length; begin += chunk) {
-        const part = tokens.slice(begin, begin + chunk);
+      // A partial-depth tail is decoded again in front of the new tokens (its tokens' positions come first).
+      tail = this.#takeTail();
+      const all = tail.length > 0 ? [...tail, ...tokens] : tokens;
+      for (let begin = 0; begin < all.length; begin += chunk) {
+        const part = all.slice(begin, begin + chunk);
         // Tap positions of this chunk, in the caller's order.
-        const local = positions.map((p, slot) => ({ p: p - begin, slot })).filter(({ p }) => p >= 0 && p < part.length);
+        const local = positions.map((p, slot) => ({ p: p + tail.length - begin, slot })).filter(({ p }) => p >= 0 && p < part.length);
         this.#inflight = true;
         let r: DecodeResult;
         try {
@@ -177,9 +199,11 @@ export class Sequence {
     } catch (e) {
       if (e instanceof AbortError && !this.disposed) {
         // All or nothing: the tokens of chunks that finished before the abort leave the KV cache again.
-        if (decoded) this.#cut(start);
+        if (decoded) this.#cut(start - tail.length);
+        this.#restoreTail(tail);
         throw new AbortError('append() was aborted: the sequence holds what it held before the call', { cause: e.cause });
       }
+      if (!decoded) this.#restoreTail(tail);
       throw e;
     } finally {
       this.#busy = false;
@@ -221,17 +245,17 @@ export class Sequence {
         const r = await this.#submitOne(last, sampler, [], wantLp, k);
         pending = { token: r.sampled!, logprob: r.logprob, top: r.top };
       }
-      const stopTokens = new Set(opts.stop?.tokens ?? []);
-      const stopEog = opts.stop?.eog ?? true;
-      const stopStrings = opts.stop?.strings ?? [];
-      const decoder = new TextDecoder('utf-8');
-      let text = '';
+      const stops = new StopWatch(model, opts.stop);
+      if (opts.decoding) {
+        // Speculative decoding or layer exit: the mode produces the tokens, under the same contract as below.
+        yield* opts.decoding.run({ seq: this, opts, sampler, first: pending, stops, wantLogprob: wantLp, topLogprobs: k });
+        return;
+      }
       for (let index = 0; index < opts.maxTokens; index++) {
         if (signal?.aborted) throw aborted();
         const token = pending.token;
-        const piece = decoder.decode(model.tokenBytes(token), { stream: true });
-        text += piece;
-        const stop = (stopEog && model.isEog(token)) || stopTokens.has(token) || stopStrings.some((s) => text.endsWith(s));
+        const { piece, stop } = stops.push(token);
+        const text = stops.text;
         if (stop) {
           yield { token, index, text: piece, stopped: true, logprob: pending.logprob, topLogprobs: pending.top };
           return;
@@ -287,6 +311,8 @@ export class Sequence {
     this.context.whenIdle(() => api.llama_memory_seq_cp(mem, this.id, id, -1, end));
     const child = new Sequence(this.context, id);
     child.#history.push(...this.#history);
+    child.#partialFrom = this.#partialFrom;
+    child.#partialDepth = this.#partialDepth;
     if (this.#logitsValid) {
       child.#logitsBuf = this.#logitsBuf!.slice();
       child.#logitsValid = true;
@@ -331,6 +357,113 @@ export class Sequence {
     this.#logitsValid = true;
   }
 
+  // ---- @internal: what speculative decoding and layer exit (src/engine/speculative/) decode with ----
+
+  /**
+   * @internal Decode `tokens` at full depth after this sequence's tokens, add them to it, and return the logits of
+   * every one of them (rows of nVocab) and, at `taps.positions` (indices into `tokens`), the hidden states.
+   */
+  async extend(
+    tokens: readonly number[],
+    opts: { taps?: { layers: TapLayer[]; positions: number[] }; signal?: AbortSignal } = {},
+  ): Promise<{ rows: Float32Array; hidden?: Map<TapLayer, Float32Array> }> {
+    this.#check();
+    this.#checkRoom(tokens.length);
+    const tail = this.#takeTail();
+    const taps = opts.taps && opts.taps.layers.length > 0 && opts.taps.positions.length > 0 ? opts.taps : undefined;
+    this.#inflight = true;
+    let r: DecodeResult;
+    try {
+      r = await this.context.submit({
+        seq: this,
+        tokens: [...tail, ...tokens],
+        startPos: this.#history.length,
+        tapPositions: taps ? taps.positions.map((p) => p + tail.length) : [],
+        tapLayers: taps ? taps.layers : [],
+        allLogits: true,
+        logprobK: 0,
+        wantLogprob: false,
+        signal: opts.signal,
+      });
+    } catch (e) {
+      this.#restoreTail(tail);
+      throw e;
+    } finally {
+      this.#inflight = false;
+    }
+    this.#history.push(...tail, ...tokens);
+    const nVocab = this.context.model.info.nVocab;
+    return { rows: r.rows!.subarray(tail.length * nVocab), hidden: r.hidden };
+  }
+
+  /**
+   * @internal Decode `tokens` at positions from `at` (at or past the sequence's end) through the first blocks only
+   * (see DepthExit); they are not added to the sequence, and their KV cells stay until dropFrom or adopt. Over a
+   * partial-depth tail the decode stops at the tail's depth at the latest: deeper blocks would attend to cells that
+   * hold nothing.
+   */
+  async probe(tokens: readonly number[], at: number, exit: DepthExit, signal?: AbortSignal): Promise<DecodeResult> {
+    this.#check();
+    if (at < this.#history.length) throw new LynxEngineUsageError(`internal: probe at ${at} inside the sequence (${this.#history.length} tokens)`);
+    this.#checkRoom(at - this.#history.length + tokens.length);
+    let checked = exit;
+    if (this.#partialFrom >= 0) {
+      const cap = this.#partialDepth;
+      const layers = exit.layers.filter((l) => l <= cap);
+      if (cap < 0 || layers.length === 0) throw new LynxEngineUsageError(`internal: probe over a tail of depth ${cap} (catch up first)`);
+      const last = layers[layers.length - 1]!;
+      // The caller's decision first (a confident head there is still chosen), then the stop the tail needs.
+      checked = { layers, decide: (layer, h) => (exit.decide ? exit.decide(layer, h) : true) || layer === last };
+    }
+    this.#inflight = true;
+    try {
+      return await this.context.submit({ seq: this, tokens: [...tokens], startPos: at, tapPositions: [], tapLayers: [], exit: checked, logprobK: 0, wantLogprob: false, signal });
+    } finally {
+      this.#inflight = false;
+    }
+  }
+
+  /** @internal Remove the KV cells of positions from `at` on, at or past the sequence's end (probed positions). */
+  dropFrom(at: number): void {
+    this.#check();
+    if (at < this.#history.length) throw new LynxEngineUsageError(`internal: dropFrom(${at}) inside the sequence (${this.#history.length} tokens)`);
+    const mem = this.context.memory;
+    const api = this.context.model.llama.api;
+    this.context.whenIdle(() => api.llama_memory_seq_rm(mem, this.id, at, -1));
+  }
+
+  /**
+   * @internal Make probed tokens part of the sequence as they were decoded: to block `depth` (then they join the
+   * partial-depth tail) or at full depth (depth Infinity), with `logits` the logits after the last of them.
+   */
+  adopt(tokens: readonly number[], depth: number, logits?: Float32Array): void {
+    this.#check();
+    if (depth === Infinity && this.#partialFrom < 0) {
+      this.#history.push(...tokens);
+      if (logits) this.keepLogits(logits);
+      else this.#logitsValid = false;
+      return;
+    }
+    if (this.#partialFrom < 0) this.#partialFrom = this.#history.length;
+    this.#partialDepth = Math.min(this.#partialDepth, depth);
+    this.#history.push(...tokens);
+    this.#logitsValid = false;
+  }
+
+  /** @internal The depth of this sequence's partial tail: its start and block, or null when every cell is complete. */
+  get partialTail(): { from: number; depth: number } | null {
+    this.#check();
+    return this.#partialFrom < 0 ? null : { from: this.#partialFrom, depth: this.#partialDepth };
+  }
+
+  /** @internal Cut the sequence back to `length` tokens in the middle of a generation (tokens decoded but not yielded). */
+  cutTo(length: number, logitsAfter?: Float32Array): void {
+    this.#check();
+    if (length >= this.#history.length) return;
+    this.#cut(length);
+    if (logitsAfter) this.keepLogits(logitsAfter);
+  }
+
   /** Drop tokens from `length` on, in the history now and in the KV cache before the next decode. */
   #cut(length: number): void {
     const mem = this.context.memory;
@@ -339,27 +472,51 @@ export class Sequence {
     this.#history.length = length;
     this.#logitsValid = false;
     if (this.#stateful) this.#stateful.ahead = undefined;
+    if (this.#partialFrom >= length) {
+      this.#partialFrom = -1;
+      this.#partialDepth = Infinity;
+    }
+  }
+
+  /** Take the partial-depth tail out of the sequence (its cells removed) to decode it again at full depth; [] when none. */
+  #takeTail(): number[] {
+    if (this.#partialFrom < 0) return [];
+    const tail = this.#history.slice(this.#partialFrom);
+    this.#cut(this.#partialFrom);
+    return tail;
+  }
+
+  /** Put back a tail taken by #takeTail whose decode failed: its tokens stay, with no cells (depth -1) until decoded again. */
+  #restoreTail(tail: number[]): void {
+    if (tail.length === 0 || this.disposed) return;
+    this.#partialFrom = this.#history.length;
+    this.#partialDepth = -1;
+    this.#history.push(...tail);
   }
 
   async #submitOne(token: number, sampler: Sampler, layers: TapLayer[], wantLp: boolean, k: number, signal?: AbortSignal): Promise<DecodeResult> {
+    const tail = this.#takeTail();
     this.#inflight = true;
     let r: DecodeResult;
     try {
       r = await this.context.submit({
         seq: this,
-        tokens: [token],
+        tokens: [...tail, token],
         startPos: this.#history.length,
-        tapPositions: layers.length > 0 ? [0] : [],
+        tapPositions: layers.length > 0 ? [tail.length] : [],
         tapLayers: layers,
         sampler,
         logprobK: k,
         wantLogprob: wantLp,
         signal,
       });
+    } catch (e) {
+      this.#restoreTail(tail);
+      throw e;
     } finally {
       this.#inflight = false;
     }
-    this.#history.push(token);
+    this.#history.push(...tail, token);
     return r;
   }
 

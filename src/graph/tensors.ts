@@ -3,6 +3,7 @@
  * one buffer of a backend. Graphs built on top of them (builder.ts) hold only their metadata.
  */
 import { GgufFile } from '../formats/gguf/reader.js';
+import { encodeTensor, Q8_0_BLOCK, rowBytes, type TensorType } from '../formats/gguf/encode.js';
 import { GgmlType, type GgmlApi } from '../native/ggml.js';
 import type { Pointer } from '../native/pointer.js';
 import { InvalidInputError } from '../util/errors.js';
@@ -13,9 +14,14 @@ export interface TensorSpec {
   name: string;
   /** ggml order: dims[0] is the fastest-varying (a matrix of GGUF dims [in, out] maps in -> out). */
   dims: number[];
-  /** Default F32. */
-  type?: GgmlType.F32 | GgmlType.I32;
+  /**
+   * Default F32. F16 and Q8_0 hold frozen weights read by graphs run forward (an early-exit head at a quarter of the
+   * memory and bandwidth): written from float32, which they store encoded; not readable back.
+   */
+  type?: GgmlType.F32 | GgmlType.I32 | GgmlType.F16 | GgmlType.Q8_0;
 }
+
+const ENCODED: Partial<Record<GgmlType, TensorType>> = { [GgmlType.F16]: 'f16', [GgmlType.Q8_0]: 'q8_0' };
 
 export class TensorStore {
   private readonly g: GgmlApi;
@@ -32,6 +38,7 @@ export class TensorStore {
         if (this.tensors.has(s.name)) throw new GraphError(`internal: tensor ${s.name} declared twice`);
         if (s.dims.length < 1 || s.dims.length > 2) throw new GraphError(`internal: tensor ${s.name} has ${s.dims.length} dims (1 or 2 supported)`);
         const type = s.type ?? GgmlType.F32;
+        if (type === GgmlType.Q8_0 && s.dims[0]! % Q8_0_BLOCK !== 0) throw new InvalidInputError(`tensor ${s.name}: Q8_0 needs rows of a multiple of ${Q8_0_BLOCK} values (got ${s.dims[0]})`);
         const t = s.dims.length === 1 ? g.ggml_new_tensor_1d(this.ctx, type, s.dims[0]!) : g.ggml_new_tensor_2d(this.ctx, type, s.dims[0]!, s.dims[1]!);
         g.ggml_set_name(t, s.name);
         this.tensors.set(s.name, { t, dims: [...s.dims], type });
@@ -69,6 +76,13 @@ export class TensorStore {
   write(name: string, data: Float32Array | Int32Array): void {
     const e = this.entry(name);
     const want = e.dims.reduce((a, b) => a * b, 1);
+    const encoded = ENCODED[e.type];
+    if (encoded) {
+      if (!(data instanceof Float32Array) || data.length !== want) throw new InvalidInputError(`tensor ${name} takes ${want} float32 values to encode (got ${data.length} ${data.constructor.name})`);
+      const bytes = encodeTensor(data, encoded, e.dims[0]!);
+      this.g.ggml_backend_tensor_set(e.t, bytes, 0, bytes.byteLength);
+      return;
+    }
     const ok = e.type === GgmlType.I32 ? data instanceof Int32Array : data instanceof Float32Array;
     if (!ok || data.length !== want) throw new InvalidInputError(`tensor ${name} takes ${want} ${e.type === GgmlType.I32 ? 'int32' : 'float32'} values (got ${data.length} ${data.constructor.name})`);
     this.g.ggml_backend_tensor_set(e.t, data, 0, data.byteLength);
@@ -108,7 +122,10 @@ export class TensorStore {
 
   private bytes(): number {
     let n = 0;
-    for (const e of this.tensors.values()) n += e.dims.reduce((a, b) => a * b, 1) * 4;
+    for (const e of this.tensors.values()) {
+      const encoded = ENCODED[e.type];
+      n += encoded ? rowBytes(encoded, e.dims[0]!) * (e.dims[1] ?? 1) : e.dims.reduce((a, b) => a * b, 1) * 4;
+    }
     return n;
   }
 

@@ -2,7 +2,9 @@
  * `lynx eval`: a method (or a sweep of its settings) on a benchmark, written as run folders under
  * `<out>/eval/<benchmark>/<method>/<setting>/` by the resumable runner.
  */
+import { DecodingGenerator } from '../backends/decoding.js';
 import { LocalGenerator } from '../backends/local.js';
+import type { Generator } from '../backends/generator.js';
 import { LlamaContext, type LlamaModel } from '../engine/index.js';
 import { evaluateMethod } from '../eval/evaluate-method.js';
 import type { RunResult } from '../eval/runner.js';
@@ -16,6 +18,7 @@ import { InvalidInputError } from '../util/errors.js';
 import { contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
 import type { SamplerOptions } from '../engine/index.js';
+import { openDecoding, type DecodingSpec } from './decoding.js';
 
 export interface EvaluateStepOptions {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
@@ -45,6 +48,9 @@ export interface EvaluateStepOptions {
   /** Called when a method (or sweep) starts, with its settings and the number of records it will write. */
   onMethod?: (name: string, settings: readonly string[], records: number) => void;
   onProgress?: () => void;
+  /** Generate with speculative decoding (`draft`) or layer exit (`layerExit`); the method is unchanged. */
+  decoding?: DecodingSpec;
+  log?: (line: string) => void;
 }
 
 /** The δ of a LYNX run's setting (`delta=0.1`), or null. */
@@ -68,8 +74,11 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
       flashAttention: false,
     });
   const context = contextFor(o.freshContext ? 1 : o.concurrency);
+  const needs = contextNeeds(o.spec.method, o.freshContext ? 1 : o.concurrency, o.maxTokens);
+  const decoding = o.decoding ? await openDecoding(model, o.decoding, { parallel: needs.nSeqMax, contextTokens: o.maxTokens + 1024, log: o.log }) : undefined;
+  const generatorOf = (c: LlamaContext): Generator => (decoding ? new DecodingGenerator(new LocalGenerator(c), decoding.mode) : new LocalGenerator(c));
   const env = methodEnv({
-    context,
+    generator: generatorOf(context),
     sampler: o.sampler,
     maxTokens: o.maxTokens,
     exitCue: o.exitCue,
@@ -97,7 +106,7 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
           freshGenerator: o.freshContext
             ? () => {
                 const c = contextFor(1);
-                return { generator: new LocalGenerator(c), dispose: () => c.dispose() };
+                return { generator: generatorOf(c), dispose: () => c.dispose() };
               }
             : undefined,
           config: {
@@ -108,6 +117,7 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
             exitAccounting: o.exitAccounting ?? 'box',
             budgetForcing: o.budgetForcing ?? 'method default',
             testRollouts: o.testRollouts ?? 1,
+            ...(decoding ? { decoding: decoding.mode.name, lossless: decoding.mode.lossless } : {}),
           },
           onProgress: o.onProgress,
         })),
@@ -126,6 +136,7 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
     }
   } finally {
     context.dispose();
+    decoding?.dispose();
     if (typeof o.model === 'string') model.dispose();
   }
   return results;

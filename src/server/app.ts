@@ -172,7 +172,11 @@ export function buildApp(host: ModelHost, o: AppOptions = {}): FastifyInstance {
           onCueEvent: (ev) => chunk({ choices: [], cue_event: cueEvent(ev, host, job) }),
         });
         const tail = delta(null);
-        chunk({ choices: [{ index: 0, ...(tail ?? r.format.emptyDelta()), finish_reason: result.finishReason }], ...(result.earlyExit ? { early_exit: report(result) } : {}) });
+        chunk({
+          choices: [{ index: 0, ...(tail ?? r.format.emptyDelta()), finish_reason: result.finishReason }],
+          ...(result.earlyExit ? { early_exit: report(result) } : {}),
+          ...(result.draft ? { draft: result.draft } : {}),
+        });
         if (r.include_usage) chunk({ choices: [], usage: usage(job, result) });
         sse.done();
         account(result);
@@ -191,6 +195,7 @@ export function buildApp(host: ModelHost, o: AppOptions = {}): FastifyInstance {
         choices: [{ index: 0, ...r.format.whole(result), finish_reason: result.finishReason }],
         usage: usage(job, result),
         ...(result.earlyExit ? { early_exit: report(result) } : {}),
+        ...(result.draft ? { draft: result.draft } : {}),
         ...r.format.extra(),
       };
     } catch (err) {
@@ -346,6 +351,8 @@ function jobOf(
   }
   const earlyExit = body.early_exit ?? o.defaultEarlyExit ?? { method: 'none' };
   if (earlyExit.method === 'lynx') host.policy(earlyExit.rule, earlyExit.delta); // a 400 now, not mid-stream
+  const draft = body.draft && body.draft.type !== 'none' ? body.draft : undefined;
+  if (draft) host.decoding(draft); // a 400 now when the server has no heads or draft model
   return {
     promptTokens,
     maxTokens: max,
@@ -355,6 +362,7 @@ function jobOf(
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     logprobs,
     earlyExit,
+    ...(draft ? { draft } : {}),
   };
 }
 

@@ -13,8 +13,9 @@ import { deer } from '../reasoning/peers/deer.js';
 import { dynasorCot } from '../reasoning/peers/dynasor.js';
 import type { StreamedToken } from '../reasoning/rollout.js';
 import { tokenCounts } from '../reasoning/token-counts.js';
+import { DecodingGenerator } from '../backends/decoding.js';
 import type { ModelHost } from './host.js';
-import type { EarlyExit } from './schemas.js';
+import type { Draft, EarlyExit } from './schemas.js';
 
 export const REQUEST_PROBLEM_ID = 'prompt';
 
@@ -28,6 +29,20 @@ export interface CompletionJob {
   /** undefined: no log-probabilities; 0: the sampled token's; k: also the top k. */
   logprobs?: number;
   earlyExit: EarlyExit;
+  /** Speculative decoding or layer exit (default none). */
+  draft?: Draft;
+}
+
+/** What the response reports about the request's decoding. */
+export interface DraftReport {
+  mode: string;
+  lossless: boolean;
+  drafted: number;
+  accepted: number;
+  /** Full-depth decodes (verifications) the request took. */
+  verifications: number;
+  /** Layer exit: tokens chosen by a head, per block. */
+  exits?: Record<string, number>;
 }
 
 /** A piece of the streamed trace and the sampled tokens it completes (an appended exit cue has none). */
@@ -66,6 +81,7 @@ export interface CompletionResult {
   reasoningTokens: number;
   outcome?: MethodOutcome;
   earlyExit: EarlyExitReport | null;
+  draft?: DraftReport;
 }
 
 /**
@@ -134,7 +150,9 @@ export function requestMethod(host: ModelHost, e: EarlyExit, onCueEvent?: (ev: S
 }
 
 export async function runCompletion(host: ModelHost, job: CompletionJob, signal: AbortSignal, hooks: CompletionHooks = {}): Promise<CompletionResult> {
-  const { generator } = host.ready;
+  // A decoding mode per request, so its counters are this request's.
+  const mode = job.draft && job.draft.type !== 'none' ? host.decoding(job.draft) : undefined;
+  const generator = mode ? new DecodingGenerator(host.ready.generator, mode) : host.ready.generator;
   const vocab = generator.vocab;
   const method = requestMethod(host, job.earlyExit, hooks.onCueEvent);
   const stopper = new StopFilter(job.stop);
@@ -193,6 +211,18 @@ export async function runCompletion(host: ModelHost, job: CompletionJob, signal:
     reasoningTokens: outcome ? outcome.tokens.reasoning : Math.min(completionTokens, sampled),
     outcome,
     earlyExit: job.earlyExit.method === 'none' ? null : exitReport(job.earlyExit, outcome, completionTokens, host),
+    ...(mode
+      ? {
+          draft: {
+            mode: mode.name,
+            lossless: mode.lossless,
+            drafted: mode.stats.drafted,
+            accepted: mode.stats.accepted,
+            verifications: mode.stats.fullDecodes,
+            ...(mode.lossless ? {} : { exits: { ...mode.stats.exits } }),
+          },
+        }
+      : {}),
   };
 }
 

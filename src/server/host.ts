@@ -4,8 +4,12 @@
  * on first use per rule and δ, and the admission queue.
  */
 import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
 import { LocalGenerator } from '../backends/local.js';
-import { LlamaContext, LlamaModel } from '../engine/index.js';
+import { draftModelPredictor, LlamaContext, LlamaModel, speculativeDecoding, type DecodingMode } from '../engine/index.js';
+import { OpenHeads, layerExitMode, selfSpeculativeMode } from '../reasoning/heads/exit.js';
+import { checkSameVocabulary } from '../engine/index.js';
+import type { Draft } from './schemas.js';
 import { calibratedRules, loadLynxPolicy, policyTaps, type PolicySelector } from '../reasoning/lynx/policy.js';
 import type { LynxPolicy } from '../reasoning/lynx/online.js';
 import { LynxError } from '../util/errors.js';
@@ -33,6 +37,10 @@ export interface HostOptions {
    * `lynx run` for that seed token for token, at about half the decode speed on a CPU.
    */
   kvType?: 'f32' | 'f16';
+  /** Early-exit heads folder for per-request self-speculative decoding and layer exit (`draft: {type: 'heads'}`). */
+  heads?: string;
+  /** A draft GGUF for per-request speculative decoding (`draft: {type: 'model'}`). */
+  draftModel?: string;
 }
 
 /** Sequences one request may hold at once: its trace and the forks of its probes and trial answers. */
@@ -46,6 +54,8 @@ export class ModelHost {
   readonly servedName: string;
   private loaded: { model: LlamaModel; context: LlamaContext; generator: LocalGenerator } | undefined;
   private readonly policies = new Map<string, LynxPolicy>();
+  private heads: OpenHeads | undefined;
+  private draft: { model: LlamaModel; context: LlamaContext } | undefined;
   /** The calibrated (rule, δ) pairs of the probe folder. */
   rules: PolicySelector[] = [];
 
@@ -67,6 +77,16 @@ export class ModelHost {
         flashAttention: (this.options.kvType ?? 'f16') === 'f16' ? 'auto' : false,
       });
       this.loaded = { model, context, generator: new LocalGenerator(context) };
+      if (this.options.heads) {
+        if (!existsSync(this.options.heads)) throw new LynxError(`no early-exit heads at ${this.options.heads}`);
+        this.heads = OpenHeads.open(this.options.heads, model.info.path, { threads: this.options.threads });
+      }
+      if (this.options.draftModel) {
+        const draft = await LlamaModel.loadAsync(this.options.draftModel);
+        checkSameVocabulary(model, draft);
+        const slots = this.options.parallel * SEQUENCES_PER_REQUEST;
+        this.draft = { model: draft, context: new LlamaContext(draft, { nCtx: slots * this.options.contextPerRequest, nSeqMax: slots, threads: this.options.threads, kvType: 'f32', flashAttention: false }) };
+      }
       if (this.options.probe) {
         // Refuse a probe of another model at start, not at the first request.
         this.rules = calibratedRules(this.options.probe);
@@ -104,7 +124,28 @@ export class ModelHost {
     return p;
   }
 
+  /** A decoding mode for one request's `draft` (a 400 naming what the server lacks). */
+  decoding(d: Exclude<Draft, { type: 'none' }>): DecodingMode {
+    const { model } = this.ready;
+    try {
+      if (d.type === 'model') {
+        if (!this.draft) throw badRequest('draft: this server has no draft model (start it with --draft-model PATH)', 'draft.type');
+        return speculativeDecoding({ predictor: draftModelPredictor({ context: this.draft.context }), draftMax: d.draft_max, rule: d.rule, name: `speculative(model, draft-max ${d.draft_max})` });
+      }
+      if (!this.heads) throw badRequest('draft: this server has no early-exit heads (start it with --heads DIR)', 'draft.type');
+      if (d.type === 'layer_exit') return layerExitMode(this.heads, { level: d.accuracy_level });
+      return selfSpeculativeMode(this.heads, { layer: d.layer ?? 'auto', level: d.accuracy_level, draftMax: d.draft_max, rule: d.rule, nParams: model.info.nParams });
+    } catch (e) {
+      if (e instanceof LynxError) throw badRequest(`draft: ${e.message}`, 'draft');
+      throw e;
+    }
+  }
+
   dispose(): void {
+    this.heads?.dispose();
+    this.heads = undefined;
+    this.draft?.model.dispose();
+    this.draft = undefined;
     this.loaded?.context.dispose();
     this.loaded?.model.dispose();
     this.loaded = undefined;

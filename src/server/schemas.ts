@@ -24,6 +24,26 @@ export const EarlyExitSchema = z.discriminatedUnion('method', [
 ]);
 export type EarlyExit = z.infer<typeof EarlyExitSchema>;
 
+/**
+ * Per-request decoding: speculative decoding drafted by the server's early-exit heads (`heads`) or draft model
+ * (`model`), lossless; or layer exit with the heads (`layer_exit`), lossy.
+ */
+const draftMax = z.number().int().min(1).max(64).default(5);
+const draftRule = z.enum(['rejection', 'match']).default('rejection');
+export const DraftSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({
+    type: z.literal('heads'),
+    layer: z.number().int().min(0).optional(),
+    accuracy_level: z.number().gt(0).lt(1).optional(),
+    draft_max: draftMax,
+    rule: draftRule,
+  }),
+  z.strictObject({ type: z.literal('model'), draft_max: draftMax, rule: draftRule }),
+  z.strictObject({ type: z.literal('layer_exit'), accuracy_level: z.number().gt(0).lt(1).default(0.9) }),
+]);
+export type Draft = z.infer<typeof DraftSchema>;
+
 const optional = <T extends z.ZodType>(t: T) => t.nullish();
 
 /** Sampling and output fields shared by both endpoints. */
@@ -53,6 +73,7 @@ const common = {
       warmup: z.number().int().min(0).optional(),
     }),
   ),
+  draft: optional(DraftSchema),
 };
 
 const TextPart = z.object({ type: z.literal('text'), text: z.string() });

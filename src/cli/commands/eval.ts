@@ -11,8 +11,9 @@ import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
+import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
 
-export interface EvalArgs {
+export interface EvalArgs extends DecodingArgs {
   model: string;
   benchmark: string;
   dataDir?: string;
@@ -120,7 +121,7 @@ export function registerEval(program: Command): void {
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
-  accountingOptions(command, 'on, deepconf off').action(async (args: EvalArgs) => {
+  accountingOptions(decodingOptions(command), 'on, deepconf off').action(async (args: EvalArgs) => {
     await runEvalCommand(args);
   });
 }
@@ -145,6 +146,8 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     budgetForcing: budgetForcingOf(args.budgetForcing),
     testRollouts: args.testRollouts === 1 ? undefined : args.testRollouts,
     promptStyle: args.promptStyle === undefined ? undefined : checkPromptStyle(args.promptStyle),
+    decoding: decodingSpecOf(args),
+    log: (line) => process.stderr.write(`${line}\n`),
   };
 }
 

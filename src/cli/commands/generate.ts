@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { LlamaContext, LlamaModel } from '../../engine/index.js';
+import { generateStep } from '../../pipeline/generate.js';
 import { resolveModelPath } from '../../pipeline/model.js';
+import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
 import { floatOption, intOption } from '../options.js';
-import { InvalidInputError } from '../../util/errors.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
-interface GenerateArgs {
+interface GenerateArgs extends DecodingArgs {
   model: string;
   prompt: string;
   bos?: boolean;
@@ -21,9 +21,9 @@ interface GenerateArgs {
 }
 
 export function registerGenerate(program: Command): void {
-  program
+  const command = program
     .command('generate')
-    .description('generate text from a prompt (raw, no chat template)')
+    .description('generate text from a prompt (raw, no chat template), with the full model or speculative decoding (--draft) or layer exit (--layer-exit)')
     .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
     .requiredOption('-p, --prompt <text>', 'prompt text (special tokens such as <think> are parsed)')
     .option('--bos', 'start with the BOS token')
@@ -35,45 +35,30 @@ export function registerGenerate(program: Command): void {
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--ctx <n>', 'context size', intOption('--ctx', 16), 4096)
-    .option('--json', 'print one JSON object: tokens, text, timings')
-    .action(async (args: GenerateArgs) => {
-      const model = LlamaModel.load(await resolveModelPath(args.model));
-      const ctx = new LlamaContext(model, { nCtx: args.ctx, nSeqMax: 1, taps: false });
-      const seq = ctx.createSequence();
-      const prompt = model.tokenize(args.prompt, { addSpecial: false, parseSpecial: true });
-      if (args.bos) {
-        if (model.info.special.bos === undefined) throw new InvalidInputError(`--bos: ${args.model} has no BOS token`);
-        prompt.unshift(model.info.special.bos);
-      }
-      if (prompt.length === 0) throw new InvalidInputError('the prompt is empty: give --prompt text or --bos');
-      const t0 = performance.now();
-      await seq.append(prompt);
-      const t1 = performance.now();
-      const tokens: number[] = [];
-      let text = '';
-      for await (const t of seq.generate({
-        maxTokens: args.maxTokens,
-        sampler: { ...samplerOf(args), topK: args.topK, minP: args.minP, seed: args.seed },
-      })) {
-        if (t.stopped) break;
-        tokens.push(t.token);
-        text += t.text;
-        if (!args.json) process.stdout.write(t.text);
-      }
-      const t2 = performance.now();
-      if (args.json) {
-        const out = {
-          model: model.info.path,
-          promptTokens: prompt,
-          tokens,
-          text,
-          timings: { prefillMs: t1 - t0, decodeMs: t2 - t1, tokensPerSecond: tokens.length / ((t2 - t1) / 1000) },
-        };
-        process.stdout.write(JSON.stringify(out) + '\n');
-      } else {
-        process.stdout.write('\n');
-      }
-      ctx.dispose();
-      model.dispose();
+    .option('--json', 'print one JSON object: tokens, text, timings (and drafted/accepted tokens with --draft)');
+  decodingOptions(command).action(async (args: GenerateArgs) => {
+    const r = await generateStep({
+      model: await resolveModelPath(args.model),
+      prompt: args.prompt,
+      bos: args.bos,
+      maxTokens: args.maxTokens,
+      sampler: { ...samplerOf(args), topK: args.topK, minP: args.minP, seed: args.seed },
+      ctx: args.ctx,
+      threads: args.threads,
+      decoding: decodingSpecOf(args),
+      onText: args.json ? undefined : (piece) => process.stdout.write(piece),
+      log: (line) => process.stderr.write(`${line}\n`),
     });
+    if (args.json) {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      return;
+    }
+    process.stdout.write('\n');
+    const d = r.decoding;
+    if (d) {
+      const rate = d.acceptanceRate === null ? '' : `, accepted ${d.accepted}/${d.drafted} drafts (${(100 * d.acceptanceRate).toFixed(1)}%)`;
+      const exits = d.exits ? `, head exits ${Object.entries(d.exits).map(([l, n]) => `${n} at block ${l}`).join(', ') || 'none'}` : '';
+      process.stderr.write(`${d.mode}${d.lossless ? '' : ' — LOSSY: tokens may differ from the full model'}: ${r.tokens.length} tokens, ${r.timings.tokensPerSecond.toFixed(1)} tok/s${rate}${exits}\n`);
+    }
+  });
 }

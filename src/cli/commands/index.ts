@@ -13,6 +13,7 @@ import { registerConvert } from './convert.js';
 import { registerReport } from './report.js';
 import { registerDemo } from './demo.js';
 import { registerServe } from './serve.js';
+import { registerHeads } from './heads.js';
 
 /** Every subcommand, in the order `lynx --help` lists them. */
 export function registerCommands(program: Command): void {
@@ -25,6 +26,7 @@ export function registerCommands(program: Command): void {
   registerMerge(program);
   registerTrainProbe(program);
   registerCalibrate(program);
+  registerHeads(program);
   registerSimulate(program);
   registerDeerRollouts(program);
   registerData(program);

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { shippedDemo } from '../../demo/shipped.js';
 import { resolveModelPath } from '../../pipeline/model.js';
+import { defaultHeadsDir } from '../../pipeline/decoding.js';
 import { buildApp } from '../../server/app.js';
 import { ModelHost } from '../../server/host.js';
 import { EarlyExitSchema, type EarlyExit } from '../../server/schemas.js';
@@ -26,6 +27,8 @@ interface ServeArgs {
   timeout: number;
   kvType: string;
   dataDir?: string;
+  heads?: string;
+  draftModel?: string;
 }
 
 /** `lynx:0.1`, `lynx:0.05:ltt`, `deer:0.95`, `dynasor`, `none`. */
@@ -59,6 +62,8 @@ export function registerServe(program: Command): void {
     .option('--timeout <s>', 'seconds a request may run', intOption('--timeout', 1), 600)
     .option('--data-dir <dir>', "benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data)")
     .option('--kv-type <t>', 'KV cache: f16 (fast) or f32 (batch-invariant: seeded requests equal lynx run token for token)', 'f16')
+    .option('--heads <dir>', 'early-exit heads for requests with draft {type: "heads"} or {type: "layer_exit"} (default: the demo\'s, or heads/ beside the model when it exists)')
+    .option('--draft-model <path>', 'draft GGUF for requests with draft {type: "model"}')
     .action(async (args: ServeArgs) => {
       const demo = shippedDemo();
       const model = args.model ? await resolveModelPath(args.model) : demo.model;
@@ -74,6 +79,8 @@ export function registerServe(program: Command): void {
         contextPerRequest: args.ctx,
         threads: args.threads,
         kvType: args.kvType,
+        heads: args.heads ? resolve(args.heads) : existsSync(defaultHeadsDir(model)) ? defaultHeadsDir(model) : undefined,
+        draftModel: args.draftModel,
       });
       const app = buildApp(host, {
         apiKey: args.apiKey ?? process.env.LYNX_API_KEY,
