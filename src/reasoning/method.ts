@@ -8,7 +8,7 @@
  */
 import type { LlamaContext, SamplerOptions } from '../engine/index.js';
 import { LocalGenerator } from '../backends/local.js';
-import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement } from '../backends/generator.js';
+import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement, type Vocabulary } from '../backends/generator.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { exitCueText } from './forced-exit.js';
@@ -31,12 +31,22 @@ export interface MethodEnv {
   answerMaxTokens?: number;
   /** Base seed; every problem (and every trace of a problem) gets its own seed derived from it. */
   seed: number;
+  /**
+   * The small model of a big/small composition (src/reasoning/compose/); `generator` is then the big one. Only
+   * composed methods read it (they declare `requiresSmall`).
+   */
+  small?: Generator;
 }
 
 export interface MethodInput {
   problemId: string;
   /** The prompt, already through the chat template, ending where the model starts thinking. */
   promptTokens: number[];
+  /**
+   * The same prompt for another vocabulary and chat template, optionally with a hint line (SplitReason's), for methods
+   * that decode with a second model. Absent where the caller only has tokens.
+   */
+  renderPrompt?: (vocab: Vocabulary, opts?: { hint?: string }) => number[];
 }
 
 
@@ -75,6 +85,8 @@ export interface ReasoningMethod {
   setting: string;
   /** What the method needs of the generator beyond sampling (checked before any work: `checkRequirements`). */
   requires?: readonly Requirement[];
+  /** A composed method: what it needs of `env.small` (set, even empty, means it needs a small model at all). */
+  requiresSmall?: readonly Requirement[];
   solve(input: MethodInput, env: MethodEnv): Promise<MethodOutcome>;
 }
 
@@ -87,6 +99,7 @@ export interface ReasoningSweep {
   name: string;
   settings: string[];
   requires?: readonly Requirement[];
+  requiresSmall?: readonly Requirement[];
   solveAll(input: MethodInput, env: MethodEnv): Promise<Map<string, MethodOutcome>>;
 }
 
@@ -101,6 +114,7 @@ export function methodEnv(
     exitCue: base.exitCue ?? 'paper',
     answerMaxTokens: base.answerMaxTokens,
     seed: base.seed ?? 0,
+    ...(base.small ? { small: base.small } : {}),
   };
   if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
     throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
@@ -126,9 +140,13 @@ export function traceRolloutOptions(env: MethodEnv, problemId: string, trace: nu
   return { maxTokens: env.maxTokens, sampler: traceSampler(env, problemId, trace), exitCue: env.exitCue, answerMaxTokens: env.answerMaxTokens };
 }
 
-/** Refuse, before any work, a method whose needs the environment's generator does not meet. */
-export function checkRequirements(method: Pick<ReasoningMethod, 'name' | 'requires'>, env: Pick<MethodEnv, 'generator'>): void {
+/** Refuse, before any work, a method whose needs the environment's generators do not meet. */
+export function checkRequirements(method: Pick<ReasoningMethod, 'name' | 'requires' | 'requiresSmall'>, env: Pick<MethodEnv, 'generator' | 'small'>): void {
   requireCapabilities(env.generator, method.requires ?? [], method.name);
+  if (method.requiresSmall) {
+    if (!env.small) throw new InvalidInputError(`${method.name} composes a small model with the big one: give the small model (--small SMALL)`);
+    requireCapabilities(env.small, method.requiresSmall, `${method.name} (small model)`);
+  }
 }
 
 /** Prefill the prompt in a new sequence, run `fn`, and free the sequence whatever happens. */
