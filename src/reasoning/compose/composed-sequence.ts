@@ -309,7 +309,9 @@ export class ComposedSequence implements GeneratorSequence {
         // The chunk in the small's vocabulary: one group of small tokens per big token.
         const groups = chunk.map((t) => (sameVocab ? [t.token] : this.vocab.tokenize(t.text, { addSpecial: false, parseSpecial: true })));
         const small = groups.flat();
-        const pieces = piecesOf(this.vocab, small);
+        // The engine's own text of each big token (its decoder runs over the whole turn, so a character split across
+        // tokens comes out as generate gives it); in another vocabulary the groups are whole characters already.
+        const pieces = sameVocab ? chunk.map((t) => t.text) : piecesOf(this.vocab, small);
         let hidden: Map<TapLayer, Float32Array> | undefined;
         const smallReads = (turn.handBack !== undefined || run.wantsTaps) && small.length > 0;
         if (smallReads) {
