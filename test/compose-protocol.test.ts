@@ -103,8 +103,8 @@ describe('split: SplitReason offloading', () => {
     const s = r.gen.stats();
     expect(s.big.decoded).toBe(8);
     // Every prefix was tried: 4 one-token probes on chunk 1; on chunk 2, "5" and "567" fail after one token, "56" and
-    // "5678" write the whole tag (11 tokens each).
-    expect(s.small.probeTokens).toBe(4 + 1 + 11 + 1 + 11);
+    // "5678" start the tag ("</bi", SplitReason's check, 4 tokens each); the whole tag is then appended.
+    expect(s.small.probeTokens).toBe(4 + 1 + 4 + 1 + 4);
     expect(s.trace).toEqual({ small: 'think <bigmodel>'.length + '</bigmodel> ok'.length + 1 + 2, big: 6, input: 0 });
     expect(s.handoffs).toBe(1);
     expectInStep(r.seq);

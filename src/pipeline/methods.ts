@@ -53,6 +53,8 @@ export interface MethodSpec {
   draftTokens?: number;
   decay?: number;
   bigTokens?: number;
+  /** small, random-switch: prompt the small model with SplitReason's hint (a small model trained on the tags). */
+  offloadHint?: boolean;
 }
 
 /** The composition mode of a method name (`split`, `split+lynx`, ...), or undefined for a single-model method. */
@@ -67,11 +69,13 @@ function policiesFor(mode: ComposeMode, spec: MethodSpec): CompositionPolicy[] {
     case 'split':
       return [splitPolicy({ handBackEvery: spec.handBackEvery, segmentCap: spec.segmentCap })];
     case 'random-switch':
-      return values(spec.switchRatios, '--switch-ratio R[,R...] (P(big) = 1/(R+1))').map((r) => randomSwitchPolicy({ switchRatio: r, switchChunk: spec.switchChunk }));
+      return values(spec.switchRatios, '--switch-ratio R[,R...] (P(big) = 1/(R+1))').map((r) =>
+        randomSwitchPolicy({ switchRatio: r, switchChunk: spec.switchChunk, offloadHint: spec.offloadHint }),
+      );
     case 'logprob-subselect':
       return [logprobSubselectPolicy({ candidates: spec.candidates, draftTokens: spec.draftTokens, decay: spec.decay, bigTokens: spec.bigTokens })];
     case 'small':
-      return [smallOnlyPolicy()];
+      return [smallOnlyPolicy({ offloadHint: spec.offloadHint })];
     case 'big':
       return [bigOnlyPolicy()];
   }

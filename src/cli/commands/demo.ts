@@ -7,6 +7,7 @@ import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.
 import { measureBehaviour, mergeStageCurves, writeModelCard } from '../../demo/model-card.js';
 import { requireShippedDemo, shippedDemo } from '../../demo/shipped.js';
 import { runDemoExperiment } from '../../demo/experiment.js';
+import { measureStepErrors, stepErrorMarkdown } from '../../demo/step-errors.js';
 import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
@@ -197,6 +198,28 @@ function registerDemoPipeline(demo: Command): void {
         skipPeers: args.skipPeers,
       });
       process.stdout.write(`${join(resolve(args.out), 'report.html')}\n`);
+    });
+
+  demo
+    .command('step-errors')
+    .description("which arithmetic steps a demo model gets wrong: its sampled traces' steps checked by operation and result size (what marks the small model's <bigmodel> steps)")
+    .requiredOption('-m, --model <path>', 'the demo GGUF')
+    .option('--part <part>', 'held-out part: calib (default), probe or test', 'calib')
+    .option('--per-level <n>', 'problems per level', intOption('--per-level', 1), 100)
+    .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .option('--json', 'print the report as JSON')
+    .action(async (args: { model: string; part: string; perLevel: number; maxTokens: number; seed: number; json?: boolean }) => {
+      if (!['calib', 'probe', 'test'].includes(args.part)) throw new InvalidInputError(`--part must be calib, probe or test (got '${args.part}')`);
+      const model = LlamaModel.load(args.model);
+      try {
+        const bar = progressBar('rollouts', args.perLevel * 5);
+        const r = await measureStepErrors(model, { part: args.part as 'calib', perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
+        bar.stop();
+        process.stdout.write(args.json ? JSON.stringify(r, null, 2) + '\n' : `accuracy ${(100 * r.accuracy).toFixed(1)}% on ${r.problems} ${r.part} problems\n\n${stepErrorMarkdown(r)}\n`);
+      } finally {
+        model.dispose();
+      }
     });
 
   demo

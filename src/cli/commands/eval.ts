@@ -38,6 +38,7 @@ export interface EvalArgs {
   draftTokens?: number;
   decay?: number;
   bigTokens?: number;
+  offloadHint?: boolean;
   out: string;
   shard?: string;
   maxTokens: number;
@@ -80,6 +81,7 @@ export function methodSpecOf(args: EvalArgs): MethodSpec {
     draftTokens: args.draftTokens,
     decay: args.decay,
     bigTokens: args.bigTokens,
+    offloadHint: args.offloadHint,
   };
 }
 
@@ -109,7 +111,8 @@ export function registerEval(program: Command): void {
     .option('--candidates <n>', 'logprob-subselect: drafts at the start (default 4)', intOption('--candidates', 2))
     .option('--draft-tokens <n>', 'logprob-subselect: small tokens per draft and round (default 64)', intOption('--draft-tokens', 1))
     .option('--decay <n>', 'logprob-subselect: keep 1/decay of the drafts per round (default 2)', intOption('--decay', 2))
-    .option('--big-tokens <n>', 'logprob-subselect: big tokens added to each kept draft per round (default 16)', intOption('--big-tokens', 0));
+    .option('--big-tokens <n>', 'logprob-subselect: big tokens added to each kept draft per round (default 16)', intOption('--big-tokens', 0))
+    .option('--offload-hint', "small, random-switch: prompt the small model with SplitReason's hint and hide its tags from the big model (a small model trained on the tags)");
   problemSelectionOptions(command)
     .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')
     .option('--shard <i/N>', 'run shard i of N (merge with lynx merge)')

@@ -20,7 +20,7 @@ import { LynxEngineUsageError, DisposedError } from '../../engine/index.js';
 import type { AppendResult, Generator, GeneratorSequence, Vocabulary } from '../../backends/generator.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
-import type { Author, CompositionPolicy, Subselect, TraceState, Turn } from './policy.js';
+import type { Author, CompositionPolicy, HandBack, Subselect, TraceState, Turn } from './policy.js';
 import { tagVerdict } from './protocol.js';
 import type { ComposeStats } from './stats.js';
 
@@ -323,7 +323,7 @@ export class ComposedSequence implements GeneratorSequence {
         let keep = small.length;
         let close: number[] | undefined;
         if (turn.handBack && small.length > 0) {
-          const found = await this.firstClosingPrefix(small.length, turn.handBack.tag);
+          const found = await this.firstClosingPrefix(small.length, turn.handBack);
           if (found) {
             keep = found.prefix;
             close = found.tokens;
@@ -379,10 +379,11 @@ export class ComposedSequence implements GeneratorSequence {
    * just read? Every prefix is a fork of the small sequence cut after it; all forks continue greedily together (one
    * batched decode per step, each stopping as soon as its text can no longer be the tag). The first prefix wins.
    */
-  private async firstClosingPrefix(chunkLength: number, tag: string): Promise<{ prefix: number; tokens: number[] } | null> {
+  private async firstClosingPrefix(chunkLength: number, handBack: HandBack): Promise<{ prefix: number; tokens: number[] } | null> {
     const small = this.small!;
     const base = this.smallSynced;
-    const maxTokens = this.vocab.tokenize(tag, { addSpecial: false, parseSpecial: false }).length + 2;
+    const detect = handBack.detect ?? handBack.tag;
+    const maxTokens = this.vocab.tokenize(detect, { addSpecial: false, parseSpecial: false }).length + 2;
     const forks = Array.from({ length: chunkLength }, (_, j) => {
       const f = small.fork();
       if (j < chunkLength - 1) f.truncate(base + j + 1);
@@ -391,22 +392,23 @@ export class ComposedSequence implements GeneratorSequence {
     try {
       const verdicts = await Promise.all(
         forks.map(async (f) => {
-          const tokens: number[] = [];
           let text = '';
           for await (const t of f.generate({ maxTokens, sampler: { temperature: 0 } })) {
             this.shared.work.small.decoded++;
             this.shared.work.small.probeTokens++;
             if (t.stopped) return null;
-            tokens.push(t.token);
             text += t.text;
-            const v = tagVerdict(text, tag);
-            if (v !== 'undecided') return v === 'closes' ? tokens : null;
+            const v = tagVerdict(text, detect);
+            if (v !== 'undecided') return v === 'closes' ? text : null;
           }
           return null;
         }),
       );
       const j = verdicts.findIndex((v) => v !== null);
-      return j < 0 ? null : { prefix: j + 1, tokens: verdicts[j]! };
+      if (j < 0) return null;
+      // The probe's leading whitespace, then the whole tag (SplitReason appends `pre + BIG_CLOSE`).
+      const pre = /^\s*/.exec(verdicts[j]!)![0];
+      return { prefix: j + 1, tokens: this.vocab.tokenize(pre + handBack.tag, { addSpecial: false, parseSpecial: false }) };
     } finally {
       for (const f of forks) f.dispose();
     }

@@ -25,8 +25,10 @@ export interface TraceState {
 export interface HandBack {
   /** Big tokens per check: after each chunk, every prefix of it is tried. */
   every: number;
-  /** The closing tag the small model must write (after optional whitespace). */
+  /** The closing tag, appended (after the probe's leading whitespace) where the small model starts writing it. */
   tag: string;
+  /** What the small model's greedy continuation must start with (after whitespace) to count as closing. Default: `tag`. */
+  detect?: string;
 }
 
 /** Small-model drafts scored by the big model (SplitReason's logprob subselect). */

@@ -12,6 +12,8 @@ export const OFFLOAD_HINT = 'You always use <bigmodel>...</bigmodel> to mark par
 
 /** The original's limits (its constants in brackets). */
 export const SPLIT_DEFAULTS = {
+  /** What a probe must write (after optional whitespace) to count as closing: the tag's first 4 characters (BIG_CLOSE[:4]). */
+  detect: BIG_CLOSE.slice(0, 4),
   /** Big tokens between two hand-back checks (STREAM_BUCKET). */
   handBackEvery: 8,
   /** Longest big segment; then `</bigmodel>` is appended and the small takes over (MAX_BIG_SEGMENT). */
@@ -19,14 +21,15 @@ export const SPLIT_DEFAULTS = {
 } as const;
 
 /**
- * Does a continuation close the tag? The small model's greedy continuation after a prefix of the big chunk, as decoded
- * so far: 'closes' once it reads `tag` after optional whitespace, 'no' as soon as it cannot, 'undecided' until then.
- * (The original samples 6 tokens and checks for the tag's first 4 characters; greedy and the whole tag is the
- * deterministic form of "would the small model close here".)
+ * Does a continuation start closing the tag? The small model's greedy continuation after a prefix of the big chunk, as
+ * decoded so far: 'closes' once it reads `detect` (the tag's start) after optional whitespace, 'no' as soon as it
+ * cannot, 'undecided' until then. The original samples 6 tokens at the trace's temperature and checks their first 4
+ * characters; greedy is the deterministic form of "would the small model close here", and it stops decoding as soon as
+ * the answer is known.
  */
-export function tagVerdict(continuation: string, tag: string): 'closes' | 'no' | 'undecided' {
+export function tagVerdict(continuation: string, detect: string): 'closes' | 'no' | 'undecided' {
   const s = continuation.trimStart();
   if (s.length === 0) return 'undecided';
-  if (s.startsWith(tag)) return 'closes';
-  return tag.startsWith(s) ? 'undecided' : 'no';
+  if (s.startsWith(detect)) return 'closes';
+  return detect.startsWith(s) ? 'undecided' : 'no';
 }

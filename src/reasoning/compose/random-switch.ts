@@ -8,8 +8,21 @@
 import { InvalidInputError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
 import type { CompositionPolicy, Turn } from './policy.js';
+import { BIG_CLOSE, BIG_OPEN, OFFLOAD_HINT } from './protocol.js';
 
-export interface RandomSwitchOptions {
+/**
+ * For a small model trained on SplitReason's tags (the demo's): prompt it with the hint in a baseline too, as it was
+ * trained, and keep the tags it may write out of the big model's copy. The original's baselines use no hint.
+ */
+export interface OffloadPrompting {
+  offloadHint?: boolean;
+}
+
+export function offloadPrompting(o: OffloadPrompting): Pick<CompositionPolicy, 'promptHint' | 'hiddenFromBig'> {
+  return o.offloadHint ? { promptHint: OFFLOAD_HINT, hiddenFromBig: [BIG_OPEN, BIG_CLOSE] } : { hiddenFromBig: [] };
+}
+
+export interface RandomSwitchOptions extends OffloadPrompting {
   /** Small chunks per big chunk on average: P(big) = 1 / (ratio + 1). Any ratio >= 0 (0: big only). */
   switchRatio: number;
   /** Tokens per chunk. Default 16. */
@@ -32,8 +45,8 @@ export function randomSwitchPolicy(opts: RandomSwitchOptions): CompositionPolicy
   if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidInputError(`random switch: the chunk must be a positive number of tokens (got ${chunk})`);
   return {
     name: 'random-switch',
-    setting: `ratio=${+ratio.toFixed(4)},chunk=${chunk}`,
-    hiddenFromBig: [],
+    setting: `ratio=${+ratio.toFixed(4)},chunk=${chunk}${opts.offloadHint ? ',hint' : ''}`,
+    ...offloadPrompting(opts),
     requiresSmall: [],
     usesBig: true,
     nextTurn(state): Turn {

@@ -4,9 +4,18 @@
  * the same way). The model that does not write is never given a token.
  */
 import type { CompositionPolicy } from './policy.js';
+import { offloadPrompting, type OffloadPrompting } from './random-switch.js';
 
-export function smallOnlyPolicy(): CompositionPolicy {
-  return { name: 'small', setting: 'small-only', hiddenFromBig: [], requiresSmall: [], usesBig: false, nextTurn: () => ({ model: 'small', maxTokens: Infinity }) };
+/** The small model alone (with `offloadHint`, prompted as a SplitReason-trained small model is: it may write tags). */
+export function smallOnlyPolicy(opts: OffloadPrompting = {}): CompositionPolicy {
+  return {
+    name: 'small',
+    setting: opts.offloadHint ? 'small-only,hint' : 'small-only',
+    ...offloadPrompting(opts),
+    requiresSmall: [],
+    usesBig: false,
+    nextTurn: () => ({ model: 'small', maxTokens: Infinity }),
+  };
 }
 
 export function bigOnlyPolicy(): CompositionPolicy {

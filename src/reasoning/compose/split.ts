@@ -35,7 +35,7 @@ export function splitPolicy(opts: SplitOptions = {}): CompositionPolicy {
     usesBig: true,
     nextTurn(state): Turn {
       if (!inBigSegment(state.text)) return { model: 'small', maxTokens: Infinity, until: BIG_OPEN };
-      return { model: 'big', maxTokens: cap - state.trailingBig, handBack: { every, tag: BIG_CLOSE }, closeWith: BIG_CLOSE };
+      return { model: 'big', maxTokens: cap - state.trailingBig, handBack: { every, tag: BIG_CLOSE, detect: SPLIT_DEFAULTS.detect }, closeWith: BIG_CLOSE };
     },
   };
 }
