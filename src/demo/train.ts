@@ -85,7 +85,7 @@ export function recipeTrainer(r: Pick<DemoRecipe, 'trainer'>): 'graph' | 'llama-
  * (docs/demo-training.md): the default is 6.1M tokens through a 1.0M-parameter model (about 30-50 minutes on one core),
  * the small one 4.1M tokens through 0.4M parameters. The shipped file is F16: about 2 MB for the default.
  */
-export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
+export const DEMO_RECIPES: Record<'default' | 'small' | 'small-split', DemoRecipe> = {
   default: {
     name: 'lynx-demo',
     description: 'Lynx demo reasoning model: R1-style traces for multi-step arithmetic word problems, trained from random initialisation by Lynx.',
@@ -106,6 +106,25 @@ export const DEMO_RECIPES: Record<'default' | 'small', DemoRecipe> = {
     initSeed: 2,
     tokenizer: {},
     data: { seed: 303, sequences: 8_000, validationSeed: 202, validationSequences: 32, loss: 'all' },
+    optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 100, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
+    saveType: 'f16',
+    trainer: 'graph',
+  },
+  /**
+   * The shipped small model (issue 17): the small shape trained on traces that hand the steps it gets wrong most
+   * (measured with `lynx demo step-errors` on the plain `small` model: multiplications and divisions) to the big model
+   * with SplitReason's tags. Same tokenizer as the default model, so the pair passes token ids. The tags are spelled
+   * letter by letter (21 tokens per tagged step), so windows are 768 tokens and the same 4.1M tokens make 5,333 of them.
+   */
+  'small-split': {
+    name: 'lynx-demo-small',
+    description:
+      'Lynx demo reasoning model (small, offloading): R1-style traces for multi-step arithmetic word problems that hand multiplications and divisions to a big model with <bigmodel>...</bigmodel>, trained from random initialisation by Lynx.',
+    shape: { nEmbd: 96, nLayer: 3, nHead: 4, nFf: 256, contextLength: 768 },
+    seqLen: 768,
+    initSeed: 2,
+    tokenizer: {},
+    data: { seed: 303, sequences: 5_333, validationSeed: 202, validationSequences: 24, loss: 'all', trace: { offload: ['mul', 'div'] } },
     optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 100, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
     trainer: 'graph',

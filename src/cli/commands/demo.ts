@@ -91,7 +91,7 @@ export function registerDemo(program: Command): void {
   demo
     .command('train')
     .description('train the demo reasoner from random initialisation (writes <name>.gguf and <name>.loss.json)')
-    .option('--recipe <name>', 'default (the shipped model) or small', 'default')
+    .option('--recipe <name>', 'default (the shipped model), small, or small-split (the small model that offloads to the default one)', 'default')
     .option('-o, --out <dir>', 'output folder', '.')
     .option('--threads <n>', 'CPU threads', intOption('--threads', 1), 2)
     .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
