@@ -14,6 +14,7 @@ import type { CompositionPolicy } from '../src/reasoning/compose/policy.js';
 import { BIG_CLOSE, BIG_OPEN, tagVerdict } from '../src/reasoning/compose/protocol.js';
 import { bigChance, chunkIsBig, randomSwitchPolicy } from '../src/reasoning/compose/random-switch.js';
 import { bigOnlyPolicy, smallOnlyPolicy } from '../src/reasoning/compose/single-model.js';
+import { logprobSubselectPolicy } from '../src/reasoning/compose/logprob-subselect.js';
 import { splitPolicy } from '../src/reasoning/compose/split.js';
 import { methodEnv, type MethodOutcome } from '../src/reasoning/method.js';
 import { follow, ScriptedGenerator, ScriptedSequence, ScriptedVocab, type Script } from './helpers/scripted-generator.js';
@@ -240,6 +241,31 @@ describe('baselines', () => {
       for (let i = 0; i < 20000; i++) if (chunkIsBig(7, i, ratio)) big++;
       expect(big / 20000).toBeCloseTo(bigChance(ratio), 1);
     }
+  });
+});
+
+describe('logprob subselect', () => {
+  it('keeps the draft the big model finds likeliest, round by round, then the big model writes on', async () => {
+    // Candidates are forks 1-4 of the small sequence; each drafts its own letter. The big model likes "b".
+    const letters: Record<number, string> = { 1: 'x', 2: 'b', 3: 'y', 4: 'z' };
+    const small = new ScriptedGenerator('small', smallVocab, (_text, seq) => letters[seq] ?? 'q');
+    const big = new ScriptedGenerator('big', smallVocab, () => 'b');
+    const gen = new ComposedGenerator({ small, big, policy: logprobSubselectPolicy({ candidates: 4, draftTokens: 3, decay: 2, bigTokens: 2 }), seed: 1 });
+    const seq = gen.createSequence();
+    await seq.append(smallVocab.tokenize(PROMPT_BIG));
+    let text = '';
+    for await (const t of seq.generate({ maxTokens: 14, sampler: { temperature: 0.6, seed: 3 } })) text += t.text;
+    // Round 1: "bbb" wins (kept with one other, each extended by "bb"); round 2: the "b" candidate drafts "bbb" again.
+    expect(text).toBe('b'.repeat(14));
+    const s = gen.stats();
+    expect(s.trace).toEqual({ small: 6, big: 8, input: 0 });
+    expect(s.small.decoded).toBe(4 * 3 + 2 * 3);
+    // Every candidate was scored token by token from its cached prefix (one re-decode each), then extended.
+    expect(s.big.prefilled).toBe(PROMPT_BIG.length + 4 * (1 + 3) + 2 * (1 + 3));
+    expectInStep(seq);
+    // Losing candidates are gone.
+    expect(small.counts.liveSequences).toBe(1);
+    expect(big.counts.liveSequences).toBe(1);
   });
 });
 

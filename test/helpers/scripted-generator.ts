@@ -72,10 +72,14 @@ export class ScriptedVocab implements Vocabulary {
   }
 }
 
-/** Next piece from the sequence's whole text; EOS (or '') ends generation. */
-export type Script = (text: string) => string;
+/**
+ * Next piece from the sequence's whole text (and the sequence's number: 0 for the first one a generator made, forks
+ * counting on); EOS (or '') ends generation. Its logits put +5 on that piece.
+ */
+export type Script = (text: string, sequence: number) => string;
 
 export interface ScriptedCounts {
+  created: number;
   appended: number;
   generated: number;
   forks: number;
@@ -86,9 +90,11 @@ export class ScriptedSequence implements GeneratorSequence {
   private history: number[] = [];
   private isDisposed = false;
   private busy = false;
+  readonly id: number;
 
   constructor(private readonly owner: ScriptedGenerator) {
     owner.counts.liveSequences++;
+    this.id = owner.counts.created++;
   }
 
   get vocab(): ScriptedVocab {
@@ -125,7 +131,9 @@ export class ScriptedSequence implements GeneratorSequence {
       positions.forEach((p, i) => rows.set(ScriptedSequence.stateAt(start + p), i * 4));
       hidden.set(layer, rows);
     }
-    return { hidden };
+    const logits = new Float32Array(this.vocab.info.nVocab);
+    logits[this.vocab.id(this.owner.script(this.text, this.id) || EOS)] = 5;
+    return { hidden, logits };
   }
 
   async *generate(opts: GenerateOptions): AsyncGenerator<GeneratedToken, void, void> {
@@ -137,7 +145,7 @@ export class ScriptedSequence implements GeneratorSequence {
       for (let index = 0; index < opts.maxTokens; index++) {
         // A real decode step takes a turn of the event loop: let other sequences interleave.
         await new Promise((r) => setImmediate(r));
-        const piece = this.owner.script(this.text) || EOS;
+        const piece = this.owner.script(this.text, this.id) || EOS;
         const token = this.vocab.id(piece);
         if (piece === EOS) {
           yield { token, index, text: '', stopped: true, logprob: -0.1 };
@@ -190,7 +198,7 @@ export class ScriptedSequence implements GeneratorSequence {
 
 export class ScriptedGenerator implements Generator {
   readonly capabilities: Readonly<Capabilities> = { hiddenStates: true, fork: true, logprobs: true, topLogprobs: 0 };
-  readonly counts: ScriptedCounts = { appended: 0, generated: 0, forks: 0, liveSequences: 0 };
+  readonly counts: ScriptedCounts = { created: 0, appended: 0, generated: 0, forks: 0, liveSequences: 0 };
 
   constructor(
     readonly name: string,
