@@ -15,6 +15,7 @@ import { floatOption, intOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { paint } from '../terminal.js';
 import { experimentMarkdown } from '../../report/markdown.js';
+import { OFFLOAD_HINT } from '../../reasoning/compose/protocol.js';
 
 interface DemoArgs {
   problems: number;
@@ -133,7 +134,8 @@ export function registerDemo(program: Command): void {
     .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--exp <dir>', "a 'lynx demo experiment' folder of this model: its result tables go into the card")
-    .action(async (args: { model: string; loss: string[]; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string }) => {
+    .option('--compose <dir>', 'an experiment folder of big/small composition runs with this (small) model: their tables go into the card')
+    .action(async (args: { model: string; loss: string[]; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string; compose?: string }) => {
       const stages = args.loss.map((spec) => {
         const m = /^(.*)@(\d+)$/.exec(spec);
         const file = m ? m[1]! : spec;
@@ -143,13 +145,22 @@ export function registerDemo(program: Command): void {
       });
       const merged = stages.length > 1 || stages[0]!.upToStep !== undefined ? mergeStageCurves(stages) : undefined;
       const curve = merged?.curve ?? stages[0]!.curve;
+      // A small model trained to offload (recipe small-split) is measured as it is prompted: with SplitReason's hint.
+      const ops = curve.recipe.data.trace?.offload ?? [];
+      const offload = ops.length > 0 ? { ops: ops.map((k) => OP_NAMES[k]), bigModel: 'lynx-demo' } : undefined;
       const model = LlamaModel.load(args.model);
       try {
         const bar = progressBar('rollouts', args.perLevel * 5);
-        const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
+        const behaviour = await measureBehaviour(model, {
+          perLevel: args.perLevel,
+          maxTokens: args.maxTokens,
+          seed: args.seed,
+          promptHint: offload ? OFFLOAD_HINT : undefined,
+          onProgress: () => bar.tick(),
+        });
         bar.stop();
-        const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined].filter(Boolean).join('\n\n') || undefined;
-        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra, stages: stages.length });
+        const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined, args.compose ? composeSection(args.compose) : undefined].filter(Boolean).join('\n\n') || undefined;
+        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra, stages: stages.length, offload });
         process.stdout.write(`${card}\n`);
         for (const r of behaviour.rows) {
           process.stdout.write(`level ${r.level}: accuracy ${(100 * r.accuracy).toFixed(1)}%, ${r.meanThinkingTokens.toFixed(0)} thinking tokens, ${(100 * r.meanShareAfterFirstCorrect).toFixed(1)}% after first correct, ${r.meanCues.toFixed(2)} cues\n`);
@@ -158,6 +169,20 @@ export function registerDemo(program: Command): void {
         model.dispose();
       }
     });
+}
+
+const OP_NAMES = { add: 'addition', sub: 'subtraction', mul: 'multiplication', div: 'division' } as const;
+
+/** The card's section on big/small composition, from an experiment folder's runs (docs/composition.md). */
+function composeSection(exp: string): string {
+  const tables = existsSync(exp) ? experimentMarkdown(exp) : '';
+  if (!tables.includes('Big/small composition')) throw new InvalidInputError(`--compose: no big/small composition runs under ${exp} (lynx eval --small ...)`);
+  return `## Big/small composition with lynx-demo (\`lynx eval --small\`)
+
+This model as the small half, the shipped lynx-demo as the big one, on held-out test problems (BENCHMARKS.md has the
+commands). Wall times are sums of per-problem times, one problem at a time.
+
+${tables}`;
 }
 
 /** The card's section on LYNX and the peers, from an experiment folder's runs. */
