@@ -14,18 +14,28 @@ const plain = generateTraces(300, { seed: 4 });
 const tagged = generateTraces(300, { seed: 4, trace: { offload: ['mul', 'div'] } });
 
 describe('offloading traces', () => {
-  it('tag exactly the results of the offloaded operations, closing after the line end', () => {
-    let tags = 0;
+  it('put every line working out an offloaded operation, and only those, in spans, one per run of lines', () => {
+    let spans = 0;
+    const workLine = /^(?:[A-Z][^:\n]*: |Hmm, then [^:\n]*: |Wait, )?\d+ ([-+×÷]) \d+ (?:=|is) \d+(?:, not \d+)?\.$/;
     for (const t of tagged) {
-      const spans = [...t.thinking.matchAll(/(\d+) ([-+×÷]) (\d+) = <bigmodel>(\d+)\.\n<\/bigmodel>/g)];
-      expect(t.thinking.split(BIG_OPEN).length - 1).toBe(spans.length);
-      expect(t.thinking.split(BIG_CLOSE).length - 1).toBe(spans.length);
-      for (const m of spans) expect(['×', '÷']).toContain(m[2]);
-      // No untagged multiplication or division is worked out (restating one in a spot check is not working it out).
-      expect(t.thinking).not.toMatch(/(?:^|: )\d+ [×÷] \d+ = \d+\.$/m);
-      tags += spans.length;
+      expect(t.thinking).not.toContain(`${BIG_CLOSE}${BIG_OPEN}`);
+      const parts = t.thinking.split(BIG_OPEN);
+      for (const part of parts.slice(1)) {
+        const [inside, after] = part.split(BIG_CLOSE) as [string, string];
+        expect(after).toBeDefined();
+        // Whole lines, each working out a multiplication or division.
+        expect(inside.endsWith('.\n')).toBe(true);
+        for (const l of inside.slice(0, -1).split('\n')) expect(['×', '÷']).toContain(workLine.exec(l)?.[1]);
+        spans++;
+      }
+      // Outside the spans, no multiplication or division is worked out (restating one in a spot check is not).
+      const outside = parts.map((p, i) => (i === 0 ? p : p.split(BIG_CLOSE)[1]!)).join('\n');
+      for (const l of outside.split('\n')) {
+        const m = workLine.exec(l);
+        if (m) expect(['+', '-']).toContain(m[1]);
+      }
     }
-    expect(tags).toBeGreaterThan(300);
+    expect(spans).toBeGreaterThan(300);
   });
 
   it('put the hint line between problem and instruction, and are otherwise the plain traces', () => {

@@ -111,20 +111,22 @@ export const DEMO_RECIPES: Record<'default' | 'small' | 'small-split', DemoRecip
     trainer: 'graph',
   },
   /**
-   * The shipped small model (issue 17): the small shape trained on traces that hand the steps it gets wrong most
-   * (measured with `lynx demo step-errors` on the plain `small` model: multiplications and divisions) to the big model
-   * with SplitReason's tags. Same tokenizer as the default model, so the pair passes token ids. The tags are spelled
-   * letter by letter (21 tokens per tagged step), so windows are 768 tokens and the same 4.1M tokens make 5,333 of them.
+   * The shipped small model (issue 17): the small recipe on traces that hand every line working out an operation to the
+   * big model with SplitReason's tags. `lynx demo step-errors` on the plain `small` model found it gets every kind of
+   * step wrong most of the time (operands and carried values miscopied, results wrong: 76-92% of steps), so all four
+   * kinds go to the big model, a run of consecutive lines per span; the small model writes the rest (the start, the
+   * round openers, spot checks, candidate answers, the final answer). Same tokenizer as the default model, so the pair
+   * passes token ids.
    */
   'small-split': {
     name: 'lynx-demo-small',
     description:
-      'Lynx demo reasoning model (small, offloading): R1-style traces for multi-step arithmetic word problems that hand multiplications and divisions to a big model with <bigmodel>...</bigmodel>, trained from random initialisation by Lynx.',
-    shape: { nEmbd: 96, nLayer: 3, nHead: 4, nFf: 256, contextLength: 768 },
-    seqLen: 768,
+      'Lynx demo reasoning model (small, offloading): R1-style traces for multi-step arithmetic word problems that hand the arithmetic lines to a big model with <bigmodel>...</bigmodel>, trained from random initialisation by Lynx.',
+    shape: { nEmbd: 96, nLayer: 3, nHead: 4, nFf: 256, contextLength: 512 },
+    seqLen: 512,
     initSeed: 2,
     tokenizer: {},
-    data: { seed: 303, sequences: 5_333, validationSeed: 202, validationSequences: 24, loss: 'all', trace: { offload: ['mul', 'div'] } },
+    data: { seed: 303, sequences: 8_000, validationSeed: 202, validationSequences: 32, loss: 'all', trace: { offload: ['add', 'sub', 'mul', 'div'] } },
     optim: { lr: 3e-3, lrMin: 1e-4, warmupSteps: 100, epochs: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0, shuffleSeed: 7 },
     saveType: 'f16',
     trainer: 'graph',
