@@ -17,6 +17,7 @@ import { bigOnlyPolicy, smallOnlyPolicy } from '../src/reasoning/compose/single-
 import { logprobSubselectPolicy } from '../src/reasoning/compose/logprob-subselect.js';
 import { splitPolicy } from '../src/reasoning/compose/split.js';
 import { methodEnv, type MethodOutcome } from '../src/reasoning/method.js';
+import { lynxMethod, type LynxPolicy } from '../src/reasoning/lynx/online.js';
 import { follow, ScriptedGenerator, ScriptedSequence, ScriptedVocab, type Script } from './helpers/scripted-generator.js';
 
 const PROMPT_SMALL = 'Q: add?\nHINT\nA:';
@@ -266,6 +267,40 @@ describe('logprob subselect', () => {
     // Losing candidates are gone.
     expect(small.counts.liveSequences).toBe(1);
     expect(big.counts.liveSequences).toBe(1);
+  });
+});
+
+describe('LYNX on top of the composition', () => {
+  it('scores cue events on the small model’s hidden states of the composed trace and exits there', async () => {
+    const before = smallScript({ before: ['First '], closesAfter: (b) => b.endsWith('3'), tail: ' so 123. Wait, check 123 again.</think> Final Answer: \\boxed{42}' });
+    const small = new ScriptedGenerator('small', smallVocab, (text, seq) => {
+      const g = generatedPart(text);
+      const boxed = g.lastIndexOf('\\boxed{');
+      return boxed >= 0 ? (follow(g.slice(boxed + 7), '42}') ?? '') : before(text, seq);
+    });
+    const big = new ScriptedGenerator('big', smallVocab, bigScript);
+    const scored: number[] = [];
+    const policy = {
+      probe: { nFeatures: 4, predictOne: (x: Float32Array) => (scored.push(x[0]!), 0.9) },
+      hiddenStateLayers: [1],
+      rule: { rule: 'crc', delta: 0.1, threshold: 0.5 },
+    } as unknown as LynxPolicy;
+    const method = composeMethod(splitPolicy({ handBackEvery: 2 }), lynxMethod(policy)) as { name: string; requiresSmall: unknown; solve: (i: never, e: never) => Promise<MethodOutcome> };
+    expect(method.name).toBe('split+lynx-crc');
+    // The probe reads the small model: hidden states and forks are asked of it.
+    expect(method.requiresSmall).toEqual(['fork', 'hiddenStates']);
+    const o = await method.solve(
+      { problemId: 'p', promptTokens: smallVocab.tokenize(PROMPT_SMALL) } as never,
+      methodEnv({ generator: big, small, maxTokens: 200 }) as never,
+    );
+    // LYNX cuts before the token that completes the cue word (here the letter-level "t" of "Wait").
+    const kept = 'First <bigmodel>123</bigmodel> so 123. Wai';
+    expect(o.text).toBe(kept);
+    expect(o.exit).toMatchObject({ event: 0, position: kept.length });
+    expect(o.answer).toBe('42');
+    // The event's features are the small model's state at that token, after the big model's tokens.
+    expect(scored).toEqual([PROMPT_SMALL.length + kept.length]);
+    expect((o.extra.compose as { trace: { big: number } }).trace.big).toBe(3);
   });
 });
 
