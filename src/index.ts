@@ -84,12 +84,13 @@ export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reason
 export { composeMethod } from './reasoning/compose/compose-method.js';
 export { ComposedGenerator, sameVocabulary, type ComposedGeneratorOptions } from './reasoning/compose/composed-generator.js';
 export { ComposedSequence } from './reasoning/compose/composed-sequence.js';
-export type { Author, CompositionPolicy, HandBack, Subselect, TraceState, Turn } from './reasoning/compose/policy.js';
+export type { Author, CompositionPolicy, HandBack, Speculate, Subselect, TraceState, Turn } from './reasoning/compose/policy.js';
 export { BIG_OPEN, BIG_CLOSE, OFFLOAD_HINT, SPLIT_DEFAULTS, tagVerdict } from './reasoning/compose/protocol.js';
 export { splitPolicy, inBigSegment, type SplitOptions } from './reasoning/compose/split.js';
 export { randomSwitchPolicy, bigChance, ratioForShare, chunkIsBig, type RandomSwitchOptions } from './reasoning/compose/random-switch.js';
 export { logprobSubselectPolicy, SUBSELECT_DEFAULTS } from './reasoning/compose/logprob-subselect.js';
 export { smallOnlyPolicy, bigOnlyPolicy } from './reasoning/compose/single-model.js';
+export { specReasonPolicy, SPECREASON_JUDGE, SPECREASON_DEFAULTS } from './reasoning/compose/specreason.js';
 export { summarizeCompose, type ComposeStats, type ComposeSummary, type ModelWork } from './reasoning/compose/stats.js';
 
 // Evaluation and reports.

@@ -15,6 +15,7 @@ import { BIG_CLOSE, BIG_OPEN, tagVerdict } from '../src/reasoning/compose/protoc
 import { bigChance, chunkIsBig, randomSwitchPolicy } from '../src/reasoning/compose/random-switch.js';
 import { bigOnlyPolicy, smallOnlyPolicy } from '../src/reasoning/compose/single-model.js';
 import { logprobSubselectPolicy } from '../src/reasoning/compose/logprob-subselect.js';
+import { specReasonPolicy } from '../src/reasoning/compose/specreason.js';
 import { splitPolicy } from '../src/reasoning/compose/split.js';
 import { methodEnv, type MethodOutcome } from '../src/reasoning/method.js';
 import { lynxMethod, type LynxPolicy } from '../src/reasoning/lynx/online.js';
@@ -266,6 +267,39 @@ describe('logprob subselect', () => {
     expectInStep(seq);
     // Losing candidates are gone.
     expect(small.counts.liveSequences).toBe(1);
+    expect(big.counts.liveSequences).toBe(1);
+  });
+});
+
+describe('specreason', () => {
+  it('keeps the small model’s steps the big model scores high and has the big model rewrite the others', async () => {
+    const JUDGE = '\nScore: ';
+    const steps = ['one ok.\n\n', 'two bad.\n\n', 'three ok.</think>42'];
+    const small = new ScriptedGenerator('small', smallVocab, (text) => {
+      const g = generatedPart(text);
+      const k = g.split('\n\n').length - 1;
+      const at = g.lastIndexOf('\n\n');
+      return follow(at < 0 ? g : g.slice(at + 2), steps[k] ?? '') ?? '';
+    });
+    const big = new ScriptedGenerator('big', smallVocab, (text) => {
+      if (text.endsWith(JUDGE)) return text.slice(0, -JUDGE.length).split('\n\n').at(-2)!.includes('bad') ? '2' : '8';
+      const g = generatedPart(text);
+      return follow(g.slice(g.lastIndexOf('\n\n') + 2), 'big fix.\n\n') ?? '';
+    });
+    const gen = new ComposedGenerator({ small, big, policy: specReasonPolicy({ judge: JUDGE }), seed: 1 });
+    const seq = gen.createSequence();
+    await seq.append(smallVocab.tokenize(PROMPT_BIG));
+    let text = '';
+    for await (const t of seq.generate({ maxTokens: 200, sampler: { temperature: 0.6, seed: 1 } })) text += t.text;
+    expect(text).toBe('one ok.\n\nbig fix.\n\nthree ok.</think>42');
+    const s = gen.stats();
+    expect(s.steps).toEqual({ accepted: 2, rejected: 1 });
+    expect(s.trace.big).toBe('big fix.\n\n'.length);
+    // The rejected draft was work too; each judgement read the step and the prompt on a fork of the big cache.
+    expect(s.small.decoded).toBe('one ok.\n\n'.length + 'two bad.\n\n'.length + 'three ok.</think>42'.length - '</think>'.length + 1 + 1);
+    // Three one-token scores and the rewritten step (which ends the turn: no stop token).
+    expect(s.big.decoded).toBe(3 + 'big fix.\n\n'.length);
+    expectInStep(seq);
     expect(big.counts.liveSequences).toBe(1);
   });
 });

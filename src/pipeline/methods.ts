@@ -15,13 +15,14 @@ import type { CompositionPolicy } from '../reasoning/compose/policy.js';
 import { randomSwitchPolicy } from '../reasoning/compose/random-switch.js';
 import { bigOnlyPolicy, smallOnlyPolicy } from '../reasoning/compose/single-model.js';
 import { splitPolicy } from '../reasoning/compose/split.js';
+import { specReasonPolicy } from '../reasoning/compose/specreason.js';
 import { InvalidInputError } from '../util/errors.js';
 
 export const METHOD_NAMES = ['full', 'budget', 'lynx', 'deer', 'deepconf', 'dynasor'] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
 /** Big/small compositions (need a small model); `<mode>+<method>` runs a method on the composed trace. */
-export const COMPOSE_MODES = ['split', 'random-switch', 'logprob-subselect', 'small', 'big'] as const;
+export const COMPOSE_MODES = ['split', 'random-switch', 'logprob-subselect', 'specreason', 'small', 'big'] as const;
 export type ComposeMode = (typeof COMPOSE_MODES)[number];
 
 /** A method and its settings; several values of a list run as several settings (one generation where possible). */
@@ -55,6 +56,8 @@ export interface MethodSpec {
   bigTokens?: number;
   /** small, random-switch: prompt the small model with SplitReason's hint (a small model trained on the tags). */
   offloadHint?: boolean;
+  /** specreason: keep the small model's step at this big-model score (0-9) or above (default 7). */
+  scoreThreshold?: number;
 }
 
 /** The composition mode of a method name (`split`, `split+lynx`, ...), or undefined for a single-model method. */
@@ -74,6 +77,8 @@ function policiesFor(mode: ComposeMode, spec: MethodSpec): CompositionPolicy[] {
       );
     case 'logprob-subselect':
       return [logprobSubselectPolicy({ candidates: spec.candidates, draftTokens: spec.draftTokens, decay: spec.decay, bigTokens: spec.bigTokens })];
+    case 'specreason':
+      return [specReasonPolicy({ threshold: spec.scoreThreshold })];
     case 'small':
       return [smallOnlyPolicy({ offloadHint: spec.offloadHint })];
     case 'big':
@@ -144,6 +149,7 @@ export function contextNeeds(
   // logprob-subselect candidates; the big one a fork per candidate.
   const probes = compose.handBackEvery ?? SPLIT_DEFAULTS.handBackEvery;
   const candidates = compose.candidates ?? SUBSELECT_DEFAULTS.candidates;
-  const extra = composed?.mode === 'split' && compose.model === 'small' ? probes : composed?.mode === 'logprob-subselect' ? candidates : 0;
+  const extra =
+    composed?.mode === 'split' && compose.model === 'small' ? probes : composed?.mode === 'logprob-subselect' ? candidates : composed?.mode === 'specreason' ? 2 : 0;
   return { nCtx: problems * (maxTokens + 1024) * (inner === 'deepconf' ? 4 : 1), nSeqMax: problems * (1 + forks + extra) };
 }

@@ -39,6 +39,7 @@ export interface EvalArgs {
   decay?: number;
   bigTokens?: number;
   offloadHint?: boolean;
+  scoreThreshold?: number;
   out: string;
   shard?: string;
   maxTokens: number;
@@ -82,6 +83,7 @@ export function methodSpecOf(args: EvalArgs): MethodSpec {
     decay: args.decay,
     bigTokens: args.bigTokens,
     offloadHint: args.offloadHint,
+    scoreThreshold: args.scoreThreshold,
   };
 }
 
@@ -93,7 +95,7 @@ export function registerEval(program: Command): void {
     .option('--small <path>', 'the small model of a big/small composition (--method split, random-switch, logprob-subselect, small, big)')
     .requiredOption('-b, --benchmark <name>', 'gsm8k, math, math500, aime24, amc23, commonsenseqa, demo, or a .jsonl file')
     .requiredOption('-o, --out <dir>', 'experiment folder')
-    .option('--method <name>', 'full, budget, lynx, deer, deepconf, dynasor; with --small: split, random-switch, logprob-subselect, small, big, or MODE+METHOD (e.g. split+lynx)', 'full')
+    .option('--method <name>', 'full, budget, lynx, deer, deepconf, dynasor; with --small: split, random-switch, logprob-subselect, specreason, small, big, or MODE+METHOD (e.g. split+lynx)', 'full')
     .option('--budget <list>', 'budget: thinking-token budgets', listOption)
     .option('--delta <list>', 'lynx: error levels', listOption)
     .option('--rule <name>', 'lynx: lynx (per event), ltt or crc (per problem)', 'lynx')
@@ -112,6 +114,7 @@ export function registerEval(program: Command): void {
     .option('--draft-tokens <n>', 'logprob-subselect: small tokens per draft and round (default 64)', intOption('--draft-tokens', 1))
     .option('--decay <n>', 'logprob-subselect: keep 1/decay of the drafts per round (default 2)', intOption('--decay', 2))
     .option('--big-tokens <n>', 'logprob-subselect: big tokens added to each kept draft per round (default 16)', intOption('--big-tokens', 0))
+    .option('--score-threshold <s>', 'specreason: keep a small step the big model scores at least this (0-9, default 7)', floatOption('--score-threshold', 0, 10))
     .option('--offload-hint', "small, random-switch: prompt the small model with SplitReason's hint and hide its tags from the big model (a small model trained on the tags)");
   problemSelectionOptions(command)
     .option('--prompt-style <style>', 'zst or csqa (default: by benchmark)')

@@ -41,7 +41,7 @@ export function composeMethod(policy: CompositionPolicy, inner: ReasoningMethod 
   const alone = !isSweep(inner) && inner.name === 'full';
   const name = alone ? policy.name : `${policy.name}+${inner.name}`;
   const innerRequires = inner.requires ?? [];
-  const requires = policy.usesBig ? innerRequires.filter((r) => typeof r !== 'string' || FROM_BIG.has(r)) : [];
+  const requires = policy.usesBig ? union(policy.requiresBig ?? [], innerRequires.filter((r) => typeof r !== 'string' || FROM_BIG.has(r))) : [];
   const requiresSmall = union(policy.requiresSmall, innerRequires);
   const setting = (s: string) => (alone ? policy.setting : `${policy.setting},${s}`);
 

@@ -86,11 +86,13 @@ export class ComposedGenerator implements Generator {
   stats(traceTokens?: number): ComposeStats {
     const authors = this.main?.generatedAuthors() ?? [];
     const w = this.shared.work;
+    const scores = this.main?.stepScores ?? [];
     return {
       mode: this.shared.policy.name,
       small: { ...w.small },
       big: { ...w.big },
       ...authorship(traceTokens === undefined ? authors : authors.slice(0, traceTokens)),
+      ...(scores.length > 0 ? { steps: { accepted: scores.filter((x) => x >= 0).length, rejected: scores.filter((x) => x < 0).length } } : {}),
     };
   }
 }

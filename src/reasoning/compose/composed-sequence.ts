@@ -20,7 +20,7 @@ import { LynxEngineUsageError, DisposedError } from '../../engine/index.js';
 import type { AppendResult, Generator, GeneratorSequence, Vocabulary } from '../../backends/generator.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
-import type { Author, CompositionPolicy, HandBack, Subselect, TraceState, Turn } from './policy.js';
+import type { Author, CompositionPolicy, HandBack, Speculate, Subselect, TraceState, Turn } from './policy.js';
 import { tagVerdict } from './protocol.js';
 import type { ComposeStats } from './stats.js';
 
@@ -62,6 +62,12 @@ interface Run {
 
 type TurnEnd = { stopped: GeneratedToken } | 'done';
 
+/** A fork that runs turns on its own (a logprob-subselect candidate, a SpecReason step draft). */
+interface Draft {
+  seq: ComposedSequence;
+  stop?: GeneratedToken;
+}
+
 /** Big tokens per small prefill when only taps (no hand-back checks) need the small model to read them. */
 const TAP_CHUNK = 8;
 
@@ -78,6 +84,8 @@ export class ComposedSequence implements GeneratorSequence {
   private bigAt: (number | undefined)[] = [0];
   private busy = false;
   private isDisposed = false;
+  /** SpecReason: the big model's score of each step (-1: rejected and rewritten), for the records. */
+  readonly stepScores: number[] = [];
 
   constructor(private readonly shared: ComposeShared) {}
 
@@ -230,6 +238,7 @@ export class ComposedSequence implements GeneratorSequence {
   private turn(turn: Turn, run: Run): AsyncGenerator<GeneratedToken, TurnEnd, void> {
     if (turn.model === 'small') return this.smallTurn(turn, run);
     if (turn.model === 'big') return this.bigTurn(turn, run);
+    if (turn.model === 'speculate') return this.speculateTurn(turn.speculate, run);
     return this.selectTurn(turn.subselect, run);
   }
 
@@ -291,6 +300,7 @@ export class ComposedSequence implements GeneratorSequence {
       topLogprobs: sameVocab ? o.topLogprobs : undefined,
     })[Symbol.asyncIterator]();
     let written = 0;
+    let turnText = '';
     try {
       for (;;) {
         // Collect the next chunk of big tokens (each already in the big cache, except a stop token).
@@ -347,10 +357,17 @@ export class ComposedSequence implements GeneratorSequence {
               { token, index: 0, text: pieces[j]!, stopped: false, logprob: src?.logprob, topLogprobs: src?.topLogprobs, hidden: this.tapFor(run, token, pieces[j]!, hidden, j) },
               run,
             );
+            turnText += pieces[j]!;
           }
           if (take < groups[g]!.length) break;
           this.bigSynced = this.entries.length;
           this.bigAt[this.bigSynced] = bigBase + g + 1;
+          // A step ends the turn (SpecReason): what the big model wrote after it is dropped.
+          if (turn.until !== undefined && turnText.includes(turn.until)) {
+            await iterator.return?.();
+            this.settle();
+            return 'done';
+          }
         }
         written += keep;
         if (close) {
@@ -445,22 +462,8 @@ export class ComposedSequence implements GeneratorSequence {
     await this.syncSmall();
     await this.syncBig();
     const base = this.entries.length;
-    type Candidate = { seq: ComposedSequence; stop?: GeneratedToken };
-    let candidates: Candidate[] = Array.from({ length: s.candidates }, () => ({ seq: this.fork() }));
-    const room = (c: Candidate) => run.budget - run.produced - (c.seq.entries.length - base);
-    const drain = async (c: Candidate, turn: Turn, label: string) => {
-      if (c.stop || room(c) <= 0) return;
-      const inner: Run = { opts: { ...run.opts, tapLayers: undefined, tapWhen: undefined }, budget: room(c), produced: 0, text: '', seedBase: Rng.derive(run.seedBase, label).nextU32(), wantsTaps: false };
-      const g = c.seq.turn(turn, inner);
-      for (;;) {
-        const r = await g.next();
-        if (r.done) {
-          if (r.value !== 'done') c.stop = r.value.stopped;
-          break;
-        }
-      }
-      c.seq.settle();
-    };
+    let candidates: Draft[] = Array.from({ length: s.candidates }, () => ({ seq: this.fork() }));
+    const drain = (c: Draft, turn: Turn, label: string) => this.draft(c, turn, run, base, label);
     try {
       for (let round = 0; candidates.length > 1 && round < 10; round++) {
         await Promise.all(candidates.map((c, j) => drain(c, { model: 'small', maxTokens: s.draftTokens }, `draft-${round}-${j}`)));
@@ -476,6 +479,65 @@ export class ComposedSequence implements GeneratorSequence {
       return winner.stop ? { stopped: this.emit(winner.stop, run) } : 'done';
     } finally {
       for (const c of candidates) c.seq.dispose();
+    }
+  }
+
+  /** Run a turn on a fork (a draft) without yielding to the caller; its tokens count against the call's budget. */
+  private async draft(c: Draft, turn: Turn, run: Run, base: number, label: string): Promise<void> {
+    const room = run.budget - run.produced - (c.seq.entries.length - base);
+    if (c.stop || room <= 0) return;
+    const inner: Run = { opts: { ...run.opts, tapLayers: undefined, tapWhen: undefined }, budget: room, produced: 0, text: '', seedBase: Rng.derive(run.seedBase, label).nextU32(), wantsTaps: false };
+    const g = c.seq.turn(turn, inner);
+    for (;;) {
+      const r = await g.next();
+      if (r.done) {
+        if (r.value !== 'done') c.stop = r.value.stopped;
+        break;
+      }
+    }
+    c.seq.settle();
+  }
+
+  /**
+   * SpecReason: the small model drafts one step (up to `stepEnd`) on a fork, the big model reads it and scores it 0-9
+   * from a judge prompt on a fork of its own cache (one greedy token), and the step is kept when the score reaches the
+   * threshold; otherwise the big model writes the step itself. Either way the big cache already holds the prefix.
+   */
+  private async *speculateTurn(s: Speculate, run: Run): AsyncGenerator<GeneratedToken, TurnEnd, void> {
+    const base = this.entries.length;
+    const draft: Draft = { seq: this.fork() };
+    try {
+      await this.draft(draft, { model: 'small', maxTokens: s.maxStepTokens, until: s.stepEnd }, run, base, `step-${base}`);
+      const score = await draft.seq.judgeLastStep(s.judge);
+      if (score >= s.threshold && draft.seq.entries.length > base) {
+        this.stepScores.push(score);
+        yield* this.adopt(draft.seq, base, run);
+        return draft.stop ? { stopped: this.emit(draft.stop, run) } : 'done';
+      }
+    } finally {
+      draft.seq.dispose();
+    }
+    this.stepScores.push(-1);
+    return yield* this.bigTurn({ model: 'big', maxTokens: s.maxStepTokens, until: s.stepEnd }, run);
+  }
+
+  /** The big model's greedy score (0-9; 0 when it writes no digit) of the text so far followed by the judge prompt. */
+  private async judgeLastStep(judge: string): Promise<number> {
+    await this.syncBig();
+    const fork = this.big!.fork();
+    try {
+      const prompt = this.shared.big.vocab.tokenize(judge, { addSpecial: false, parseSpecial: true });
+      await fork.append(prompt);
+      this.shared.work.big.prefilled += prompt.length;
+      let text = '';
+      for await (const t of fork.generate({ maxTokens: 1, sampler: { temperature: 0 } })) {
+        this.shared.work.big.decoded++;
+        text += t.text;
+      }
+      const digit = /^\s*(\d)/.exec(text);
+      return digit ? Number(digit[1]) : 0;
+    } finally {
+      fork.dispose();
     }
   }
 

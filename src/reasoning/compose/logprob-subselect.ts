@@ -25,6 +25,7 @@ export function logprobSubselectPolicy(opts: Partial<Subselect> = {}): Compositi
     setting: `candidates=${s.candidates},draft=${s.draftTokens},decay=${s.decay},big=${s.bigTokens}`,
     hiddenFromBig: [],
     requiresSmall: ['fork'],
+    requiresBig: ['fork'],
     usesBig: true,
     nextTurn: (state): Turn => (state.generated === 0 ? { model: 'select', subselect: s } : { model: 'big', maxTokens: Infinity }),
   };

@@ -43,6 +43,18 @@ export interface Subselect {
   bigTokens: number;
 }
 
+/** SpecReason: small drafts one step, the big model scores it and writes it itself below the threshold. */
+export interface Speculate {
+  /** What ends a step (SpecReason: a blank line). */
+  stepEnd: string;
+  /** Text after the step that asks the big model for a score; its next token is read as a digit 0-9. */
+  judge: string;
+  /** Keep the small model's step at this score or above. */
+  threshold: number;
+  /** Longest step in tokens. */
+  maxStepTokens: number;
+}
+
 export type Turn =
   /** The small model writes up to `maxTokens`, stopping early once its text contains `until`. */
   | { model: 'small'; maxTokens: number; until?: string }
@@ -50,7 +62,9 @@ export type Turn =
    * The big model writes up to `maxTokens`; with `handBack`, control returns as soon as the small would close; when
    * `maxTokens` runs out, `closeWith` (text in the small's copy only) ends the segment.
    */
-  | { model: 'big'; maxTokens: number; handBack?: HandBack; closeWith?: string }
+  | { model: 'big'; maxTokens: number; handBack?: HandBack; closeWith?: string; until?: string }
+  /** One step drafted by the small model and judged by the big one (SpecReason). */
+  | { model: 'speculate'; speculate: Speculate }
   /** Draft, score and select, then the rest of the trace follows the policy again. */
   | { model: 'select'; subselect: Subselect };
 
@@ -65,6 +79,8 @@ export interface CompositionPolicy {
   readonly hiddenFromBig: readonly string[];
   /** What the policy needs of the small model (hand-back probes and drafts fork it). */
   readonly requiresSmall: readonly Requirement[];
+  /** What it needs of the big model beyond generating (SpecReason's judge forks it). */
+  readonly requiresBig?: readonly Requirement[];
   /** Whether the big model generates at all (a small-only run never loads its sequences). */
   readonly usesBig: boolean;
   nextTurn(state: TraceState): Turn;

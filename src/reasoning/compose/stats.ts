@@ -21,6 +21,8 @@ export interface ComposeStats {
   offloadShare: number;
   /** Big segments in the main trace: times the big model took over (from the small model or at the start). */
   handoffs: number;
+  /** SpecReason: the small model's steps the big model kept, and those it rewrote. */
+  steps?: { accepted: number; rejected: number };
 }
 
 export function newWork(): ComposeStats['small'] & ComposeStats['big'] {
@@ -50,9 +52,17 @@ export interface ComposeSummary {
   /** Mean of the per-problem shares. */
   meanOffloadShare: number;
   handoffsPerProblem: number;
+  /** SpecReason: share of the small model's steps the big model kept. */
+  stepAcceptance?: number;
   /** Per problem: tokens decoded and prefilled by each model, and the small's hand-back probe tokens. */
   small: { decoded: number; prefilled: number; probeTokens: number };
   big: { decoded: number; prefilled: number };
+}
+
+function acceptance(stats: readonly ComposeStats[]): { stepAcceptance?: number } {
+  const kept = stats.reduce((a, s) => a + (s.steps?.accepted ?? 0), 0);
+  const all = kept + stats.reduce((a, s) => a + (s.steps?.rejected ?? 0), 0);
+  return all === 0 ? {} : { stepAcceptance: kept / all };
 }
 
 export function summarizeCompose(stats: readonly ComposeStats[]): ComposeSummary | undefined {
@@ -67,6 +77,7 @@ export function summarizeCompose(stats: readonly ComposeStats[]): ComposeSummary
     offloadShare: written === 0 ? 0 : big / written,
     meanOffloadShare: mean((s) => s.offloadShare),
     handoffsPerProblem: mean((s) => s.handoffs),
+    ...acceptance(stats),
     small: { decoded: mean((s) => s.small.decoded), prefilled: mean((s) => s.small.prefilled), probeTokens: mean((s) => s.small.probeTokens) },
     big: { decoded: mean((s) => s.big.decoded), prefilled: mean((s) => s.big.prefilled) },
   };
