@@ -120,6 +120,39 @@ describe('composition on the engine', () => {
     expect(w.small.prefilled + w.big.prefilled).toBeLessThanOrEqual(2 * prompt.length + maxTokens);
   });
 
+  it('taps: every token of the composed trace carries the small model’s hidden state at its position, big ones too', async () => {
+    const gen = new ComposedGenerator({ small: small(), big: big(), policy: randomSwitchPolicy({ switchRatio: 1, switchChunk: 5 }), seed: 5 });
+    const seq = gen.createSequence();
+    const rows: Float32Array[] = [];
+    const tokens: number[] = [];
+    try {
+      await seq.append(prompt);
+      for await (const t of seq.generate({ maxTokens: 30, sampler: GREEDY, tapLayers: [1] })) {
+        if (t.stopped) break;
+        tokens.push(t.token);
+        rows.push(t.hidden!.get(1)!);
+      }
+    } finally {
+      seq.dispose();
+    }
+    expect(gen.stats().trace.big).toBeGreaterThan(0);
+    // Reference: the small model reading the whole composed text at once, tapped at every generated position.
+    const ref = smallCtx.createSequence();
+    try {
+      const all = [...prompt, ...tokens];
+      const r = await ref.append(all, { taps: { layers: [1], positions: tokens.map((_, i) => prompt.length + i) } });
+      const n = smallModel.info.nEmbd;
+      const want = r.hidden.get(1)!;
+      rows.forEach((row, i) => {
+        const w = want.subarray(i * n, (i + 1) * n);
+        const err = Math.max(...row.map((x, k) => Math.abs(x - w[k]!)));
+        expect(err).toBeLessThan(1e-3);
+      });
+    } finally {
+      ref.dispose();
+    }
+  });
+
   it('hand-back on real models: the first prefix whose greedy continuation writes the tag, as resending finds it', async () => {
     // The tiny models write bytes, so the protocol's strings are taken from what the small model writes greedily: it
     // hands over after its first token, and the closing "tag" is the first printable token it would write after a
