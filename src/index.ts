@@ -84,6 +84,18 @@ export { deer, deerSweep, type DeerOptions } from './reasoning/peers/deer.js';
 export { deepConf, deepConfSweep, type DeepConfOptions } from './reasoning/peers/deepconf.js';
 export { dynasorCot, dynasorSweep, type DynasorOptions } from './reasoning/peers/dynasor.js';
 export { readDeerRollouts, writeDeerRollouts, applyAtDeerEvents } from './reasoning/lynx/deer-rollouts.js';
+// Big/small composition (SplitReason, its baselines, any method on top): docs/composition.md
+export { composeMethod } from './reasoning/compose/compose-method.js';
+export { ComposedGenerator, sameVocabulary, type ComposedGeneratorOptions } from './reasoning/compose/composed-generator.js';
+export { ComposedSequence } from './reasoning/compose/composed-sequence.js';
+export type { Author, CompositionPolicy, HandBack, Speculate, Subselect, TraceState, Turn } from './reasoning/compose/policy.js';
+export { BIG_OPEN, BIG_CLOSE, OFFLOAD_HINT, SPLIT_DEFAULTS, tagVerdict } from './reasoning/compose/protocol.js';
+export { splitPolicy, inBigSegment, type SplitOptions } from './reasoning/compose/split.js';
+export { randomSwitchPolicy, bigChance, ratioForShare, chunkIsBig, type RandomSwitchOptions } from './reasoning/compose/random-switch.js';
+export { logprobSubselectPolicy, SUBSELECT_DEFAULTS } from './reasoning/compose/logprob-subselect.js';
+export { smallOnlyPolicy, bigOnlyPolicy } from './reasoning/compose/single-model.js';
+export { specReasonPolicy, SPECREASON_JUDGE, SPECREASON_DEFAULTS } from './reasoning/compose/specreason.js';
+export { summarizeCompose, type ComposeStats, type ComposeSummary } from './reasoning/compose/stats.js';
 
 // Evaluation and reports.
 export { loadBenchmark, benchmarkLabel, type BenchmarkSelection } from './tasks/registry.js';

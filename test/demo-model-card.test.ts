@@ -3,7 +3,10 @@
  * checkpoint the next stage started from), the behaviour table rows, and the loss-curve plot.
  */
 import { describe, expect, it } from 'vitest';
-import { behaviourRow, lossCurveSvg, mergeStageCurves } from '../src/demo/model-card.js';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { behaviourRow, lossCurveSvg, mergeStageCurves, writeModelCard } from '../src/demo/model-card.js';
 import { DEMO_RECIPES, recipeWith, type LossCurveFile } from '../src/demo/train.js';
 
 function curve(nSteps: number, evalEvery: number, seed: number, lossAt: (i: number) => number): LossCurveFile {
@@ -63,5 +66,27 @@ describe('model card', () => {
     const paths = [...svg.matchAll(/<path d="([^"]+)"/g)].map((m) => m[1]!.split(/[ML]/).filter(Boolean).length);
     expect(paths).toEqual([100, 6]);
     expect(svg.match(/<circle /g)).toHaveLength(6);
+  });
+});
+
+describe('small model card', () => {
+  it('describes an offloading small model as the small half of a pair, without the big reasoner’s targets', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lynx-card-'));
+    try {
+      const file = join(dir, 'model.gguf');
+      writeFileSync(file, 'x');
+      const row = behaviourRow(1, [{ finalAnswer: 7, correct: true, firstCandidateCorrect: true, candidates: 2, thinkingTokens: 100, afterFirstCorrect: 60, cues: 3, reachedCorrect: true }]);
+      const behaviour = { temperature: 0.6, topP: 0.95, seed: 0, maxTokens: 600, rows: [row, { ...row, level: 'all' as const }], seconds: 1, tokensPerSecond: 100, samples: [] };
+      const input = { modelFile: file, curve: curve(10, 5, 1, () => 1), behaviour };
+      const big = readFileSync(writeModelCard(dir, input), 'utf8');
+      expect(big).toContain('Targets of the project (issue 7)');
+      const small = readFileSync(writeModelCard(dir, { ...input, offload: { ops: ['multiplication', 'division'], bigModel: 'lynx-demo' } }), 'utf8');
+      expect(small).toMatch(/^# lynx-demo: the Lynx demo small reasoning model \(offloads to lynx-demo\)/);
+      expect(small).toContain('multiplication and division steps');
+      expect(small).toContain('<bigmodel>39.\\n</bigmodel>');
+      expect(small).not.toContain('Targets of the project (issue 7)');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,7 +11,9 @@ import {
   LYNX_SYSTEM_PROMPT,
   loadPromptTemplate,
   parsePromptTemplate,
+  withHintLine,
   zstMessages,
+  ZST_INSTRUCTION,
 } from '../src/tasks/prompts.js';
 import { InvalidInputError } from '../src/util/errors.js';
 
@@ -104,5 +106,20 @@ describe('custom templates', () => {
     expect(() => parsePromptTemplate('[{"role":"robot","content":"{problem}"}]')).toThrow(/message 0/);
     expect(() => applyPromptTemplate(parsePromptTemplate('{problem} {choices}'), { problem: 'p' })).toThrow(/no choices/);
     expect(() => loadPromptTemplate('no-such-template.txt')).toThrow(/prompt template not found/);
+  });
+});
+
+describe('withHintLine', () => {
+  it('puts a hint line between the problem and its instruction (SplitReason’s placement)', () => {
+    const [m] = withHintLine(zstMessages('What is 2+3?'), 'HINT');
+    expect(m!.content).toBe(`What is 2+3?\nHINT\n${ZST_INSTRUCTION}`);
+    const csqa = withHintLine(csqaMessages('Q?', [{ label: 'A', text: 'a' }, { label: 'B', text: 'b' }]), 'HINT')[0]!.content.split('\n');
+    expect(csqa.at(-2)).toBe('HINT');
+    expect(csqa.at(-1)).toMatch(/^Please think step by step/);
+    expect(withHintLine([{ role: 'system', content: 'S' }, { role: 'user', content: 'one line' }], 'HINT')).toEqual([
+      { role: 'system', content: 'S' },
+      { role: 'user', content: 'one line\nHINT' },
+    ]);
+    expect(() => withHintLine([{ role: 'system', content: 'S' }], 'HINT')).toThrow(/user message/);
   });
 });

@@ -44,5 +44,7 @@ describe('the benchmark registry', () => {
   it('labels a JSONL benchmark by its file name', () => {
     expect(benchmarkLabel('data/my-set.jsonl')).toBe('my-set');
     expect(benchmarkLabel('math500')).toBe('math500');
+    // A demo task's name becomes a folder name.
+    expect(benchmarkLabel('demo:test:1-5')).toBe('demo-test-1-5');
   });
 });

@@ -33,6 +33,11 @@ export type Vocabulary = Pick<LlamaModel, 'tokenize' | 'detokenize' | 'tokenByte
 export interface AppendResult {
   /** Per tap layer, the requested positions' rows concatenated (each `nEmbd` floats, in `positions` order). */
   hidden: Map<TapLayer, Float32Array>;
+  /**
+   * Logits after the last appended token, where the generator returns them (the local one does): what a method
+   * scoring text under a model reads (SplitReason's logprob subselect).
+   */
+  logits?: Float32Array;
 }
 
 /** One sequence of tokens a generator extends. */

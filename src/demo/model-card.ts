@@ -50,7 +50,17 @@ export interface BehaviourReport {
 
 export async function measureBehaviour(
   model: LlamaModel,
-  opts: { perLevel?: number; temperature?: number; topP?: number; seed?: number; maxTokens?: number; concurrency?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    perLevel?: number;
+    temperature?: number;
+    topP?: number;
+    seed?: number;
+    maxTokens?: number;
+    concurrency?: number;
+    /** A hint line for the prompt (SplitReason's, for a small model trained with it). */
+    promptHint?: string;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<BehaviourReport> {
   const problems = heldOutProblems(opts.perLevel ?? 100, 'test');
   const maxTokens = opts.maxTokens ?? 600;
@@ -58,7 +68,7 @@ export async function measureBehaviour(
   const temperature = opts.temperature ?? 0.6;
   const topP = opts.topP ?? 0.95;
   const seed = opts.seed ?? 0;
-  const prompts = problems.map((p) => problemPromptTokens(model, toBenchmarkProblem(p, 'test')));
+  const prompts = problems.map((p) => problemPromptTokens(model, toBenchmarkProblem(p, 'test'), undefined, opts.promptHint));
   const longest = Math.max(...prompts.map((t) => t.length));
   const context = new LlamaContext(model, { nCtx: concurrency * (longest + maxTokens + 80), nSeqMax: concurrency });
   const env = methodEnv({ context, sampler: { temperature, topP }, maxTokens, seed });
@@ -167,6 +177,20 @@ export interface ModelCardInput {
   extra?: string;
   /** Training stages merged into `curve` (mergeStageCurves); the data and optimiser rows then describe all of them. */
   stages?: number;
+  /**
+   * A small model that offloads (issue 17): the operations its traces hand to the big model. The card then describes
+   * it as the small half of a big/small pair, and its behaviour (measured with the hint) as the small model alone.
+   */
+  offload?: { ops: readonly string[]; bigModel: string };
+}
+
+function offloadIntro(o: NonNullable<ModelCardInput['offload']>): string {
+  return `
+It is the small half of a big/small pair (SplitReason, docs/composition.md): its training traces hand the results of
+${o.ops.join(' and ')} steps — the operations the same shape gets wrong most when it learns plain traces — to the big model
+\`${o.bigModel}\` with plain-text tags, \`13 × 3 = <bigmodel>39.\\n</bigmodel>\`, and its prompt carries SplitReason's hint line.
+Same tokenizer as the big model, so the pair passes token ids. Alone (below) it writes the tagged steps itself.
+`;
 }
 
 function trainingPath(r: DemoRecipe): string {
@@ -228,7 +252,8 @@ export function writeModelCard(dir: string, input: ModelCardInput): string {
   const lastEval = curve.evals[curve.evals.length - 1];
   const size = statSync(input.modelFile).size;
   const all = b.rows.find((x) => x.level === 'all')!;
-  const md = `# ${r.name}: the Lynx demo reasoning model
+  const o = input.offload;
+  const md = `# ${r.name}: the Lynx demo ${o ? `small reasoning model (offloads to ${o.bigModel})` : 'reasoning model'}
 
 A ${(curve.model.nParams / 1e6).toFixed(2)}M-parameter (${(curve.model.nTrainable / 1e6).toFixed(2)}M trained) qwen2-architecture model
 that writes R1-style reasoning for multi-step arithmetic word problems: it thinks inside \`<think>…</think>\`, reaches a
@@ -236,7 +261,7 @@ candidate answer, keeps verifying it in rounds opened by \`Wait\`, \`Hmm\`, \`Al
 corrects itself, and ends with \`Final Answer: \\boxed{N}\`. It was trained from random initialisation by this project
 (\`lynx demo train\`, ${trainingPath(r)}; see docs/demo-training.md and docs/demo-model.md).
 File: \`model.gguf\`, ${(size / 1e6).toFixed(1)} MB, ${r.saveType.toUpperCase()} matrices, tokenizer and chat template inside.
-
+${o ? offloadIntro(o) : ''}
 ## Training
 
 | | |
@@ -254,8 +279,8 @@ ${recipeTrainer(r) === 'llama-opt' ? `**Frozen K/V.** ${FROZEN_KV_NOTE}\n` : ''}
 
 ${behaviour(b)}
 
-Targets of the project (issue 7): accuracy at least 80% on level 1 and falling with difficulty — **${b.rows[0]!.accuracy >= 0.8 && b.rows.slice(0, -1).every((x, i, a) => i === 0 || x.accuracy <= a[i - 1]!.accuracy + 0.05) ? 'met' : 'not met'}** (level 1: ${pct(b.rows[0]!.accuracy)});
-at least 40% of thinking tokens after the first correct answer on average — **${all.meanShareAfterFirstCorrect >= 0.4 ? 'met' : 'not met'}** (${pct(all.meanShareAfterFirstCorrect)}, counting 0% for a trace that never reaches a correct candidate${all.meanShareAfterFirstCorrectWhenReached !== undefined ? `; ${pct(all.meanShareAfterFirstCorrectWhenReached)} over the traces that do` : ''}).
+${o ? '' : `Targets of the project (issue 7): accuracy at least 80% on level 1 and falling with difficulty — **${b.rows[0]!.accuracy >= 0.8 && b.rows.slice(0, -1).every((x, i, a) => i === 0 || x.accuracy <= a[i - 1]!.accuracy + 0.05) ? 'met' : 'not met'}** (level 1: ${pct(b.rows[0]!.accuracy)});
+at least 40% of thinking tokens after the first correct answer on average — **${all.meanShareAfterFirstCorrect >= 0.4 ? 'met' : 'not met'}** (${pct(all.meanShareAfterFirstCorrect)}, counting 0% for a trace that never reaches a correct candidate${all.meanShareAfterFirstCorrectWhenReached !== undefined ? `; ${pct(all.meanShareAfterFirstCorrectWhenReached)} over the traces that do` : ''}).`}
 
 Sample completion (level ${b.samples[0]?.level}, problem ${b.samples[0]?.id}):
 

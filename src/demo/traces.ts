@@ -16,14 +16,20 @@
  * from the arithmetic it has just read: this is what the probe learns from hidden states.
  */
 import { Rng } from '../util/rng.js';
-import { zstMessages } from '../tasks/prompts.js';
+import { withHintLine, zstMessages } from '../tasks/prompts.js';
+import { BIG_CLOSE, BIG_OPEN, OFFLOAD_HINT } from '../reasoning/compose/protocol.js';
 import { InvalidInputError } from '../util/errors.js';
-import { applyOp, expression, generateProblems, inverseKind, type DemoProblem, type ProblemSplit } from '../tasks/demo/problems.js';
+import { applyOp, expression, generateProblems, inverseKind, type DemoProblem, type OpKind, type ProblemSplit } from '../tasks/demo/problems.js';
 import { preTokenize } from './tokenizer.js';
 
 /** The user turn in LYNX's zst style, exactly as the evaluation harness builds it (problem, newline, instruction). */
 export function zstPrompt(problemText: string): string {
   return zstMessages(problemText)[0]!.content;
+}
+
+/** The same user turn with SplitReason's hint line between problem and instruction (the small model's prompt). */
+export function offloadPrompt(problemText: string): string {
+  return withHintLine(zstMessages(problemText), OFFLOAD_HINT)[0]!.content;
 }
 
 export const THINK_START = '<think>';
@@ -63,6 +69,15 @@ export interface TraceOptions {
    * operation clauses (an induction pattern), which a model trained with frozen K/V learns far more easily.
    */
   firstLine: 'starts' | 'restate';
+  /**
+   * Operations whose lines the trace hands to the big model, SplitReason style (issue 17): every line that works out
+   * such a step (first pass, recomputations, fixes, working backwards) is written inside `<bigmodel>...</bigmodel>`,
+   * `<bigmodel>He triples his coins: 13 × 3 = 39.\n</bigmodel>`, and the prompt carries the hint line. The whole line,
+   * not only the result: the small model that this is for also miscopies operands and carried values. The closing tag
+   * comes after the line's end, so the small model learns to hand back once the big model has finished a line.
+   * Empty (the default): plain traces.
+   */
+  offload?: readonly OpKind[];
 }
 
 export const DEFAULT_TRACE_OPTIONS: TraceOptions = {
@@ -81,6 +96,9 @@ export const DEFAULT_TRACE_OPTIONS: TraceOptions = {
 };
 
 export type RoundKind = 'recompute' | 'spot' | 'backward';
+
+/** Tokens a tagged span adds beyond its pre-tokens (`<bigmodel>`, `</bigmodel>`: 21 letter tokens, 3 pre-tokens). */
+const TAG_TOKENS = 18;
 
 /** Character spans are offsets into `Trace.thinking`. */
 export interface CandidateMark {
@@ -143,13 +161,37 @@ export interface Trace {
   rounds: RoundMark[];
 }
 
-/** Builds the thinking text and records marks at their offsets. */
+/**
+ * Builds the thinking text and records marks at their offsets. Lines for the big model go into one `<bigmodel>` span
+ * per run of consecutive such lines: the span opens at the first and closes when anything else is written.
+ */
 class TextBuilder {
   text = '';
+  private open = false;
+  private inBigLine = false;
+
   mark(s: string): { start: number; end: number } {
+    if (this.open && !this.inBigLine) {
+      this.text += BIG_CLOSE;
+      this.open = false;
+    }
     const start = this.text.length;
     this.text += s;
     return { start, end: this.text.length };
+  }
+
+  /** Write one line (through `mark`) for the big model. */
+  bigLine(write: () => void): void {
+    if (!this.open) {
+      this.text += BIG_OPEN;
+      this.open = true;
+    }
+    this.inBigLine = true;
+    try {
+      write();
+    } finally {
+      this.inBigLine = false;
+    }
   }
 }
 
@@ -210,6 +252,9 @@ export function validateTraceOptions(o: TraceOptions): void {
   const kw = Object.values(o.kindWeights);
   if (kw.some((w) => w < 0) || kw.every((w) => w === 0)) throw new InvalidInputError('trace option kindWeights needs a positive weight');
   if (!(o.maxTokens > 0)) throw new InvalidInputError(`trace option maxTokens must be positive, got ${o.maxTokens}`);
+  for (const k of o.offload ?? []) {
+    if (!['add', 'sub', 'mul', 'div'].includes(k)) throw new InvalidInputError(`trace option offload lists '${String(k)}': use add, sub, mul or div`);
+  }
   if (o.firstLine !== 'starts' && o.firstLine !== 'restate') throw new InvalidInputError(`trace option firstLine must be 'starts' or 'restate', got ${String(o.firstLine)}`);
   if (o.kindWeights.recompute + o.kindWeights.spot <= 0) {
     throw new InvalidInputError('trace option kindWeights needs recompute or spot (backward checks are not always possible)');
@@ -227,7 +272,11 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
   const n = ops.length;
   const level = problem.level;
   const notice = levelValue(o.notice, level);
+  const offload = new Set(o.offload ?? []);
+  const prompt = offload.size > 0 ? offloadPrompt(problem.text) : zstPrompt(problem.text);
   const b = new TextBuilder();
+  /** Write one arithmetic line of operation `kind`; an offloaded kind's line is the big model's, in tags. */
+  const line = (kind: OpKind, write: () => void) => (offload.has(kind) ? b.bigLine(write) : write());
   const candidates: CandidateMark[] = [];
   const cues: CueMark[] = [];
   const slips: SlipMark[] = [];
@@ -266,13 +315,15 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
       }
     }
     // A slip is carried forward: later steps compute exactly from the wrong value.
-    let clause = op.clause;
-    if (i === midCueStep) {
-      const lowered = /^(He|She|The) /.test(clause) ? clause.charAt(0).toLowerCase() + clause.slice(1) : clause;
-      cue('Hmm', `, then ${lowered}`, -1, 'work');
-      clause = '';
-    }
-    b.mark(`${clause}: ${expression(x, op.kind, op.operand)} = ${value}.\n`);
+    line(op.kind, () => {
+      let clause = op.clause;
+      if (i === midCueStep) {
+        const lowered = /^(He|She|The) /.test(clause) ? clause.charAt(0).toLowerCase() + clause.slice(1) : clause;
+        cue('Hmm', `, then ${lowered}`, -1, 'work');
+        clause = '';
+      }
+      b.mark(`${clause}: ${expression(x, op.kind, op.operand)} = ${value}.\n`);
+    });
     belief.push(value);
   }
   candidate('So the answer is ', belief[n]!, -1);
@@ -283,11 +334,15 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
   const kindNames: RoundKind[] = ['recompute', 'spot', 'backward'];
   // A full recomputation is the longest round: its step lines (digits, operators, spaces), an opener, maybe a fix
   // line, and the closing candidate; the final answer after </think> takes about 15 more.
-  const fixed = preTokenize(zstPrompt(problem.text)).length + 10 + 15;
-  const roundEstimate = () => 40 + ops.reduce((a, op, i) => a + 6 + `${belief[i]}${op.operand}${belief[i + 1]}`.length, 0);
+  const fixed = preTokenize(prompt).length + 10 + 15;
+  // The tags are not in the demo tokenizer's training text, so it spells them letter by letter: a tagged step costs
+  // about TAG_TOKENS more tokens than its pre-tokens show.
+  const count = (text: string) => preTokenize(text).length + (offload.size > 0 ? TAG_TOKENS * (text.split(BIG_OPEN).length - 1) : 0);
+  const roundEstimate = () =>
+    40 + (ops.some((op) => offload.has(op.kind)) ? 2 * TAG_TOKENS : 0) + ops.reduce((a, op, i) => a + 6 + `${belief[i]}${op.operand}${belief[i + 1]}`.length, 0);
   for (let r = 0; r < nRounds; r++) {
     // Near the budget only a spot check (short unless it finds a slip) still fits; past it, thinking ends.
-    const room = o.maxTokens - fixed - preTokenize(b.text).length;
+    const room = o.maxTokens - fixed - count(b.text);
     const onlySpot = r > 0 && room < roundEstimate();
     if (onlySpot && (room < 30 + roundEstimate() / 2 || o.kindWeights.spot === 0)) break;
     b.mark('\n\n');
@@ -313,33 +368,36 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
         const right = applyOp(op.kind, op.operand, x)!;
         const e = expression(x, op.kind, op.operand);
         let v = right;
-        if (!changed && x === belief[i]) {
-          const old = belief[i + 1]!;
-          if (old !== right) {
-            if (forceNotice || rng.next() < notice) {
-              cue('Wait', `, ${e} is ${right}, not ${old}.\n`, r, 'fix');
-              closeSlip(i, r);
-              changed = true;
-            } else {
-              v = old;
-              b.mark(`${e} = ${old}.\n`);
-            }
-          } else if (allowFalseFix && i === falseFixStep) {
-            const w = wrongResult(rng, problem, i, right);
-            if (w !== null) {
-              cue('Wait', `, ${e} is ${w}, not ${right}.\n`, r, 'fix');
-              closeSlip(i, r);
-              openSlip[i] = slips.length;
-              slips.push({ step: i, right, wrong: w, round: r, kind: 'false-fix', fixedInRound: null });
-              v = w;
-              changed = true;
+        // Every branch writes one line: a recomputation or a fix.
+        line(op.kind, () => {
+          if (!changed && x === belief[i]) {
+            const old = belief[i + 1]!;
+            if (old !== right) {
+              if (forceNotice || rng.next() < notice) {
+                cue('Wait', `, ${e} is ${right}, not ${old}.\n`, r, 'fix');
+                closeSlip(i, r);
+                changed = true;
+              } else {
+                v = old;
+                b.mark(`${e} = ${old}.\n`);
+              }
+            } else if (allowFalseFix && i === falseFixStep) {
+              const w = wrongResult(rng, problem, i, right);
+              if (w !== null) {
+                cue('Wait', `, ${e} is ${w}, not ${right}.\n`, r, 'fix');
+                closeSlip(i, r);
+                openSlip[i] = slips.length;
+                slips.push({ step: i, right, wrong: w, round: r, kind: 'false-fix', fixedInRound: null });
+                v = w;
+                changed = true;
+              } else b.mark(`${e} = ${right}.\n`);
             } else b.mark(`${e} = ${right}.\n`);
-          } else b.mark(`${e} = ${right}.\n`);
-        } else {
-          // The input differs from the earlier pass (a fix upstream): this is new arithmetic, done right.
-          if (openSlip[i] >= 0) closeSlip(i, r);
-          b.mark(`${e} = ${right}.\n`);
-        }
+          } else {
+            // The input differs from the earlier pass (a fix upstream): this is new arithmetic, done right.
+            if (openSlip[i] >= 0) closeSlip(i, r);
+            b.mark(`${e} = ${right}.\n`);
+          }
+        });
         cur.push(v);
       }
       return cur;
@@ -372,13 +430,13 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
       cue(openerCue, openerCue === 'Hmm' ? `, let me double-check ${e} = ${old}.\n` : `, let me check ${e} = ${old} again.\n`, r, 'round');
       let fixed: number | null = null;
       if (old !== right && rng.next() < notice) {
-        cue('Wait', `, ${e} is ${right}, not ${old}.\n`, r, 'fix');
+        line(op.kind, () => cue('Wait', `, ${e} is ${right}, not ${old}.\n`, r, 'fix'));
         closeSlip(j, r);
         fixed = right;
       } else if (old === right && j === falseFixStep) {
         const w = wrongResult(rng, problem, j, right);
         if (w !== null) {
-          cue('Wait', `, ${e} is ${w}, not ${right}.\n`, r, 'fix');
+          line(op.kind, () => cue('Wait', `, ${e} is ${w}, not ${right}.\n`, r, 'fix'));
           openSlip[j] = slips.length;
           slips.push({ step: j, right, wrong: w, round: r, kind: 'false-fix', fixedInRound: null });
           fixed = w;
@@ -394,7 +452,7 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
           const op2 = ops[i]!;
           const y = applyOp(op2.kind, op2.operand, cur[i]!)!;
           if (openSlip[i] >= 0) closeSlip(i, r);
-          b.mark(`${expression(cur[i]!, op2.kind, op2.operand)} = ${y}.\n`);
+          line(op2.kind, () => b.mark(`${expression(cur[i]!, op2.kind, op2.operand)} = ${y}.\n`));
           cur.push(y);
         }
         belief = cur;
@@ -407,7 +465,7 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
       const back = wrongAnywhere && rng.next() >= notice ? belief.slice() : backwardValues!;
       for (let i = n - 1; i >= 0; i--) {
         const op = ops[i]!;
-        b.mark(`${expression(back[i + 1]!, inverseKind(op.kind), op.operand)} = ${back[i]}.\n`);
+        line(inverseKind(op.kind), () => b.mark(`${expression(back[i + 1]!, inverseKind(op.kind), op.operand)} = ${back[i]}.\n`));
       }
       if (back[0] === problem.start) {
         b.mark(`This gives back ${problem.start}, which matches.\n`);
@@ -432,7 +490,7 @@ export function generateTrace(problem: DemoProblem, rng: Rng, options: Partial<T
   const ending = `${rng.next() < o.spaceEnding ? ' ' : '\n\n'}Final Answer: \\boxed{${finalAnswer}}`;
   return {
     problem,
-    prompt: zstPrompt(problem.text),
+    prompt,
     thinking,
     ending,
     completion: `${thinking}${THINK_END}${ending}`,

@@ -2,7 +2,7 @@
  * Runs a reasoning method (or a sweep of its settings from one generation per problem) over a benchmark through the
  * resumable runner: one run folder per setting under `<root>/eval/<benchmark>/<method>/<setting>/`.
  */
-import type { Generator } from '../backends/generator.js';
+import type { Generator, Vocabulary } from '../backends/generator.js';
 import { checkRequirements, type MethodEnv, type MethodOutcome, type ReasoningMethod, type ReasoningSweep } from '../reasoning/method.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import type { Problem } from '../tasks/problem.js';
@@ -36,7 +36,7 @@ export interface EvaluateOptions {
    * `env.generator`: locally, a fresh context per problem gives exactly a lone run's result (as the dataset builder's
    * rollouts), whatever else decodes at the same time, at the cost of batching across problems.
    */
-  freshGenerator?: () => { generator: Generator; dispose(): void };
+  freshGenerator?: () => { generator: Generator; /** a fresh small model too, for composed methods */ small?: Generator; dispose(): void };
   onProgress?: (setting: string, done: number, total: number, record: PredictionRecord) => void;
 }
 
@@ -87,9 +87,14 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
     let pr = shared.get(p.id);
     if (!pr) {
       const { problem, rollout } = source.get(p.id)!;
-      const input = { problemId: problem.id, promptTokens: promptOf(problem), ...(rollout > 0 ? { rollout } : {}) };
+      const input = {
+        problemId: problem.id,
+        promptTokens: promptOf(problem),
+        ...(rollout > 0 ? { rollout } : {}),
+        renderPrompt: (v: Vocabulary, o?: { hint?: string }) => problemPromptTokens(v, problem, opts.promptStyle, o?.hint),
+      };
       const fresh = opts.freshGenerator?.();
-      const env = fresh ? { ...opts.env, generator: fresh.generator } : opts.env;
+      const env = fresh ? { ...opts.env, generator: fresh.generator, ...(fresh.small ? { small: fresh.small } : {}) } : opts.env;
       pr = (isSweep(m) ? m.solveAll(input, env) : m.solve(input, env).then((o) => new Map([[m.setting, o]]))).finally(() => fresh?.dispose());
       shared.set(p.id, pr);
     }
@@ -109,6 +114,7 @@ export async function evaluateMethod(opts: EvaluateOptions): Promise<RunResult[]
         config: {
           ...opts.config,
           model: vocab.info.path,
+          ...(opts.env.small ? { small: opts.env.small.vocab.info.path } : {}),
           maxTokens: opts.env.maxTokens,
           sampler: opts.env.sampler,
           exitCue: opts.env.exitCue,

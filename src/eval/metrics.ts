@@ -5,6 +5,7 @@
  */
 import { bootstrapMeanInterval, mean, wilsonInterval } from '../util/stats.js';
 import type { PredictionRecord, RunMetrics } from './records.js';
+import { summarizeCompose, type ComposeStats } from '../reasoning/compose/stats.js';
 
 export interface MetricsOptions {
   method: string;
@@ -21,7 +22,7 @@ export interface MetricsOptions {
  * Metrics of a run from its predictions. Baseline fields are filled when every record carries its full
  * rollout (`baseline`). In `extra`: `wrongExitRate` (exits whose answer was wrong, over all problems),
  * `wrongExitShare` (the same over exits), and with baselines `harm` (full rollout right, this run wrong) and
- * `help` (full rollout wrong, this run right) counts.
+ * `help` (full rollout wrong, this run right) counts; for big/small compositions `compose` (`ComposeSummary`).
  */
 export function computeMetrics(preds: readonly PredictionRecord[], opts: MetricsOptions): RunMetrics {
   const n = preds.length;
@@ -51,6 +52,9 @@ export function computeMetrics(preds: readonly PredictionRecord[], opts: Metrics
       ...opts.extra,
     },
   };
+  // Big/small compositions: what each model did, over the run (records without the figures are left out).
+  const compose = summarizeCompose(preds.flatMap((p) => (p.extra?.compose ? [p.extra.compose as ComposeStats] : [])));
+  if (compose) m.extra!.compose = compose;
   if (n > 0 && preds.every((p) => p.baseline !== undefined)) {
     const base = preds.map((p) => p.baseline!);
     const baseTokens = base.reduce((s, b) => s + b.tokens, 0);

@@ -15,7 +15,7 @@ import type { Grading } from '../tasks/answer-equiv.js';
 import type { PromptStyle } from '../tasks/prompts.js';
 import { benchmarkLabel, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
-import { contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
+import { COMPOSE_MODES, composeModeOf, contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
 import type { SamplerOptions } from '../engine/index.js';
 import { openDecoding, type DecodingSpec } from './decoding.js';
@@ -23,6 +23,8 @@ import { openDecoding, type DecodingSpec } from './decoding.js';
 export interface EvaluateStepOptions {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
+  /** The small model of a big/small composition (methods split, random-switch, ..., small, big; `model` is the big one). */
+  small?: LlamaModel | string;
   benchmark: string;
   selection?: BenchmarkSelection;
   /** Experiment folder. */
@@ -64,17 +66,23 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
   const problems = loadBenchmark(o.benchmark, o.selection);
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const methods = methodsFor(o.spec);
+  const composed = composeModeOf(o.spec.method) !== undefined;
+  if (composed && o.small === undefined) throw new InvalidInputError(`--method ${o.spec.method} composes two models: give the small one with --small SMALL (-m is the big one)`);
+  if (!composed && o.small !== undefined) throw new InvalidInputError(`--small is for the big/small compositions (${COMPOSE_MODES.join(', ')}); --method ${o.spec.method} runs one model`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
-  const contextFor = (n: number) =>
-    new LlamaContext(model, {
-      ...contextNeeds(o.spec.method, n, o.maxTokens),
+  const small = o.small === undefined ? undefined : typeof o.small === 'string' ? await openModel(o.small) : o.small;
+  const contextFor = (m: LlamaModel, n: number, role: 'big' | 'small') =>
+    new LlamaContext(m, {
+      ...contextNeeds(o.spec.method, n, o.maxTokens, { model: role, handBackEvery: o.spec.handBackEvery, candidates: o.spec.candidates }),
       // Batch-invariant numerics (see ContextOptions.kvType): a problem's trace depends only slightly on which other
       // problems decode beside it (their cells in the shared KV cache); freshContext removes even that.
       kvType: 'f32',
       flashAttention: false,
     });
-  const context = contextFor(o.freshContext ? 1 : o.concurrency);
-  const needs = contextNeeds(o.spec.method, o.freshContext ? 1 : o.concurrency, o.maxTokens);
+  const problemsAtOnce = o.freshContext ? 1 : o.concurrency;
+  const context = contextFor(model, problemsAtOnce, 'big');
+  const smallContext = small ? contextFor(small, problemsAtOnce, 'small') : undefined;
+  const needs = contextNeeds(o.spec.method, problemsAtOnce, o.maxTokens);
   const decoding = o.decoding ? await openDecoding(model, o.decoding, { parallel: needs.nSeqMax, contextTokens: o.maxTokens + 1024, log: o.log }) : undefined;
   const generatorOf = (c: LlamaContext): Generator => (decoding ? new DecodingGenerator(new LocalGenerator(c), decoding.mode) : new LocalGenerator(c));
   const env = methodEnv({
@@ -85,6 +93,7 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
     exitAccounting: o.exitAccounting,
     budgetForcing: o.budgetForcing,
     seed: o.seed,
+    ...(smallContext ? { small: new LocalGenerator(smallContext) } : {}),
   });
   const results: RunResult[] = [];
   try {
@@ -105,8 +114,16 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
           concurrency: o.concurrency,
           freshGenerator: o.freshContext
             ? () => {
-                const c = contextFor(1);
-                return { generator: generatorOf(c), dispose: () => c.dispose() };
+                const c = contextFor(model, 1, 'big');
+                const s = small ? contextFor(small, 1, 'small') : undefined;
+                return {
+                  generator: generatorOf(c),
+                  ...(s ? { small: new LocalGenerator(s) } : {}),
+                  dispose: () => {
+                    c.dispose();
+                    s?.dispose();
+                  },
+                };
               }
             : undefined,
           config: {
@@ -137,7 +154,9 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
   } finally {
     context.dispose();
     decoding?.dispose();
+    smallContext?.dispose();
     if (typeof o.model === 'string') model.dispose();
+    if (small && typeof o.small === 'string') small.dispose();
   }
   return results;
 }

@@ -9,7 +9,7 @@
  */
 import type { LlamaContext, SamplerOptions } from '../engine/index.js';
 import { LocalGenerator } from '../backends/local.js';
-import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement } from '../backends/generator.js';
+import { requireCapabilities, type Generator, type GeneratorSequence, type Requirement, type Vocabulary } from '../backends/generator.js';
 import { InvalidInputError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { exitCueText, type ExitAccounting } from './forced-exit.js';
@@ -46,6 +46,11 @@ export interface MethodEnv {
   logprobs?: number;
   /** Aborts every rollout of the method (a client that went away). */
   signal?: AbortSignal;
+  /**
+   * The small model of a big/small composition (src/reasoning/compose/); `generator` is then the big one. Only
+   * composed methods read it (they declare `requiresSmall`).
+   */
+  small?: Generator;
 }
 
 export interface MethodInput {
@@ -58,6 +63,11 @@ export interface MethodInput {
    * their own. Default 0.
    */
   rollout?: number;
+  /**
+   * The same prompt for another vocabulary and chat template, optionally with a hint line (SplitReason's), for methods
+   * that decode with a second model. Absent where the caller only has tokens.
+   */
+  renderPrompt?: (vocab: Vocabulary, opts?: { hint?: string }) => number[];
 }
 
 
@@ -98,6 +108,8 @@ export interface ReasoningMethod {
   setting: string;
   /** What the method needs of the generator beyond sampling (checked before any work: `checkRequirements`). */
   requires?: readonly Requirement[];
+  /** A composed method: what it needs of `env.small` (set, even empty, means it needs a small model at all). */
+  requiresSmall?: readonly Requirement[];
   solve(input: MethodInput, env: MethodEnv): Promise<MethodOutcome>;
 }
 
@@ -110,6 +122,7 @@ export interface ReasoningSweep {
   name: string;
   settings: string[];
   requires?: readonly Requirement[];
+  requiresSmall?: readonly Requirement[];
   solveAll(input: MethodInput, env: MethodEnv): Promise<Map<string, MethodOutcome>>;
 }
 
@@ -129,6 +142,7 @@ export function methodEnv(
     onText: base.onText,
     signal: base.signal,
     logprobs: base.logprobs,
+    ...(base.small ? { small: base.small } : {}),
   };
   if (!Number.isInteger(env.maxTokens) || env.maxTokens < 1) {
     throw new InvalidInputError(`maxTokens must be a positive integer (got ${env.maxTokens})`);
@@ -197,9 +211,13 @@ export function promptWork(input: Pick<MethodInput, 'promptTokens'>): ModelWork 
   return { decoded: 0, prefilled: input.promptTokens.length };
 }
 
-/** Refuse, before any work, a method whose needs the environment's generator does not meet. */
-export function checkRequirements(method: Pick<ReasoningMethod, 'name' | 'requires'>, env: Pick<MethodEnv, 'generator'>): void {
+/** Refuse, before any work, a method whose needs the environment's generators do not meet. */
+export function checkRequirements(method: Pick<ReasoningMethod, 'name' | 'requires' | 'requiresSmall'>, env: Pick<MethodEnv, 'generator' | 'small'>): void {
   requireCapabilities(env.generator, method.requires ?? [], method.name);
+  if (method.requiresSmall) {
+    if (!env.small) throw new InvalidInputError(`${method.name} composes a small model with the big one: give the small model (--small SMALL)`);
+    requireCapabilities(env.small, method.requiresSmall, `${method.name} (small model)`);
+  }
 }
 
 /** Prefill the prompt in a new sequence, run `fn`, and free the sequence whatever happens. */

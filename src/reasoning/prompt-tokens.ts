@@ -4,7 +4,7 @@
  * special tokens parsed.
  */
 import type { Vocabulary } from '../backends/generator.js';
-import { buildPrompt, type ChatMessage, type PromptStyle } from '../tasks/prompts.js';
+import { buildPrompt, withHintLine, type ChatMessage, type PromptStyle } from '../tasks/prompts.js';
 import type { Problem } from '../tasks/problem.js';
 import { ChatTemplate } from '../import/chat-template.js';
 import { InvalidInputError } from '../util/errors.js';
@@ -29,9 +29,13 @@ export function renderChatForModel(model: Vocabulary, messages: ChatMessage[]): 
   return chatTemplateOf(model).render(messages);
 }
 
-/** Prompt tokens of a problem: chat template render, then tokenization with special tokens parsed and no extra BOS. */
-export function problemPromptTokens(model: Vocabulary, problem: Pick<Problem, 'problem' | 'choices'>, style?: PromptStyle): number[] {
-  const text = renderChatForModel(model, buildPrompt(problem, style));
+/**
+ * Prompt tokens of a problem: chat template render, then tokenization with special tokens parsed and no extra BOS.
+ * `hint`: a line put between the problem and its instruction (SplitReason's offloading hint, `withHintLine`).
+ */
+export function problemPromptTokens(model: Vocabulary, problem: Pick<Problem, 'problem' | 'choices'>, style?: PromptStyle, hint?: string): number[] {
+  const messages = buildPrompt(problem, style);
+  const text = renderChatForModel(model, hint === undefined ? messages : withHintLine(messages, hint));
   // The template writes BOS itself where the model wants it; do not add another.
   return model.tokenize(text, { addSpecial: false, parseSpecial: true });
 }

@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { discoverRuns, readMetrics, type RunMetrics } from '../eval/records.js';
+import type { ComposeSummary } from '../reasoning/compose/stats.js';
 import { readJson } from '../util/fs.js';
 
 const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : `${(100 * x).toFixed(1)}%`);
@@ -16,6 +17,28 @@ const ci = (c: [number, number] | undefined) => (c ? ` [${(100 * c[0]).toFixed(1
 function settingOrder(s: string): number {
   const m = /=(-?[\d.]+)/.exec(s);
   return m ? Number(m[1]) : s === 'full' ? -Infinity : 0;
+}
+
+/**
+ * Big/small compositions of one benchmark: accuracy against wall time per mode (relative to the big model alone when
+ * that run is there), offload share by tokens, hand-offs and each model's tokens per problem. Empty without such runs.
+ */
+export function composeTable(runs: readonly RunMetrics[]): string[] {
+  const rows = runs.filter((m) => m.extra?.compose);
+  if (rows.length === 0) return [];
+  const big = rows.find((m) => (m.extra!.compose as ComposeSummary).mode === 'big' && m.method === 'big');
+  const out = ['Big/small composition (per problem: tokens decoded / prefilled by each model):', ''];
+  out.push('| mode | setting | n | accuracy [95% CI] | Σ wall time (s) | wall vs big only | offload share | hand-offs | small decoded / prefilled | big decoded / prefilled |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|');
+  for (const m of rows) {
+    const c = m.extra!.compose as ComposeSummary;
+    const rel = big && big.wallSec > 0 ? `${((100 * m.wallSec) / big.wallSec).toFixed(0)}%` : '—';
+    out.push(
+      `| ${m.method} | ${m.setting} | ${m.n} | ${pct(m.accuracy)}${ci(m.accuracyCi95)} | ${m.wallSec.toFixed(1)} | ${rel} | ${pct(c.offloadShare)} | ${c.handoffsPerProblem.toFixed(1)} | ${c.small.decoded.toFixed(0)} / ${c.small.prefilled.toFixed(0)} | ${c.big.decoded.toFixed(0)} / ${c.big.prefilled.toFixed(0)} |`,
+    );
+  }
+  out.push('');
+  return out;
 }
 
 /** Markdown tables of every finished run under `root/eval` and of `root/conformal/summary.json`. */
@@ -42,6 +65,7 @@ export function experimentMarkdown(root: string): string {
       );
     }
     out.push('');
+    out.push(...composeTable(rs.map((r) => r.m)));
   }
   const summaryPath = join(root, 'conformal', 'summary.json');
   if (existsSync(summaryPath)) {

@@ -5,6 +5,7 @@
  */
 import type { CueEventRecord, LoadedRun, PredictionRecord, RunConfig, RunMetrics } from '../eval/records.js';
 import type { LoadedConformalResult } from './conformal.js';
+import { summarizeCompose, type ComposeStats, type ComposeSummary } from '../reasoning/compose/stats.js';
 
 export interface ReportOptions {
   /** Page title. Default "Lynx evaluation report". */
@@ -45,6 +46,8 @@ export interface ReportMetrics {
   savingsSource: string | null;
   /** Fraction of problems whose exit was premature (the exit's forced answer was wrong). */
   prematureExitRate: number | null;
+  /** Big/small compositions: offload share, hand-offs and each model's work (null for one-model runs). */
+  compose: ComposeSummary | null;
 }
 
 export interface ReportEvent {
@@ -254,6 +257,7 @@ function metricsFromPredictions(preds: readonly PredictionRecord[]): ReportMetri
     savingsRate: null,
     savingsSource: null,
     prematureExitRate: null,
+    compose: summarizeCompose(preds.flatMap((p) => (p.extra?.compose ? [p.extra.compose as ComposeStats] : []))) ?? null,
   };
 }
 
@@ -278,6 +282,7 @@ function mergeMetrics(m: RunMetrics, fromPreds: ReportMetrics | null): ReportMet
     savingsRate: null,
     savingsSource: null,
     prematureExitRate: null,
+    compose: (m.extra?.compose as ComposeSummary | undefined) ?? fromPreds?.compose ?? null,
   };
 }
 

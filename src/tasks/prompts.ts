@@ -81,6 +81,21 @@ export function defaultPromptStyle(problem: Pick<Problem, 'choices'>): PromptSty
   return problem.choices && problem.choices.length > 0 ? 'csqa' : 'zst';
 }
 
+/**
+ * Messages with a hint line put into the last user turn, between the problem and its closing instruction line (where
+ * SplitReason puts its offloading hint: `{question}\n{hint}\n{instruction}`). A turn of one line gets the hint after it.
+ */
+export function withHintLine(messages: readonly ChatMessage[], hint: string): ChatMessage[] {
+  const last = messages.map((m) => m.role).lastIndexOf('user');
+  if (last < 0) throw new InvalidInputError('a prompt hint needs a user message to go into');
+  return messages.map((m, i) => {
+    if (i !== last) return { ...m };
+    const cut = m.content.lastIndexOf('\n');
+    const content = cut < 0 ? `${m.content}\n${hint}` : `${m.content.slice(0, cut)}\n${hint}${m.content.slice(cut)}`;
+    return { role: m.role, content };
+  });
+}
+
 export function buildPrompt(problem: Pick<Problem, 'problem' | 'choices'>, style: PromptStyle = defaultPromptStyle(problem)): ChatMessage[] {
   const hasChoices = problem.choices !== undefined && problem.choices.length > 0;
   switch (style) {

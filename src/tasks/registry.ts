@@ -48,9 +48,13 @@ export function loadBenchmark(name: string, sel: BenchmarkSelection = {}): Probl
   return loadDataBenchmark(name, opts);
 }
 
-/** The name a benchmark's run folders and records carry: a JSONL file's base name, else the name itself. */
+/**
+ * The name a benchmark's run folders and records carry: a JSONL file's base name, a demo task's name with `-` for `:`
+ * (`demo:test:1-5` -> `demo-test-1-5`, a folder name), else the name itself.
+ */
 export function benchmarkLabel(name: string): string {
-  return name.endsWith('.jsonl') ? basename(name).replace(/\.jsonl$/, '') : name;
+  if (name.endsWith('.jsonl')) return basename(name).replace(/\.jsonl$/, '');
+  return isDemoBenchmark(name) ? name.replace(/:/g, '-') : name;
 }
 
 /** What `--benchmark` accepts, for help texts and errors. */

@@ -7,6 +7,7 @@ import { compareWithBaseline, type DemoProblemResult } from '../../demo/compare.
 import { measureBehaviour, mergeStageCurves, writeModelCard } from '../../demo/model-card.js';
 import { requireShippedDemo, shippedDemo } from '../../demo/shipped.js';
 import { runDemoExperiment } from '../../demo/experiment.js';
+import { measureStepErrors, stepErrorMarkdown } from '../../demo/step-errors.js';
 import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
@@ -14,6 +15,7 @@ import { floatOption, intOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { paint } from '../terminal.js';
 import { experimentMarkdown } from '../../report/markdown.js';
+import { OFFLOAD_HINT } from '../../reasoning/compose/protocol.js';
 
 interface DemoArgs {
   problems: number;
@@ -90,7 +92,7 @@ export function registerDemo(program: Command): void {
   demo
     .command('train')
     .description('train the demo reasoner from random initialisation (writes <name>.gguf and <name>.loss.json)')
-    .option('--recipe <name>', 'default (the shipped model) or small', 'default')
+    .option('--recipe <name>', 'default (the shipped model), small, or small-split (the small model that offloads to the default one)', 'default')
     .option('-o, --out <dir>', 'output folder', '.')
     .option('--threads <n>', 'CPU threads', intOption('--threads', 1), 2)
     .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
@@ -132,7 +134,8 @@ export function registerDemo(program: Command): void {
     .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--exp <dir>', "a 'lynx demo experiment' folder of this model: its result tables go into the card")
-    .action(async (args: { model: string; loss: string[]; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string }) => {
+    .option('--compose <dir>', 'an experiment folder of big/small composition runs with this (small) model: their tables go into the card')
+    .action(async (args: { model: string; loss: string[]; out: string; perLevel: number; maxTokens: number; seed: number; exp?: string; compose?: string }) => {
       const stages = args.loss.map((spec) => {
         const m = /^(.*)@(\d+)$/.exec(spec);
         const file = m ? m[1]! : spec;
@@ -142,13 +145,22 @@ export function registerDemo(program: Command): void {
       });
       const merged = stages.length > 1 || stages[0]!.upToStep !== undefined ? mergeStageCurves(stages) : undefined;
       const curve = merged?.curve ?? stages[0]!.curve;
+      // A small model trained to offload (recipe small-split) is measured as it is prompted: with SplitReason's hint.
+      const ops = curve.recipe.data.trace?.offload ?? [];
+      const offload = ops.length > 0 ? { ops: ops.map((k) => OP_NAMES[k]), bigModel: 'lynx-demo' } : undefined;
       const model = LlamaModel.load(args.model);
       try {
         const bar = progressBar('rollouts', args.perLevel * 5);
-        const behaviour = await measureBehaviour(model, { perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
+        const behaviour = await measureBehaviour(model, {
+          perLevel: args.perLevel,
+          maxTokens: args.maxTokens,
+          seed: args.seed,
+          promptHint: offload ? OFFLOAD_HINT : undefined,
+          onProgress: () => bar.tick(),
+        });
         bar.stop();
-        const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined].filter(Boolean).join('\n\n') || undefined;
-        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra, stages: stages.length });
+        const extra = [merged?.table, args.exp ? experimentSection(args.exp) : undefined, args.compose ? composeSection(args.compose) : undefined].filter(Boolean).join('\n\n') || undefined;
+        const card = writeModelCard(resolve(args.out), { modelFile: args.model, curve, behaviour, extra, stages: stages.length, offload });
         process.stdout.write(`${card}\n`);
         for (const r of behaviour.rows) {
           process.stdout.write(`level ${r.level}: accuracy ${(100 * r.accuracy).toFixed(1)}%, ${r.meanThinkingTokens.toFixed(0)} thinking tokens, ${(100 * r.meanShareAfterFirstCorrect).toFixed(1)}% after first correct, ${r.meanCues.toFixed(2)} cues\n`);
@@ -157,6 +169,20 @@ export function registerDemo(program: Command): void {
         model.dispose();
       }
     });
+}
+
+const OP_NAMES = { add: 'addition', sub: 'subtraction', mul: 'multiplication', div: 'division' } as const;
+
+/** The card's section on big/small composition, from an experiment folder's runs (docs/composition.md). */
+function composeSection(exp: string): string {
+  const tables = existsSync(exp) ? experimentMarkdown(exp) : '';
+  if (!tables.includes('Big/small composition')) throw new InvalidInputError(`--compose: no big/small composition runs under ${exp} (lynx eval --small ...)`);
+  return `## Big/small composition with lynx-demo (\`lynx eval --small\`)
+
+This model as the small half, the shipped lynx-demo as the big one, on held-out test problems (BENCHMARKS.md has the
+commands). Wall times are sums of per-problem times, one problem at a time.
+
+${tables}`;
 }
 
 /** The card's section on LYNX and the peers, from an experiment folder's runs. */
@@ -197,6 +223,28 @@ function registerDemoPipeline(demo: Command): void {
         skipPeers: args.skipPeers,
       });
       process.stdout.write(`${join(resolve(args.out), 'report.html')}\n`);
+    });
+
+  demo
+    .command('step-errors')
+    .description("which arithmetic steps a demo model gets wrong: its sampled traces' steps checked by operation and result size (what marks the small model's <bigmodel> steps)")
+    .requiredOption('-m, --model <path>', 'the demo GGUF')
+    .option('--part <part>', 'held-out part: calib (default), probe or test', 'calib')
+    .option('--per-level <n>', 'problems per level', intOption('--per-level', 1), 100)
+    .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 600)
+    .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
+    .option('--json', 'print the report as JSON')
+    .action(async (args: { model: string; part: string; perLevel: number; maxTokens: number; seed: number; json?: boolean }) => {
+      if (!['calib', 'probe', 'test'].includes(args.part)) throw new InvalidInputError(`--part must be calib, probe or test (got '${args.part}')`);
+      const model = LlamaModel.load(args.model);
+      try {
+        const bar = progressBar('rollouts', args.perLevel * 5);
+        const r = await measureStepErrors(model, { part: args.part as 'calib', perLevel: args.perLevel, maxTokens: args.maxTokens, seed: args.seed, onProgress: () => bar.tick() });
+        bar.stop();
+        process.stdout.write(args.json ? JSON.stringify(r, null, 2) + '\n' : `accuracy ${(100 * r.accuracy).toFixed(1)}% on ${r.problems} ${r.part} problems\n\n${stepErrorMarkdown(r)}\n`);
+      } finally {
+        model.dispose();
+      }
     });
 
   demo

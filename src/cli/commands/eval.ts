@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { evaluateStep, type EvaluateStepOptions } from '../../pipeline/evaluate.js';
 import type { MethodSpec } from '../../pipeline/methods.js';
+import type { ComposeSummary } from '../../reasoning/compose/stats.js';
 import { checkGrading } from '../../tasks/answer-equiv.js';
 import { checkPromptStyle } from '../../tasks/prompts.js';
 import { DEFAULT_DEEPCONF_TRACES } from '../../pipeline/methods.js';
@@ -15,6 +16,7 @@ import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-
 
 export interface EvalArgs extends DecodingArgs {
   model: string;
+  small?: string;
   benchmark: string;
   dataDir?: string;
   split?: 'train' | 'test';
@@ -36,6 +38,16 @@ export interface EvalArgs extends DecodingArgs {
   window?: number;
   agreement?: string[];
   interval: number;
+  handBackEvery?: number;
+  segmentCap?: number;
+  switchRatio?: string[];
+  switchChunk?: number;
+  candidates?: number;
+  draftTokens?: number;
+  decay?: number;
+  bigTokens?: number;
+  offloadHint?: boolean;
+  scoreThreshold?: number;
   out: string;
   shard?: string;
   maxTokens: number;
@@ -84,6 +96,16 @@ export function methodSpecOf(args: EvalArgs): MethodSpec {
     window: args.window,
     agreements: numbers(args.agreement, '--agreement'),
     interval: args.interval,
+    handBackEvery: args.handBackEvery,
+    segmentCap: args.segmentCap,
+    switchRatios: numbers(args.switchRatio, '--switch-ratio'),
+    switchChunk: args.switchChunk,
+    candidates: args.candidates,
+    draftTokens: args.draftTokens,
+    decay: args.decay,
+    bigTokens: args.bigTokens,
+    offloadHint: args.offloadHint,
+    scoreThreshold: args.scoreThreshold,
   };
 }
 
@@ -91,10 +113,11 @@ export function registerEval(program: Command): void {
   const command = program
     .command('eval')
     .description('evaluate a method on a benchmark; writes <out>/eval/<benchmark>/<method>/<setting>/{metrics.json,predictions.jsonl,config.json}')
-    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder (with --small: the big model)')
+    .option('--small <path>', 'the small model of a big/small composition (--method split, random-switch, logprob-subselect, small, big)')
     .requiredOption('-b, --benchmark <name>', 'gsm8k, math, math500, aime24, amc23, commonsenseqa, demo, or a .jsonl file')
     .requiredOption('-o, --out <dir>', 'experiment folder')
-    .option('--method <name>', 'full, budget, lynx, deer, deepconf, dynasor', 'full')
+    .option('--method <name>', 'full, budget, lynx, deer, deepconf, dynasor; with --small: split, random-switch, logprob-subselect, specreason, small, big, or MODE+METHOD (e.g. split+lynx)', 'full')
     .option('--budget <list>', 'budget: thinking-token budgets', listOption)
     .option('--delta <list>', 'lynx: error levels', listOption)
     .option('--rule <name>', 'lynx: lynx (per event), ltt or crc (per problem)', 'lynx')
@@ -107,7 +130,17 @@ export function registerEval(program: Command): void {
     .option('--warmup <n>', 'deepconf: warm-up traces (default 16)', intOption('--warmup', 1))
     .option('--window <n>', "deepconf: confidence window in tokens (default: the token budget scaled as DeepConf's 2048 of 64000)", intOption('--window', 1))
     .option('--agreement <list>', 'dynasor: agreeing probes needed', listOption)
-    .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32);
+    .option('--interval <k>', 'dynasor: probe every k tokens', intOption('--interval', 1), 32)
+    .option('--hand-back-every <n>', 'split: big tokens between checks whether the small model would close the segment (default 8)', intOption('--hand-back-every', 1))
+    .option('--segment-cap <n>', 'split: longest big segment in tokens (default 128)', intOption('--segment-cap', 1))
+    .option('--switch-ratio <list>', 'random-switch: P(big) = 1/(ratio+1) per chunk (several = several runs)', listOption)
+    .option('--switch-chunk <n>', 'random-switch: tokens per chunk (default 16)', intOption('--switch-chunk', 1))
+    .option('--candidates <n>', 'logprob-subselect: drafts at the start (default 4)', intOption('--candidates', 2))
+    .option('--draft-tokens <n>', 'logprob-subselect: small tokens per draft and round (default 64)', intOption('--draft-tokens', 1))
+    .option('--decay <n>', 'logprob-subselect: keep 1/decay of the drafts per round (default 2)', intOption('--decay', 2))
+    .option('--big-tokens <n>', 'logprob-subselect: big tokens added to each kept draft per round (default 16)', intOption('--big-tokens', 0))
+    .option('--score-threshold <s>', 'specreason: keep a small step the big model scores at least this (0-9, default 7)', floatOption('--score-threshold', 0, 10))
+    .option('--offload-hint', "small, random-switch: prompt the small model with SplitReason's hint and hide its tags from the big model (a small model trained on the tags)");
   problemSelectionOptions(command)
     .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
     .option('--test-rollouts <n>', "rollouts per problem (LYNX's --test-rollouts); records <id>#<r>", intOption('--test-rollouts', 1), 1)
@@ -130,6 +163,7 @@ export function registerEval(program: Command): void {
 export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMethod' | 'onProgress'> {
   return {
     model: args.model,
+    small: args.small,
     benchmark: args.benchmark,
     selection: selectionOf(args),
     out: args.out,
@@ -164,9 +198,11 @@ export async function runEvalCommand(args: EvalArgs): Promise<void> {
   bar?.stop();
   for (const r of results) {
     const m = r.metrics;
+    const c = m.extra?.compose as ComposeSummary | undefined;
+    const composed = c ? `, offload ${(c.offloadShare * 100).toFixed(1)}%, ${c.handoffsPerProblem.toFixed(1)} hand-offs, wall ${m.wallSec.toFixed(1)} s` : '';
     process.stdout.write(
       `${m.method} ${m.setting}: accuracy ${(m.accuracy * 100).toFixed(1)}% [${m.accuracyCi95.map((x) => (x * 100).toFixed(1)).join(', ')}], ` +
-        `avg tokens ${m.avgTokens.toFixed(0)}, n ${m.n} -> ${r.dir}\n`,
+        `avg tokens ${m.avgTokens.toFixed(0)}${composed}, n ${m.n} -> ${r.dir}\n`,
     );
   }
 }
