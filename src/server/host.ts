@@ -4,7 +4,10 @@
  * on first use per rule and δ, and the admission queue.
  */
 import { basename } from 'node:path';
+import type { Generator } from '../backends/generator.js';
 import { LocalGenerator } from '../backends/local.js';
+import { OpenAIGenerator, TapContext, type RemoteServer } from '../backends/openai/index.js';
+import { connectBackend, type BackendOptions } from '../pipeline/backend.js';
 import { LlamaContext, LlamaModel } from '../engine/index.js';
 import { calibratedRules, loadLynxPolicy, policyTaps, type PolicySelector } from '../reasoning/lynx/policy.js';
 import type { LynxPolicy } from '../reasoning/lynx/online.js';
@@ -32,6 +35,11 @@ export interface HostOptions {
    * beside it (so a seeded request equals `lynx run`); 'f16' halves cache memory.
    */
   kvType?: 'f32' | 'f16';
+  /**
+   * Generate on an OpenAI-compatible server (`backend: 'openai'`): this host then keeps the model for the tokenizer,
+   * the chat template and LYNX's hidden states (read by local prefills of the remote tokens), and the context for those.
+   */
+  backend?: BackendOptions;
 }
 
 /** Sequences one request may hold at once: its trace and the forks of its probes and trial answers. */
@@ -43,7 +51,9 @@ export class ModelHost {
   readonly admission: Admission;
   readonly metrics = new ServerMetrics();
   readonly servedName: string;
-  private loaded: { model: LlamaModel; context: LlamaContext; generator: LocalGenerator } | undefined;
+  private loaded: { model: LlamaModel; context: LlamaContext; generator: Generator } | undefined;
+  /** The server generating for this host (`backend: 'openai'`). */
+  remote: RemoteServer | undefined;
   private readonly policies = new Map<string, LynxPolicy>();
   /** The calibrated (rule, δ) pairs of the probe folder. */
   rules: PolicySelector[] = [];
@@ -67,7 +77,15 @@ export class ModelHost {
         kvType: this.options.kvType ?? 'f32',
         flashAttention: this.options.kvType === 'f16' ? 'auto' : false,
       });
-      this.loaded = { model, context, generator: new LocalGenerator(context) };
+      try {
+        this.remote = await connectBackend(this.options.backend ?? {}, model);
+      } catch (e) {
+        context.dispose();
+        model.dispose();
+        throw e;
+      }
+      const generator = this.remote ? new OpenAIGenerator(this.remote, model, new TapContext(context)) : new LocalGenerator(context);
+      this.loaded = { model, context, generator };
       if (this.options.probe) {
         // Refuse a probe of another model at start, not at the first request.
         this.rules = calibratedRules(this.options.probe);
@@ -81,7 +99,7 @@ export class ModelHost {
     }
   }
 
-  get ready(): { model: LlamaModel; context: LlamaContext; generator: LocalGenerator } {
+  get ready(): { model: LlamaModel; context: LlamaContext; generator: Generator } {
     if (!this.loaded) {
       throw new ApiError(503, this.status === 'failed' ? `the model failed to load: ${this.failure}` : 'the model is still loading', 'service_unavailable', null, 'model_not_ready');
     }

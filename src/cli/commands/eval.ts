@@ -6,9 +6,11 @@ import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
-import { progressBar } from '../progress.js';
+import { progressBar, rate } from '../progress.js';
+import { backendOf, backendOptions, remoteDetail, type BackendArgs } from '../backend-args.js';
+import type { RemoteProgress } from '../../pipeline/backend.js';
 
-export interface EvalArgs {
+export interface EvalArgs extends BackendArgs {
   model: string;
   benchmark: string;
   dataDir?: string;
@@ -35,7 +37,7 @@ export interface EvalArgs {
   topP: number;
   seed: number;
   policy: string;
-  concurrency: number;
+  concurrency?: number;
   freshContext?: boolean;
   exitCue: string;
   promptStyle?: 'zst' | 'csqa';
@@ -91,9 +93,10 @@ export function registerEval(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
     .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
-    .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
+    .option('-c, --concurrency <n>', 'problems decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1))
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
-    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
+  backendOptions(command)
     .action(async (args: EvalArgs) => {
       await runEvalCommand(args);
     });
@@ -116,18 +119,26 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     freshContext: args.freshContext,
     exitCue: args.exitCue,
     promptStyle: args.promptStyle,
+    ...backendOf(args),
   };
 }
 
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
   let bar: ReturnType<typeof progressBar> | undefined;
+  let done = 0;
+  let remote: RemoteProgress | undefined;
   const results = await evaluateStep({
     ...evaluateOptions(args),
     onMethod: (name, settings, records) => {
       bar?.stop();
-      bar = progressBar(`${name} ${settings.join(' ')}`, records);
+      done = 0;
+      bar = progressBar(`${name} ${settings.join(' ')}`, records, (sec) => `${rate(done, sec)} records${remote ? `, ${rate(remote.tokens, sec, ' tok')} streamed` : ''}${remoteDetail(remote)}`);
     },
-    onProgress: () => bar?.tick(),
+    onProgress: (r) => {
+      done++;
+      remote = r;
+      bar?.tick();
+    },
   });
   bar?.stop();
   for (const r of results) {
