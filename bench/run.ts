@@ -6,6 +6,7 @@
  *   npm run bench -- --only q8_0  # one type
  *   npm run bench -- --suite serve  # lynx serve under load against llama-server (bench/run-serve.ts)
  *   npm run bench -- --suite samplers  # host cost per token of each sampler (bench/samplers.ts)
+ *   npm run bench -- --suite remote # a dataset build generated on a server at 1/8/32 in flight vs local (bench/run-remote.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -21,6 +22,16 @@ const machine = `${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, ${(totalmem() /
 const started = new Date();
 console.log(`lynx bench — ${started.toISOString()} — ${machine}`);
 const suite = args.includes('--suite') ? args[args.indexOf('--suite') + 1] : 'engine';
+if (suite === 'remote') {
+  const { benchRemote } = await import('./run-remote.js');
+  const result = await benchRemote(args, (s) => console.log(s));
+  const outDir = resolve('bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, `${started.toISOString().slice(0, 10)}-remote.json`);
+  writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine, ...result }, null, 2) + '\n');
+  console.log(`\nwrote ${out}`);
+  process.exit(0);
+}
 if (suite === 'serve' || suite === 'samplers') {
   const result =
     suite === 'serve'

@@ -70,6 +70,27 @@ export interface Generator {
   createSequence(): GeneratorSequence;
 }
 
+/** What a batch job (the dataset builder) asks of the generators it creates. */
+export interface GeneratorNeeds {
+  /** Rollouts the generator serves at once. */
+  rollouts: number;
+  /** KV cells one rollout may take locally: its trace and the forks of its forced exits. */
+  tokensPerRollout: number;
+  /** Sequences one rollout may hold at once (its trace and its forks). */
+  sequencesPerRollout: number;
+  /** The longest single sequence: prompt, trace, exit cue and answer. */
+  longestSequence: number;
+}
+
+/** Makes generators for a job: the local engine (a context per call) or a remote server (hidden states read locally). */
+export interface GeneratorFactory {
+  /** What a dataset manifest records about the generator (absent for the local engine, whose manifests predate this). */
+  readonly info?: Record<string, unknown>;
+  /** Refuse, before any work, needs the generator cannot meet (a sequence longer than the server's context). */
+  check?(needs: GeneratorNeeds): void;
+  create(needs: GeneratorNeeds): { generator: Generator; dispose(): void };
+}
+
 function describe(req: Requirement): string {
   if (typeof req === 'string') return { hiddenStates: 'hidden states', fork: 'sequence forks', logprobs: 'token log-probabilities' }[req];
   return `top-${req.topLogprobs} log-probabilities per token`;

@@ -4,19 +4,32 @@
  */
 import { basename } from 'node:path';
 import type { LlamaModel } from '../engine/index.js';
-import { buildDatasetToDir, summarizeDataset, type BuildToDirOptions, type BuildToDirResult, type DatasetSummary } from '../reasoning/lynx/dataset/builder.js';
+import { openAIGenerators } from '../backends/openai/index.js';
+import {
+  buildDatasetToDir,
+  summarizeDataset,
+  type BuildProgress,
+  type BuildToDirOptions,
+  type BuildToDirResult,
+  type DatasetSummary,
+} from '../reasoning/lynx/dataset/builder.js';
 import { defaultHiddenStateLayers } from '../reasoning/lynx/features.js';
 import { DEFAULT_SPLIT_SEED, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
+import { connectBackend, remoteProgress, type BackendOptions, type RemoteProgress } from './backend.js';
 import { openModel } from './model.js';
 
-export interface BuildDatasetStepOptions extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers'> {
+export interface BuildDatasetStepOptions extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers' | 'generators' | 'onProgress'>, BackendOptions {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   benchmark: string;
   selection?: BenchmarkSelection;
   /** Hugging Face hidden-state indices read at each event; default LYNX's for the model's depth. */
   layers?: readonly number[];
+  /** Rollouts in flight. Default 4 locally, `maxInflight` with a remote backend. */
+  concurrency?: number;
+  /** After every finished rollout; `remote` while generating on a server. */
+  onProgress?: (p: BuildProgress & { remote?: RemoteProgress }) => void;
 }
 
 /** The hidden-state indices of a build, checked against the model's depth. */
@@ -36,11 +49,15 @@ export async function buildDatasetStep(o: BuildDatasetStepOptions): Promise<{ re
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
   try {
-    const { benchmark, selection, layers, ...build } = o;
+    const { benchmark, selection, layers, backend, baseUrl, apiKey, remoteModel, maxInflight, requestTimeout, retries, vocabCheck, onRetry, onProgress, ...build } = o;
+    const server = await connectBackend({ backend, baseUrl, apiKey, remoteModel, maxInflight, requestTimeout, retries, vocabCheck, onRetry }, model);
     const result = await buildDatasetToDir({
       ...build,
       model,
       problems,
+      generators: server ? openAIGenerators(server, model, { threads: o.threads }) : undefined,
+      concurrency: o.concurrency ?? server?.limit.max ?? 4,
+      onProgress: onProgress && ((p) => onProgress(server ? { ...p, remote: remoteProgress(server) } : p)),
       info: {
         benchmark: benchmark.endsWith('.jsonl') ? basename(benchmark) : benchmark,
         selection: {

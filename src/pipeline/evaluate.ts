@@ -3,9 +3,10 @@
  * `<out>/eval/<benchmark>/<method>/<setting>/` by the resumable runner.
  */
 import { DecodingGenerator } from '../backends/decoding.js';
-import { LocalGenerator } from '../backends/local.js';
 import type { Generator } from '../backends/generator.js';
-import { LlamaContext, type LlamaModel } from '../engine/index.js';
+import { LocalGenerator } from '../backends/local.js';
+import { OpenAIGenerator, TapContext, type RemoteServer } from '../backends/openai/index.js';
+import { LlamaContext, MAX_SEQUENCES, type LlamaModel } from '../engine/index.js';
 import { evaluateMethod } from '../eval/evaluate-method.js';
 import type { RunResult } from '../eval/runner.js';
 import { methodEnv } from '../reasoning/method.js';
@@ -15,12 +16,13 @@ import type { Grading } from '../tasks/answer-equiv.js';
 import type { PromptStyle } from '../tasks/prompts.js';
 import { benchmarkLabel, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
+import { connectBackend, remoteProgress, type BackendOptions, type RemoteProgress } from './backend.js';
 import { COMPOSE_MODES, composeModeOf, contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
 import type { SamplerOptions } from '../engine/index.js';
 import { openDecoding, type DecodingSpec } from './decoding.js';
 
-export interface EvaluateStepOptions {
+export interface EvaluateStepOptions extends BackendOptions {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   /** The small model of a big/small composition (methods split, random-switch, ..., small, big; `model` is the big one). */
@@ -35,8 +37,8 @@ export interface EvaluateStepOptions {
   sampler: SamplerOptions;
   seed: number;
   grading: Grading;
-  /** Problems decoded together. */
-  concurrency: number;
+  /** Problems decoded together. Default 4 locally, `maxInflight` with a remote backend. */
+  concurrency?: number;
   /** Each problem in its own new context: exactly a lone run's result, no batching across problems. */
   freshContext?: boolean;
   exitCue: string;
@@ -49,7 +51,8 @@ export interface EvaluateStepOptions {
   promptStyle?: PromptStyle;
   /** Called when a method (or sweep) starts, with its settings and the number of records it will write. */
   onMethod?: (name: string, settings: readonly string[], records: number) => void;
-  onProgress?: () => void;
+  /** After every record; `remote` while generating on a server. */
+  onProgress?: (remote?: RemoteProgress) => void;
   /** Generate with speculative decoding (`draft`) or layer exit (`layerExit`); the method is unchanged. */
   decoding?: DecodingSpec;
   log?: (line: string) => void;
@@ -71,6 +74,10 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
   if (!composed && o.small !== undefined) throw new InvalidInputError(`--small is for the big/small compositions (${COMPOSE_MODES.join(', ')}); --method ${o.spec.method} runs one model`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
   const small = o.small === undefined ? undefined : typeof o.small === 'string' ? await openModel(o.small) : o.small;
+  const disposeModels = () => {
+    if (typeof o.model === 'string') model.dispose();
+    if (small && typeof o.small === 'string') small.dispose();
+  };
   const contextFor = (m: LlamaModel, n: number, role: 'big' | 'small') =>
     new LlamaContext(m, {
       ...contextNeeds(o.spec.method, n, o.maxTokens, { model: role, handBackEvery: o.spec.handBackEvery, candidates: o.spec.candidates }),
@@ -79,23 +86,58 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
       kvType: 'f32',
       flashAttention: false,
     });
-  const problemsAtOnce = o.freshContext ? 1 : o.concurrency;
-  const context = contextFor(model, problemsAtOnce, 'big');
-  const smallContext = small ? contextFor(small, problemsAtOnce, 'small') : undefined;
-  const needs = contextNeeds(o.spec.method, problemsAtOnce, o.maxTokens);
-  const decoding = o.decoding ? await openDecoding(model, o.decoding, { parallel: needs.nSeqMax, contextTokens: o.maxTokens + 1024, log: o.log }) : undefined;
-  const generatorOf = (c: LlamaContext): Generator => (decoding ? new DecodingGenerator(new LocalGenerator(c), decoding.mode) : new LocalGenerator(c));
+  const results: RunResult[] = [];
+  let server: RemoteServer | undefined;
+  let decoding: Awaited<ReturnType<typeof openDecoding>> | undefined;
+  let generatorFor: (problems: number) => { generator: Generator; small?: Generator; dispose(): void };
+  try {
+    server = await connectBackend(o, model);
+    if (server && (small || o.decoding)) {
+      throw new InvalidInputError('--small, --draft and --layer-exit decode locally: they do not combine with --backend openai');
+    }
+    const remote = server;
+    // Hidden states of a remote trace are read by a local prefill: a local context only for the methods that tap.
+    const taps = remote !== undefined && methods.some((m) => m.requires?.includes('hiddenStates'));
+    const atOnce = o.freshContext ? 1 : (o.concurrency ?? 4);
+    decoding = o.decoding
+      ? await openDecoding(model, o.decoding, { parallel: contextNeeds(o.spec.method, atOnce, o.maxTokens).nSeqMax, contextTokens: o.maxTokens + 1024, log: o.log })
+      : undefined;
+    const mode = decoding?.mode;
+    generatorFor = (n) => {
+      if (remote) {
+        if (!taps) return { generator: new OpenAIGenerator(remote, model), dispose: () => {} };
+        const c = new LlamaContext(model, { nCtx: n * (o.maxTokens + 1024), nSeqMax: Math.min(MAX_SEQUENCES, 2 * n), kvType: 'f32', flashAttention: false });
+        const t = new TapContext(c);
+        return { generator: new OpenAIGenerator(remote, model, t), dispose: () => t.dispose() };
+      }
+      const c = contextFor(model, n, 'big');
+      const s = small ? contextFor(small, n, 'small') : undefined;
+      return {
+        generator: mode ? new DecodingGenerator(new LocalGenerator(c), mode) : new LocalGenerator(c),
+        ...(s ? { small: new LocalGenerator(s) } : {}),
+        dispose: () => {
+          c.dispose();
+          s?.dispose();
+        },
+      };
+    };
+  } catch (e) {
+    decoding?.dispose();
+    disposeModels();
+    throw e;
+  }
+  const concurrency = o.concurrency ?? server?.limit.max ?? 4;
+  const main = generatorFor(o.freshContext ? 1 : concurrency);
   const env = methodEnv({
-    generator: generatorOf(context),
+    generator: main.generator,
     sampler: o.sampler,
     maxTokens: o.maxTokens,
     exitCue: o.exitCue,
     exitAccounting: o.exitAccounting,
     budgetForcing: o.budgetForcing,
     seed: o.seed,
-    ...(smallContext ? { small: new LocalGenerator(smallContext) } : {}),
+    ...(main.small ? { small: main.small } : {}),
   });
-  const results: RunResult[] = [];
   try {
     for (const method of methods) {
       const settings = 'settings' in method ? method.settings : [method.setting];
@@ -111,21 +153,8 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
           grading: o.grading,
           promptStyle: o.promptStyle,
           shard: o.shard,
-          concurrency: o.concurrency,
-          freshGenerator: o.freshContext
-            ? () => {
-                const c = contextFor(model, 1, 'big');
-                const s = small ? contextFor(small, 1, 'small') : undefined;
-                return {
-                  generator: generatorOf(c),
-                  ...(s ? { small: new LocalGenerator(s) } : {}),
-                  dispose: () => {
-                    c.dispose();
-                    s?.dispose();
-                  },
-                };
-              }
-            : undefined,
+          concurrency,
+          freshGenerator: o.freshContext ? () => generatorFor(1) : undefined,
           config: {
             method: o.spec.method,
             rule: o.spec.rule ?? 'lynx',
@@ -135,8 +164,9 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
             budgetForcing: o.budgetForcing ?? 'method default',
             testRollouts: o.testRollouts ?? 1,
             ...(decoding ? { decoding: decoding.mode.name, lossless: decoding.mode.lossless } : {}),
+            ...(server ? { generator: server.describe() } : {}),
           },
-          onProgress: o.onProgress,
+          onProgress: o.onProgress && (() => o.onProgress!(server ? remoteProgress(server) : undefined)),
         })),
       );
     }
@@ -152,11 +182,9 @@ export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]>
       }
     }
   } finally {
-    context.dispose();
+    main.dispose();
     decoding?.dispose();
-    smallContext?.dispose();
-    if (typeof o.model === 'string') model.dispose();
-    if (small && typeof o.small === 'string') small.dispose();
+    disposeModels();
   }
   return results;
 }

@@ -12,7 +12,7 @@ import { ApiError, badRequest } from './api-error.js';
 import { runCompletion, topLogprobEntries, type CompletionJob, type CompletionResult, type TracePiece } from './completion.js';
 import type { ModelHost } from './host.js';
 import { ReasoningSplitter } from './reasoning-split.js';
-import { ChatRequestSchema, CompletionRequestSchema, parseBody, type ChatRequest, type CompletionRequest, type EarlyExit } from './schemas.js';
+import { ChatRequestSchema, CompletionRequestSchema, TokenizeRequestSchema, parseBody, type ChatRequest, type CompletionRequest, type EarlyExit } from './schemas.js';
 import { SseStream } from './sse.js';
 import { DEFAULT_SAMPLER } from '../reasoning/method.js';
 import { ZST_INSTRUCTION } from '../tasks/prompts.js';
@@ -95,6 +95,17 @@ export function buildApp(host: ModelHost, o: AppOptions = {}): FastifyInstance {
     ],
   }));
 
+  // vLLM's and SGLang's tokenizer endpoint: what a remote client compares its own tokenizer with (docs/scale-out.md).
+  const tokenize = async (req: FastifyRequest) => {
+    const body = parseBody(TokenizeRequestSchema, req.body);
+    const { model } = host.ready;
+    checkModelName(host, body.model);
+    const tokens = model.tokenize(body.prompt, { addSpecial: (body.add_special_tokens ?? true) && model.info.addBos, parseSpecial: true });
+    return { tokens, count: tokens.length, max_model_len: host.options.contextPerRequest };
+  };
+  app.post('/tokenize', tokenize);
+  app.post('/v1/tokenize', tokenize);
+
   app.post('/v1/chat/completions', async (req, reply) => {
     const body = parseBody(ChatRequestSchema, req.body);
     const { model } = host.ready;
@@ -120,11 +131,15 @@ export function buildApp(host: ModelHost, o: AppOptions = {}): FastifyInstance {
     const promptTokens = typeof p === 'string' ? model.tokenize(p, { addSpecial: model.info.addBos, parseSpecial: true }) : (p as number[]);
     for (const t of promptTokens) if (t >= model.info.nVocab) throw badRequest(`prompt: token id ${t} is outside the vocabulary (${model.info.nVocab} tokens)`, 'prompt');
     const job = jobOf(host, o, body, promptTokens, body.max_tokens, body.logprobs ?? undefined, 'prompt');
+    if (body.sampler_seed !== undefined && body.sampler_seed !== null) {
+      if (job.earlyExit.method !== 'none') throw badRequest('sampler_seed: only a request without early exit takes the sampler\'s own seed (give seed instead)', 'sampler_seed');
+      job.samplerSeed = body.sampler_seed;
+    }
     return serve(req, reply, body.stream === true, job, {
       id: `cmpl-${randomUUID()}`,
       object: 'text_completion',
       include_usage: body.stream_options?.include_usage === true,
-      format: textFormat(host, body.logprobs !== undefined && body.logprobs !== null, body.return_token_ids === true, promptTokens),
+      format: textFormat(host, body.logprobs !== undefined && body.logprobs !== null, body.return_token_ids === true, promptTokens, body.return_tokens_as_token_ids === true),
     });
   });
 
@@ -277,17 +292,20 @@ function chatFormat(host: ModelHost, thinking: boolean, withLogprobs: boolean): 
   };
 }
 
-function textFormat(host: ModelHost, withLogprobs: boolean, withIds: boolean, promptTokens: number[]): ResponseFormat {
+function textFormat(host: ModelHost, withLogprobs: boolean, withIds: boolean, promptTokens: number[], idsAsTokens = false): ResponseFormat {
   const vocab = host.ready.model;
+  // vLLM's return_tokens_as_token_ids: `token_id:N` keeps apart tokens whose texts are the same (or not valid UTF-8).
+  const name = (id: number, text: () => string) => (idsAsTokens ? `token_id:${id}` : text());
   let text = '';
   let ids: number[] = [];
   let lp = { tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as Record<string, number>[] };
   const logprobsOf = (piece: TracePiece) => {
     const out = { tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as Record<string, number>[] };
     for (const t of piece.tokens) {
-      out.tokens.push(vocab.tokenPiece(t.id));
+      out.tokens.push(name(t.id, () => vocab.tokenPiece(t.id)));
       out.token_logprobs.push(t.logprob ?? null);
-      out.top_logprobs.push(Object.fromEntries(topLogprobEntries(vocab, t.topLogprobs).map((x) => [x.token, x.logprob])));
+      const top = topLogprobEntries(vocab, t.topLogprobs);
+      out.top_logprobs.push(Object.fromEntries((t.topLogprobs ?? []).map((x, i) => [name(x.token, () => top[i]!.token), x.logprob])));
     }
     return out;
   };
@@ -299,7 +317,8 @@ function textFormat(host: ModelHost, withLogprobs: boolean, withIds: boolean, pr
       ids = [];
       lp = { tokens: [], token_logprobs: [], top_logprobs: [] };
       return (piece) => {
-        if (!piece || piece.text === '') return null;
+        // A piece may carry tokens and no text (a trailing, incomplete UTF-8 character): its ids still go out.
+        if (!piece || (piece.text === '' && piece.tokens.length === 0)) return null;
         text += piece.text;
         const pieceIds = piece.tokens.map((t) => t.id);
         ids.push(...pieceIds);

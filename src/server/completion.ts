@@ -25,6 +25,8 @@ export interface CompletionJob {
   maxTokens: number;
   sampler: SamplerOptions;
   seed: number;
+  /** The sampler's own seed (`sampler_seed`), replacing the one derived from `seed`; only without early exit. */
+  samplerSeed?: number;
   stop: string[];
   /** undefined: no log-probabilities; 0: the sampled token's; k: also the top k. */
   logprobs?: number;
@@ -89,7 +91,7 @@ export interface CompletionResult {
  * does. No answer is forced at the budget; that is LYNX's evaluation convention, kept for the early-exit methods so
  * that they equal `lynx run`.
  */
-export function plainCompletion(): ReasoningMethod {
+export function plainCompletion(samplerSeed?: number): ReasoningMethod {
   return {
     name: 'none',
     setting: 'plain',
@@ -103,7 +105,8 @@ export function plainCompletion(): ReasoningMethod {
         let reasoning = -1;
         let natural = false;
         const top = env.logprobs;
-        for await (const t of seq.generate({ maxTokens: env.maxTokens, sampler: traceSampler(env, input.problemId), logprobs: top !== undefined, topLogprobs: top || undefined })) {
+        const sampler = samplerSeed === undefined ? traceSampler(env, input.problemId) : { ...env.sampler, seed: samplerSeed };
+        for await (const t of seq.generate({ maxTokens: env.maxTokens, sampler, logprobs: top !== undefined, topLogprobs: top || undefined })) {
           if (env.signal?.aborted) throw env.signal.reason;
           if (t.stopped) {
             natural = true;
@@ -136,10 +139,10 @@ export function plainCompletion(): ReasoningMethod {
 class StopReached extends Error {}
 
 /** The method a request's `early_exit` names, on this host. */
-export function requestMethod(host: ModelHost, e: EarlyExit, onCueEvent?: (ev: ScoredCueEvent) => void): ReasoningMethod {
+export function requestMethod(host: ModelHost, e: EarlyExit, onCueEvent?: (ev: ScoredCueEvent) => void, samplerSeed?: number): ReasoningMethod {
   switch (e.method) {
     case 'none':
-      return plainCompletion();
+      return plainCompletion(samplerSeed);
     case 'lynx':
       return lynxMethod(host.policy(e.rule, e.delta), { onEvent: onCueEvent });
     case 'deer':
@@ -154,7 +157,7 @@ export async function runCompletion(host: ModelHost, job: CompletionJob, signal:
   const mode = job.draft && job.draft.type !== 'none' ? host.decoding(job.draft) : undefined;
   const generator = mode ? new DecodingGenerator(host.ready.generator, mode) : host.ready.generator;
   const vocab = generator.vocab;
-  const method = requestMethod(host, job.earlyExit, hooks.onCueEvent);
+  const method = requestMethod(host, job.earlyExit, hooks.onCueEvent, job.samplerSeed);
   const stopper = new StopFilter(job.stop);
   const controller = new AbortController();
   const onAbort = () => controller.abort(signal.reason);

@@ -5,7 +5,10 @@
  */
 import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
+import type { Generator } from '../backends/generator.js';
 import { LocalGenerator } from '../backends/local.js';
+import { OpenAIGenerator, TapContext, type RemoteServer } from '../backends/openai/index.js';
+import { connectBackend, type BackendOptions } from '../pipeline/backend.js';
 import { draftModelPredictor, LlamaContext, LlamaModel, speculativeDecoding, type DecodingMode } from '../engine/index.js';
 import { OpenHeads, layerExitMode, selfSpeculativeMode } from '../reasoning/heads/exit.js';
 import { checkSameVocabulary } from '../engine/index.js';
@@ -41,6 +44,11 @@ export interface HostOptions {
   heads?: string;
   /** A draft GGUF for per-request speculative decoding (`draft: {type: 'model'}`). */
   draftModel?: string;
+  /**
+   * Generate on an OpenAI-compatible server (`backend: 'openai'`): this host then keeps the model for the tokenizer,
+   * the chat template and LYNX's hidden states (read by local prefills of the remote tokens), and the context for those.
+   */
+  backend?: BackendOptions;
 }
 
 /** Sequences one request may hold at once: its trace and the forks of its probes and trial answers. */
@@ -52,7 +60,9 @@ export class ModelHost {
   readonly admission: Admission;
   readonly metrics = new ServerMetrics();
   readonly servedName: string;
-  private loaded: { model: LlamaModel; context: LlamaContext; generator: LocalGenerator } | undefined;
+  private loaded: { model: LlamaModel; context: LlamaContext; generator: Generator } | undefined;
+  /** The server generating for this host (`backend: 'openai'`). */
+  remote: RemoteServer | undefined;
   private readonly policies = new Map<string, LynxPolicy>();
   private heads: OpenHeads | undefined;
   private draft: { model: LlamaModel; context: LlamaContext } | undefined;
@@ -76,7 +86,15 @@ export class ModelHost {
         kvType: this.options.kvType ?? 'f16',
         flashAttention: (this.options.kvType ?? 'f16') === 'f16' ? 'auto' : false,
       });
-      this.loaded = { model, context, generator: new LocalGenerator(context) };
+      try {
+        this.remote = await connectBackend(this.options.backend ?? {}, model);
+      } catch (e) {
+        context.dispose();
+        model.dispose();
+        throw e;
+      }
+      const generator = this.remote ? new OpenAIGenerator(this.remote, model, new TapContext(context)) : new LocalGenerator(context);
+      this.loaded = { model, context, generator };
       if (this.options.heads) {
         if (!existsSync(this.options.heads)) throw new LynxError(`no early-exit heads at ${this.options.heads}`);
         this.heads = OpenHeads.open(this.options.heads, model.info.path, { threads: this.options.threads });
@@ -100,7 +118,7 @@ export class ModelHost {
     }
   }
 
-  get ready(): { model: LlamaModel; context: LlamaContext; generator: LocalGenerator } {
+  get ready(): { model: LlamaModel; context: LlamaContext; generator: Generator } {
     if (!this.loaded) {
       throw new ApiError(503, this.status === 'failed' ? `the model failed to load: ${this.failure}` : 'the model is still loading', 'service_unavailable', null, 'model_not_ready');
     }
@@ -127,6 +145,8 @@ export class ModelHost {
   /** A decoding mode for one request's `draft` (a 400 naming what the server lacks). */
   decoding(d: Exclude<Draft, { type: 'none' }>): DecodingMode {
     const { model } = this.ready;
+    // Speculative decoding and layer exit run in the local engine; a remote server decodes its own way.
+    if (this.remote) throw badRequest('draft: this server generates on a remote backend, where draft decoding is not available', 'draft.type');
     try {
       if (d.type === 'model') {
         if (!this.draft) throw badRequest('draft: this server has no draft model (start it with --draft-model PATH)', 'draft.type');

@@ -101,8 +101,23 @@ export const CompletionRequestSchema = z.object({
   echo: optional(z.literal(false, { error: 'echo is not supported' })),
   /** vLLM: return the prompt's and the completion's token ids. */
   return_token_ids: optional(z.boolean()),
+  /** vLLM: name tokens in `logprobs` as `token_id:N`, so that tokens with the same text stay apart. */
+  return_tokens_as_token_ids: optional(z.boolean()),
+  /**
+   * The seed of the sampler itself, as `seed` is on vLLM and llama.cpp (lynx's own `seed` is a base seed a trace's
+   * sampler seed is derived from, as `lynx run` does). What a remote generator sends (`--backend openai`), so that a
+   * rollout it asks for samples exactly as the local engine samples it. Only without early exit.
+   */
+  sampler_seed: optional(z.number().int().min(0).max(2 ** 32 - 1)),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
+
+/** vLLM's /tokenize body. */
+export const TokenizeRequestSchema = z.object({
+  model: optional(z.string()),
+  prompt: z.string(),
+  add_special_tokens: optional(z.boolean()),
+});
 
 /** Parse a body or throw a 400 naming the first bad field (its JSON path) and what is wrong with it. */
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {

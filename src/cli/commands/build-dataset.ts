@@ -14,10 +14,12 @@ import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
-import { progressBar } from '../progress.js';
+import { progressBar, rate } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
+import { backendOf, backendOptions, remoteDetail, type BackendArgs } from '../backend-args.js';
+import type { RemoteProgress } from '../../pipeline/backend.js';
 
-export interface BuildDatasetArgs {
+export interface BuildDatasetArgs extends BackendArgs {
   model: string;
   benchmark: string;
   out: string;
@@ -40,7 +42,7 @@ export interface BuildDatasetArgs {
   exitCue: string;
   maxEvents?: number;
   skipFirst: number;
-  concurrency: number;
+  concurrency?: number;
   threads?: number;
   flushEvery: number;
   batched?: boolean;
@@ -74,14 +76,14 @@ export function registerBuildDataset(program: Command): void {
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .option('--max-events <n>', 'keep at most n events per rollout (LYNX --events-per-rollout)', intOption('--max-events', 1))
     .option('--skip-first <n>', 'skip the first n events of each rollout (LYNX --skip-first-hmmwait)', intOption('--skip-first', 0), 0)
-    .option('-c, --concurrency <n>', 'rollouts decoded together', intOption('--concurrency', 1), 4)
+    .option('-c, --concurrency <n>', 'rollouts decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1))
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('--threads', 1))
     .option('--batched', 'decode the rollouts in flight in one shared context: faster, but features then vary by ~1e-6 with what runs together (resumed or sharded builds are not byte-identical)')
     .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
     .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
     .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
     .option('--last-layer <tap>', "the last hidden-state index: final (after the final norm, as LYNX's Hugging Face features; default) or residual (before it)");
-  accountingOptions(command, 'on')
+  accountingOptions(backendOptions(command), 'on')
     .action(async (args: BuildDatasetArgs) => {
       await runBuildDataset(args);
     });
@@ -122,6 +124,7 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     concurrency: args.concurrency,
     threads: args.threads,
     chunkUnits: args.flushEvery,
+    ...backendOf(args),
   };
 }
 
@@ -138,13 +141,20 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   process.once('SIGTERM', interrupt);
   let bar: ReturnType<typeof progressBar> | undefined;
   let shown = 0;
+  let first: number | undefined;
+  let latest: { done: number; tokens: number; remote?: RemoteProgress } = { done: 0, tokens: 0 };
   const shard = options.shard;
   try {
     const { result: r, summary: s } = await buildDatasetStep({
       ...options,
       signal: controller.signal,
       onProgress: (p) => {
-        bar ??= progressBar(`build-dataset${shard ? ` ${shard.index}/${shard.count}` : ''}`, p.total);
+        first ??= p.done;
+        latest = p;
+        // Throughput of this run: rollouts built (not those found done on disk) and the tokens they generated.
+        bar ??= progressBar(`build-dataset${shard ? ` ${shard.index}/${shard.count}` : ''}`, p.total, (sec) =>
+          `${rate(latest.done - first!, sec)} rollouts, ${rate(latest.tokens, sec, ' tok')}${remoteDetail(latest.remote)}`,
+        );
         bar.tick(p.done - shown);
         shown = p.done;
       },

@@ -10,11 +10,13 @@ import { InvalidInputError } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { floatOption, intOption, listOption } from '../options.js';
-import { progressBar } from '../progress.js';
+import { progressBar, rate } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
+import { backendOf, backendOptions, remoteDetail, type BackendArgs } from '../backend-args.js';
+import type { RemoteProgress } from '../../pipeline/backend.js';
 
-export interface EvalArgs extends DecodingArgs {
+export interface EvalArgs extends DecodingArgs, BackendArgs {
   model: string;
   small?: string;
   benchmark: string;
@@ -56,7 +58,7 @@ export interface EvalArgs extends DecodingArgs {
   sampler?: SamplerSpec;
   seed: number;
   policy: string;
-  concurrency: number;
+  concurrency?: number;
   freshContext?: boolean;
   exitCue: string;
   promptStyle?: string;
@@ -151,10 +153,10 @@ export function registerEval(program: Command): void {
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
-    .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
+    .option('-c, --concurrency <n>', 'problems decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1))
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
-  accountingOptions(decodingOptions(command), 'on, deepconf off').action(async (args: EvalArgs) => {
+  accountingOptions(backendOptions(decodingOptions(command)), 'on, deepconf off').action(async (args: EvalArgs) => {
     await runEvalCommand(args);
   });
 }
@@ -182,18 +184,26 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     promptStyle: args.promptStyle === undefined ? undefined : checkPromptStyle(args.promptStyle),
     decoding: decodingSpecOf(args),
     log: (line) => process.stderr.write(`${line}\n`),
+    ...backendOf(args),
   };
 }
 
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
   let bar: ReturnType<typeof progressBar> | undefined;
+  let done = 0;
+  let remote: RemoteProgress | undefined;
   const results = await evaluateStep({
     ...evaluateOptions(args),
     onMethod: (name, settings, records) => {
       bar?.stop();
-      bar = progressBar(`${name} ${settings.join(' ')}`, records);
+      done = 0;
+      bar = progressBar(`${name} ${settings.join(' ')}`, records, (sec) => `${rate(done, sec)} records${remote ? `, ${rate(remote.tokens, sec, ' tok')} streamed` : ''}${remoteDetail(remote)}`);
     },
-    onProgress: () => bar?.tick(),
+    onProgress: (r) => {
+      done++;
+      remote = r;
+      bar?.tick();
+    },
   });
   bar?.stop();
   for (const r of results) {

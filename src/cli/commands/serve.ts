@@ -10,8 +10,10 @@ import { ModelHost } from '../../server/host.js';
 import { EarlyExitSchema, type EarlyExit } from '../../server/schemas.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { intOption } from '../options.js';
+import { backendOf, backendOptions, type BackendArgs } from '../backend-args.js';
+import { checkBackend } from '../../pipeline/backend.js';
 
-interface ServeArgs {
+interface ServeArgs extends BackendArgs {
   model?: string;
   probe?: string;
   host: string;
@@ -44,7 +46,7 @@ export function parseEarlyExit(spec: string): EarlyExit {
 }
 
 export function registerServe(program: Command): void {
-  program
+  const command = program
     .command('serve')
     .description('serve a model over the OpenAI API (chat and text completions, streaming) with per-request early exit (early_exit: {method: "lynx", delta})')
     .option('-m, --model <path>', 'GGUF file or Hugging Face folder (default: the shipped demo model and its probe)')
@@ -63,13 +65,17 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', "benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data)")
     .option('--kv-type <t>', 'KV cache: f16 (fast) or f32 (batch-invariant: seeded requests equal lynx run token for token)', 'f16')
     .option('--heads <dir>', 'early-exit heads for requests with draft {type: "heads"} or {type: "layer_exit"} (default: the demo\'s, or heads/ beside the model when it exists)')
-    .option('--draft-model <path>', 'draft GGUF for requests with draft {type: "model"}')
+    .option('--draft-model <path>', 'draft GGUF for requests with draft {type: "model"}');
+  // `--api-key` guards this server's own endpoints, so the remote server's key is --remote-api-key here.
+  backendOptions(command, '--remote-api-key')
     .action(async (args: ServeArgs) => {
       const demo = shippedDemo();
       const model = args.model ? await resolveModelPath(args.model) : demo.model;
       const probe = args.probe ?? (args.model ? undefined : demo.root);
       if (!existsSync(model)) throw new InvalidInputError(`no model at ${model}`);
       if (args.kvType !== 'f32' && args.kvType !== 'f16') throw new InvalidInputError(`--kv-type must be f32 or f16, got '${args.kvType}'`);
+      const backend = { ...backendOf({ ...args, apiKey: undefined }) };
+      checkBackend(backend);
       const host = new ModelHost({
         model,
         probe: probe ? resolve(probe) : undefined,
@@ -81,6 +87,7 @@ export function registerServe(program: Command): void {
         kvType: args.kvType,
         heads: args.heads ? resolve(args.heads) : existsSync(defaultHeadsDir(model)) ? defaultHeadsDir(model) : undefined,
         draftModel: args.draftModel,
+        backend,
       });
       const app = buildApp(host, {
         apiKey: args.apiKey ?? process.env.LYNX_API_KEY,
@@ -92,7 +99,10 @@ export function registerServe(program: Command): void {
       const address = await app.listen({ host: args.host, port: args.port });
       process.stderr.write(`lynx serve: ${address} (loading ${model}); playground at ${address}/\n`);
       await host.load();
-      process.stderr.write(`lynx serve: ready — ${host.servedName}${probe ? `, LYNX rules: ${host.rules.map((r) => `${r.rule}@${r.delta}`).join(' ')}` : ''}\n`);
+      process.stderr.write(
+        `lynx serve: ready — ${host.servedName}${probe ? `, LYNX rules: ${host.rules.map((r) => `${r.rule}@${r.delta}`).join(' ')}` : ''}` +
+          `${host.remote ? `, generating on ${host.remote.url} (${host.remote.kind}, ${host.remote.model})` : ''}\n`,
+      );
       const stop = async () => {
         await app.close();
         host.dispose();

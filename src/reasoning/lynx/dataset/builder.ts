@@ -13,7 +13,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { LlamaContext, type LlamaModel, type SamplerOptions, type TapLayer } from '../../../engine/index.js';
+import type { LlamaModel, SamplerOptions, TapLayer } from '../../../engine/index.js';
+import type { Generator, GeneratorFactory, GeneratorNeeds } from '../../../backends/generator.js';
 import type { Problem } from '../../../tasks/problem.js';
 import { extractAnswer } from '../../../tasks/answer-extract.js';
 import { answersEquivalent, type Grading } from '../../../tasks/answer-equiv.js';
@@ -37,7 +38,7 @@ import {
   type EventMeta,
 } from './store.js';
 import { TensorFile } from '../tensor-io.js';
-import { LocalGenerator } from '../../../backends/local.js';
+import { localGenerators } from '../../../backends/local.js';
 
 export type { EventMeta };
 
@@ -94,6 +95,11 @@ export interface BuildOptions {
   forkConcurrency?: number;
   /** CPU threads of the context. Default: all available cores. */
   threads?: number;
+  /**
+   * Where rollouts are generated: the local engine (default, `localGenerators(model)`), or a remote server with hidden
+   * states read locally (`openAIGenerators`). 'exact' asks it for a generator per rollout, 'batched' for one for all.
+   */
+  generators?: GeneratorFactory;
   /** Rollouts already in the dataset (resume): `unitKey(problemId, rollout)`. */
   done?: ReadonlySet<string>;
   /** Once aborted, no further rollout is started (those in flight finish and are delivered). */
@@ -141,19 +147,18 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
   const maxPrompt = Math.max(...prompts.map((p) => p.length));
   const perRollout = maxPrompt + maxTokens + forkConcurrency * (cueTokens + answerMaxTokens + 2);
   const exact = (opts.numerics ?? 'exact') === 'exact';
-  const newContext = (rollouts: number) =>
-    new LlamaContext(model, {
-      nCtx: rollouts * perRollout,
-      nSeqMax: rollouts * (1 + forkConcurrency),
-      nBatch: 512,
-      threads: opts.threads,
-      kvType: 'f32',
-      flashAttention: false,
-    });
-  // 'batched': one context for all rollouts in flight, decoded together. 'exact': a fresh context per rollout.
-  const shared = exact ? undefined : newContext(concurrency);
-  const env = (context: LlamaContext): MethodEnv => ({
-    generator: new LocalGenerator(context),
+  const generators = opts.generators ?? localGenerators(model, { threads: opts.threads });
+  const needs = (rollouts: number): GeneratorNeeds => ({
+    rollouts,
+    tokensPerRollout: perRollout,
+    sequencesPerRollout: 1 + forkConcurrency,
+    longestSequence: maxPrompt + maxTokens + cueTokens + answerMaxTokens + 2,
+  });
+  generators.check?.(needs(exact ? 1 : concurrency));
+  // 'batched': one generator (context) for all rollouts in flight, decoded together. 'exact': a fresh one per rollout.
+  const shared = exact ? undefined : generators.create(needs(concurrency));
+  const env = (generator: Generator): MethodEnv => ({
+    generator,
     sampler: opts.sampler ?? { ...DEFAULT_SAMPLER },
     maxTokens,
     exitCue,
@@ -169,10 +174,10 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
   const worker = async () => {
     while (next < jobs.length && !opts.signal?.aborted && !failed) {
       const job = jobs[next++]!;
-      const context = shared ?? newContext(1);
+      const own = shared ?? generators.create(needs(1));
       let rec: RolloutRecord;
       try {
-        rec = await labelRollout(env(context), job.problemIndex, job.rollout);
+        rec = await labelRollout(env(own.generator), job.problemIndex, job.rollout);
         rollouts++;
         events += rec.events.length;
         await opts.onRollout(rec);
@@ -180,7 +185,7 @@ export async function buildDataset(opts: BuildOptions): Promise<{ rollouts: numb
         failed = true;
         throw e;
       } finally {
-        if (context !== shared) context.dispose();
+        if (own !== shared) own.dispose();
       }
     }
   };
@@ -341,6 +346,8 @@ export interface BuildProgress {
   total: number;
   /** Events labelled in this run so far. */
   events: number;
+  /** Tokens the rollouts built in this run generated (for throughput). */
+  tokens: number;
 }
 
 export interface BuildToDirResult {
@@ -411,6 +418,8 @@ export function datasetInfo(opts: Omit<BuildToDirOptions, 'outDir'>): Record<str
     promptStyle: nullable(opts.promptStyle),
     numerics: opts.numerics ?? 'exact',
     shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null,
+    // Only a remote generator is recorded (a different sampler is a different dataset); local manifests stay as they were.
+    ...(opts.generators?.info ? { generator: opts.generators.info } : {}),
   };
 }
 
@@ -483,7 +492,8 @@ export async function buildDatasetToDir(opts: BuildToDirOptions): Promise<BuildT
   const done = new Set(jobs.filter((j) => writer.isDone(j.unit)).map((j) => j.unit));
   let progressDone = done.size;
   let events = 0;
-  opts.onProgress?.({ done: progressDone, total: jobs.length, events });
+  let tokens = 0;
+  opts.onProgress?.({ done: progressDone, total: jobs.length, events, tokens });
   const onAbort = () => writer.flush();
   opts.signal?.addEventListener('abort', onAbort);
   let result: { rollouts: number; skipped: number };
@@ -498,7 +508,8 @@ export async function buildDatasetToDir(opts: BuildToDirOptions): Promise<BuildT
           rec.events.map((meta, i) => ({ meta, features: rec.features.subarray(i * d, (i + 1) * d) })),
         );
         events += rec.events.length;
-        opts.onProgress?.({ done: ++progressDone, total: jobs.length, events });
+        tokens += rec.tokens.length;
+        opts.onProgress?.({ done: ++progressDone, total: jobs.length, events, tokens });
       },
     });
   } finally {
