@@ -17,6 +17,8 @@ export interface LoadLevel {
   seconds: number;
   requests: number;
   errors: number;
+  /** The errors by message (an HTTP status, a stream's error object, a client exception), so a peer's can be read. */
+  errorKinds?: Record<string, number>;
   tokens: number;
   tokensPerSecond: number;
   ttftMs: { p50: number; p99: number };
@@ -144,12 +146,19 @@ export function pool(levels: readonly LoadLevel[]): LoadLevel {
     seconds,
     requests: levels.reduce((a, l) => a + l.requests, 0),
     errors: levels.reduce((a, l) => a + l.errors, 0),
+    ...(levels.some((l) => l.errorKinds) ? { errorKinds: mergeCounts(levels.map((l) => l.errorKinds ?? {})) } : {}),
     tokens,
     tokensPerSecond: tokens / seconds,
     ttftMs: { p50: pct(ttft, 0.5), p99: pct(ttft, 0.99) },
     itlMs: { p50: pct(itl, 0.5), p99: pct(itl, 0.99) },
     rssMiB: { start: levels[0]!.rssMiB.start, end: levels[levels.length - 1]!.rssMiB.end, max: Math.max(...levels.map((l) => l.rssMiB.max)) },
   };
+}
+
+function mergeCounts(parts: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of parts) for (const [k, n] of Object.entries(p)) out[k] = (out[k] ?? 0) + n;
+  return out;
 }
 
 /** Run every level against one server. */
@@ -166,12 +175,17 @@ export async function loadServer(server: ServerUnderLoad, o: LoadOptions): Promi
     let tokens = 0;
     let requests = 0;
     let errors = 0;
+    const errorKinds: Record<string, number> = {};
     const t0 = performance.now();
     const client = async (k: number) => {
       for (let i = 0; Date.now() < deadline; i++) {
         const r = await streamOnce(server.url, { ...body, seed: k * 100_000 + i }, deadline);
         requests++;
-        if (r.error) errors++;
+        if (r.error) {
+          errors++;
+          const kind = r.error.slice(0, 120);
+          errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+        }
         tokens += r.times.length;
         if (r.times.length > 0) ttft.push(r.times[0]! - r.t0);
         for (let j = 1; j < r.times.length; j++) itl.push(r.times[j]! - r.times[j - 1]!);
@@ -186,6 +200,7 @@ export async function loadServer(server: ServerUnderLoad, o: LoadOptions): Promi
       seconds,
       requests,
       errors,
+      ...(errors > 0 ? { errorKinds } : {}),
       tokens,
       tokensPerSecond: tokens / seconds,
       ttftMs: { p50: pct(ttft, 0.5), p99: pct(ttft, 0.99) },
