@@ -40,6 +40,8 @@ type Log = (s: string) => void;
 /** DeepSeek-R1-Distill-Llama-8B's shape, for the prediction. */
 const R1_8B = { nLayer: 32, nEmbd: 4096, nVocab: 128256, nParams: 8.03e9 };
 const GAMMAS = [2, 4, 6];
+/** Tokens per R1-shape run: a plain step there takes about 0.2 s on one thread. */
+const R1_TOKENS = 24;
 
 export interface HeadsBenchRow {
   predictor: string;
@@ -229,7 +231,7 @@ interface R1Row {
 }
 
 /** The cost of a draft step on the R1-1.5B shape: the model's output matrix as a head on block K (a lens head). */
-async function benchR1Shape(o: { threads: number }, log: Log): Promise<R1Row[]> {
+async function benchR1Shape(o: { threads: number; rounds: number }, log: Log): Promise<R1Row[]> {
   const file = join(cacheDir(), 'bench', 'r1-distill-qwen-1.5b-shape.q8_0.gguf');
   if (!existsSync(file)) {
     mkdirSync(join(cacheDir(), 'bench'), { recursive: true });
@@ -254,15 +256,15 @@ async function benchR1Shape(o: { threads: number }, log: Log): Promise<R1Row[]> 
     };
     const rows: R1Row[] = [];
     try {
-      log(`\nR1-1.5B shape (random weights, Q8_0), ${o.threads} thread(s): cost of a draft step through block K plus a ${nEmbd} x ${nVocab} head`);
+      log(`\nR1-1.5B shape (random weights, Q8_0), ${R1_TOKENS} tokens x ${o.rounds} alternated rounds, ${o.threads} thread(s): cost of a draft step through block K plus a ${nEmbd} x ${nVocab} head`);
       await run(c.plain, [prompt], 4, undefined, true);
       for (const layer of layers) {
         const gamma = 4;
-        const row = await compare(c, [prompt], 16, 1, selfSpeculativeMode(heads, { layer, draftMax: gamma }), { predictor: `lens head @${layer}`, layer, gamma }, true);
+        const row = await compare(c, [prompt], R1_TOKENS, o.rounds, selfSpeculativeMode(heads, { layer, draftMax: gamma }), { predictor: `lens head @${layer}`, layer, gamma }, true);
         const r: R1Row = {
           layer,
           gamma,
-          plainStepMs: row.plainMs / 16,
+          plainStepMs: row.plainMs / (R1_TOKENS * o.rounds),
           draftStepCost: row.draftStepCost,
           analyticDraftStepCost: draftStepCost(nLayer, layer, nEmbd, nVocab, model.info.nParams),
           verifyCost: row.verifyCost,
@@ -325,7 +327,7 @@ export async function benchHeads(args: string[], log: Log): Promise<Record<strin
   const o = { threads, prompts: argOf(args, '--prompts', 8), tokens: argOf(args, '--tokens', 128), rounds: argOf(args, '--rounds', 2) };
   const demo = await benchDemo(o, log);
   table(demo, log);
-  const r1 = args.includes('--no-r1') ? [] : await benchR1Shape({ threads }, log);
+  const r1 = args.includes('--no-r1') ? [] : await benchR1Shape({ threads, rounds: Math.min(2, o.rounds) }, log);
   const prediction = predict8B(demo, r1, log);
   return { settings: o, demo, r1Shape: r1, prediction8B: prediction };
 }
