@@ -7,6 +7,7 @@
  *   npm run bench -- --suite serve  # lynx serve under load against llama-server (bench/run-serve.ts)
  *   npm run bench -- --suite samplers  # host cost per token of each sampler (bench/samplers.ts)
  *   npm run bench -- --suite remote # a dataset build generated on a server at 1/8/32 in flight vs local (bench/run-remote.ts)
+ *   npm run bench -- --suite heads --threads 1  # early-exit heads: self-speculative vs plain decoding (bench/heads.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -32,11 +33,13 @@ if (suite === 'remote') {
   console.log(`\nwrote ${out}`);
   process.exit(0);
 }
-if (suite === 'serve' || suite === 'samplers') {
+if (suite === 'serve' || suite === 'samplers' || suite === 'heads') {
   const result =
     suite === 'serve'
       ? await (await import('./run-serve.js')).benchServe(args, (s) => console.log(s))
-      : await (await import('./samplers.js')).benchSamplers((s) => console.log(s));
+      : suite === 'heads'
+        ? await (await import('./heads.js')).benchHeads(args, (s) => console.log(s))
+        : await (await import('./samplers.js')).benchSamplers((s) => console.log(s));
   const outDir = resolve('bench', 'results');
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, `${started.toISOString().slice(0, 10)}-${suite}.json`);
