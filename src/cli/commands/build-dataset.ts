@@ -10,10 +10,10 @@ import { checkGrading } from '../../tasks/answer-equiv.js';
 import { checkPromptStyle } from '../../tasks/prompts.js';
 import { checkLastLayerTap } from '../../reasoning/lynx/features.js';
 import { accountingOptions, budgetForcingOf, exitAccountingOf } from '../accounting-options.js';
-import { InvalidInputError } from '../../util/errors.js';
+import { UsageError, asUsage } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { intOption, listOption, parseNumberList, probabilityOption, temperatureOption, threadsOption, tokensOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -63,10 +63,10 @@ export function registerBuildDataset(program: Command): void {
     .option('-r, --rollouts <n>', 'rollouts per problem', intOption('--rollouts', 1), 1);
   problemSelectionOptions(command)
     .option('--shard <i/N>', 'build only problems j with j mod N = i (one folder per shard; join with lynx merge)')
-    .option('-n, --max-tokens <n>', 'token budget of a rollout', intOption('--max-tokens', 1), 4096)
-    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
-    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-n, --max-tokens <n>', 'token budget of a rollout', tokensOption('--max-tokens'), 4096)
+    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', tokensOption('--answer-max-tokens'), 64)
+    .option('-t, --temperature <t>', 'sampling temperature', temperatureOption(), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', probabilityOption('--top-p'), 0.95)
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed (each rollout derives its own from it, the problem id and the rollout number)', intOption('--seed', 0), 0)
     .option('--layers <list>', "Hugging Face hidden-state indices read at each event, e.g. 9,16,28 (default: LYNX's for the model's depth)", listOption)
@@ -74,8 +74,8 @@ export function registerBuildDataset(program: Command): void {
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .option('--max-events <n>', 'keep at most n events per rollout (LYNX --events-per-rollout)', intOption('--max-events', 1))
     .option('--skip-first <n>', 'skip the first n events of each rollout (LYNX --skip-first-hmmwait)', intOption('--skip-first', 0), 0)
-    .option('-c, --concurrency <n>', 'rollouts decoded together', intOption('--concurrency', 1), 4)
-    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('--threads', 1))
+    .option('-c, --concurrency <n>', 'rollouts decoded together', intOption('--concurrency', 1, 256), 4)
+    .option('--threads <n>', 'CPU threads (default: all cores)', threadsOption())
     .option('--batched', 'decode the rollouts in flight in one shared context: faster, but features then vary by ~1e-6 with what runs together (resumed or sharded builds are not byte-identical)')
     .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
     .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
@@ -91,19 +91,19 @@ function parseCues(spec: string): NonNullable<CueOptions['cues']> {
   const s = spec.trim();
   if (s in CUE_VARIANTS) return s as keyof typeof CUE_VARIANTS;
   const words = listOption(s);
-  if (words.length === 0) throw new InvalidInputError(`--cues: give ${Object.keys(CUE_VARIANTS).join(', ')} or a list of words`);
+  if (words.length === 0) throw new UsageError(`--cues: give ${Object.keys(CUE_VARIANTS).join(', ')} or a list of words`);
   return words;
 }
 
 /** The pipeline step's options from the command's arguments. */
 export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetStepOptions, 'signal' | 'onProgress'> {
-  return {
+  return asUsage(() => ({
     model: args.model,
     benchmark: args.benchmark,
     selection: selectionOf(args),
     outDir: args.out,
     rolloutsPerProblem: args.rollouts,
-    layers: args.layers?.map(Number),
+    layers: parseNumberList(args.layers, '--layers', 1, Infinity, { integer: true }),
     cues: parseCues(args.cues),
     exitCue: args.exitCue,
     answerMaxTokens: args.answerMaxTokens,
@@ -122,7 +122,7 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     concurrency: args.concurrency,
     threads: args.threads,
     chunkUnits: args.flushEvery,
-  };
+  }));
 }
 
 export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
