@@ -103,7 +103,7 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     selection: selectionOf(args),
     outDir: args.out,
     rolloutsPerProblem: args.rollouts,
-    layers: parseNumberList(args.layers, '--layers', 1, Infinity, { integer: true }),
+    layers: parseNumberList(args.layers, '--layers', -Infinity, Infinity, { integer: true }),
     cues: parseCues(args.cues),
     exitCue: args.exitCue,
     answerMaxTokens: args.answerMaxTokens,
