@@ -14,6 +14,7 @@ import { UsageError, asUsage } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { intOption, listOption, parseNumberList, probabilityOption, temperatureOption, threadsOption, tokensOption } from '../options.js';
+import { checkDatasetDir } from '../output-checks.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -127,6 +128,7 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
 
 export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   const options = buildDatasetOptions(args);
+  checkDatasetDir(args.out, '-o');
   const controller = new AbortController();
   const interrupt = (signal: NodeJS.Signals) => {
     // Write the rollouts that finished, then leave: the same command resumes from there.

@@ -3,6 +3,7 @@ import { DEFAULT_DELTAS } from '../../reasoning/calibration/conformal.js';
 import { DEFAULT_HELD_OUT_FRACTION, calibrateStep, type CalibrateStepOptions, type CalibrationSummary } from '../../pipeline/calibrate.js';
 import { RULE_NAMES, checkRules } from '../../reasoning/calibration/rule-files.js';
 import { UsageError, asUsage } from '../../util/errors.js';
+import { checkNoEarlierResult, checkWritableDir } from '../output-checks.js';
 import { intOption, listOption, probabilityOption } from '../options.js';
 
 export interface CalibrateArgs {
@@ -17,6 +18,7 @@ export interface CalibrateArgs {
   gridStep: number;
   allowClipped?: boolean;
   quiet?: boolean;
+  force?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -49,8 +51,12 @@ export function registerCalibrate(program: Command): void {
     .option('--grid-step <x>', 'ltt, crc: threshold grid step', probabilityOption('--grid-step', { openMin: true }), 0.001)
     .option('--allow-clipped', "lynx: exit with a rule whose quantile was clipped (too few wrong-exit events for delta), as LYNX does; default: refuse it (it never exits)")
     .option('-q, --quiet', 'no progress lines')
+    .option('--force', 'overwrite rules already in --out')
     .action((args: CalibrateArgs) => {
-      const { summary } = calibrateStep({ ...calibrateOptions(args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+      const options = calibrateOptions(args);
+      checkWritableDir(args.out, '-o');
+      checkNoEarlierResult(args.out, ['summary.json', 'conformal_calib_*', 'ltt_*', 'crc_*'], 'calibrated rules', '-o', args.force);
+      const { summary } = calibrateStep({ ...options, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatCalibration(summary) + `wrote ${summary.rules.length} rule files and summary.json to ${args.out}\n`);
     });
 }

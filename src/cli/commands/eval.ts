@@ -9,6 +9,7 @@ import { UsageError, asUsage } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { MAX_TOKEN_BUDGET, intOption, listOption, parseNumberList, probabilityOption, temperatureOption, tokensOption } from '../options.js';
+import { checkWritableDir } from '../output-checks.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -143,9 +144,11 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
 }
 
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
+  const options = evaluateOptions(args);
+  checkWritableDir(args.out, '-o');
   let bar: ReturnType<typeof progressBar> | undefined;
   const results = await evaluateStep({
-    ...evaluateOptions(args),
+    ...options,
     onMethod: (name, settings, records) => {
       bar?.stop();
       bar = progressBar(`${name} ${settings.join(' ')}`, records);

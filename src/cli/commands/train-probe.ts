@@ -3,6 +3,7 @@ import { trainProbeStep, type ProbeTrainingMetrics, type TrainProbeStepOptions }
 import type { ProbeConfig } from '../../reasoning/lynx/probe/probe.js';
 import type { KernelChoice } from '../../reasoning/lynx/probe/parallel.js';
 import { UsageError } from '../../util/errors.js';
+import { checkNoEarlierResult, checkWritableDir } from '../output-checks.js';
 import { floatOption, intOption, probabilityOption, threadsOption } from '../options.js';
 
 export interface TrainProbeArgs {
@@ -19,6 +20,7 @@ export interface TrainProbeArgs {
   threads?: number;
   kernels: string;
   quiet?: boolean;
+  force?: boolean;
 }
 
 /** `--hidden 256,64` */
@@ -48,8 +50,13 @@ export function registerTrainProbe(program: Command): void {
     .option('--threads <n>', 'threads for the first layer (default min(2, cores))', threadsOption())
     .option('--kernels <k>', 'auto, wasm or js', 'auto')
     .option('-q, --quiet', 'no progress lines')
+    .option('--force', 'overwrite a probe already in --out')
     .action((datasets: string[], args: TrainProbeArgs) => {
-      const { metrics, dir } = trainProbeStep({ ...trainProbeOptions(datasets, args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+      const options = trainProbeOptions(datasets, args);
+      // Before training: a result that cannot be written, or would replace an earlier one, is refused now.
+      checkWritableDir(args.out, '-o');
+      checkNoEarlierResult(args.out, ['probe.json', 'probe.safetensors'], 'a probe', '-o', args.force);
+      const { metrics, dir } = trainProbeStep({ ...options, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatProbeMetrics(metrics) + `wrote ${dir}/probe.json, probe.safetensors, metrics.json\n`);
     });
 }
