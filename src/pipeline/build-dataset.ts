@@ -9,8 +9,9 @@ import { defaultHiddenStateLayers } from '../reasoning/lynx/features.js';
 import { DEFAULT_SPLIT_SEED, loadBenchmark, type BenchmarkSelection } from '../tasks/registry.js';
 import { InvalidInputError } from '../util/errors.js';
 import { openModel } from './model.js';
+import { checkPromptLengths, type PromptLimitOptions } from './prompt-limits.js';
 
-export interface BuildDatasetStepOptions extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers'> {
+export interface BuildDatasetStepOptions extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers'>, Pick<PromptLimitOptions, 'maxPromptTokens' | 'skipLongPrompts' | 'onSkip'> {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   benchmark: string;
@@ -36,11 +37,13 @@ export async function buildDatasetStep(o: BuildDatasetStepOptions): Promise<{ re
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
   try {
-    const { benchmark, selection, layers, ...build } = o;
+    const { benchmark, selection, layers, maxPromptTokens, skipLongPrompts, onSkip, ...build } = o;
+    // Before any context is sized from the longest prompt.
+    const fitting = checkPromptLengths(model, problems, { maxPromptTokens, skipLongPrompts, onSkip, promptStyle: o.promptStyle });
     const result = await buildDatasetToDir({
       ...build,
       model,
-      problems,
+      problems: fitting,
       info: {
         benchmark: benchmark.endsWith('.jsonl') ? basename(benchmark) : benchmark,
         selection: {

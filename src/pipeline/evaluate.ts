@@ -15,9 +15,10 @@ import { benchmarkLabel, loadBenchmark, type BenchmarkSelection } from '../tasks
 import { InvalidInputError } from '../util/errors.js';
 import { contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
+import { checkPromptLengths, type PromptLimitOptions } from './prompt-limits.js';
 import type { SamplerOptions } from '../engine/index.js';
 
-export interface EvaluateStepOptions {
+export interface EvaluateStepOptions extends Pick<PromptLimitOptions, 'maxPromptTokens' | 'skipLongPrompts' | 'onSkip'> {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   benchmark: string;
@@ -55,10 +56,17 @@ function settingDelta(setting: string): number | null {
 }
 
 export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]> {
-  const problems = loadBenchmark(o.benchmark, o.selection);
-  if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
+  const selected = loadBenchmark(o.benchmark, o.selection);
+  if (selected.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const methods = methodsFor(o.spec);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
+  let problems: typeof selected;
+  try {
+    problems = checkPromptLengths(model, selected, { maxPromptTokens: o.maxPromptTokens, skipLongPrompts: o.skipLongPrompts, onSkip: o.onSkip, promptStyle: o.promptStyle });
+  } catch (e) {
+    if (typeof o.model === 'string') model.dispose();
+    throw e;
+  }
   const contextFor = (n: number) =>
     new LlamaContext(model, {
       ...contextNeeds(o.spec.method, n, o.maxTokens),

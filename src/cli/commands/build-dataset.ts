@@ -15,6 +15,7 @@ import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { intOption, listOption, parseNumberList, probabilityOption, temperatureOption, threadsOption, tokensOption } from '../options.js';
 import { checkDatasetDir } from '../output-checks.js';
+import { skipWarning } from '../prompt-warnings.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -52,6 +53,8 @@ export interface BuildDatasetArgs {
   exitAccounting?: string;
   budgetForcing?: string;
   lastLayer?: string;
+  maxPromptTokens?: number;
+  skipLongPrompts?: boolean;
 }
 
 export function registerBuildDataset(program: Command): void {
@@ -81,6 +84,8 @@ export function registerBuildDataset(program: Command): void {
     .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
     .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
     .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
+    .option('--max-prompt-tokens <n>', "longest prompt accepted (default: the model's training context)", tokensOption('--max-prompt-tokens'))
+    .option('--skip-long-prompts', 'leave out problems whose prompt is longer (each named on stderr) instead of refusing the run')
     .option('--last-layer <tap>', "the last hidden-state index: final (after the final norm, as LYNX's Hugging Face features; default) or residual (before it)");
   accountingOptions(command, 'on')
     .action(async (args: BuildDatasetArgs) => {
@@ -123,6 +128,9 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     concurrency: args.concurrency,
     threads: args.threads,
     chunkUnits: args.flushEvery,
+    maxPromptTokens: args.maxPromptTokens,
+    skipLongPrompts: args.skipLongPrompts,
+    onSkip: skipWarning,
   }));
 }
 

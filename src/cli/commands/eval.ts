@@ -10,6 +10,7 @@ import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
 import { MAX_TOKEN_BUDGET, intOption, listOption, parseNumberList, probabilityOption, temperatureOption, tokensOption } from '../options.js';
 import { checkWritableDir } from '../output-checks.js';
+import { skipWarning } from '../prompt-warnings.js';
 import { progressBar } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -53,6 +54,8 @@ export interface EvalArgs {
   testRollouts: number;
   exitAccounting?: string;
   budgetForcing?: string;
+  maxPromptTokens?: number;
+  skipLongPrompts?: boolean;
 }
 
 
@@ -114,7 +117,9 @@ export function registerEval(program: Command): void {
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
     .option('-c, --concurrency <n>', 'problems decoded together', intOption('--concurrency', 1, 256), 4)
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
-    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--max-prompt-tokens <n>', "longest prompt accepted (default: the model's training context)", tokensOption('--max-prompt-tokens'))
+    .option('--skip-long-prompts', 'leave out problems whose prompt is longer (each named on stderr) instead of refusing the run');
   accountingOptions(command, 'on, deepconf off').action(async (args: EvalArgs) => {
     await runEvalCommand(args);
   });
@@ -140,6 +145,9 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     budgetForcing: budgetForcingOf(args.budgetForcing),
     testRollouts: args.testRollouts === 1 ? undefined : args.testRollouts,
     promptStyle: args.promptStyle === undefined ? undefined : checkPromptStyle(args.promptStyle),
+    maxPromptTokens: args.maxPromptTokens,
+    skipLongPrompts: args.skipLongPrompts,
+    onSkip: skipWarning,
   }));
 }
 
