@@ -85,6 +85,16 @@ if (/[\\/](main\.(js|ts)|lynx)$/.test(invoked)) {
     const stale = staleBuildWarning(packageRoot());
     if (stale) process.stderr.write(`lynx: warning: ${stale}\n`);
   }
+  // Ctrl-C and `kill` end every command promptly with the conventional codes (a decode running on a worker thread
+  // does not hold the exit: the engine ends the process at once then). A command with its own handler (build-dataset
+  // saves finished work, serve closes its port) is left to it.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (process.listenerCount(signal) > 1) return;
+    process.stderr.write(`\nlynx: interrupted (${signal})\n`);
+    process.exit(signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {

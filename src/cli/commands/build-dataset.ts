@@ -142,7 +142,7 @@ export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
     // Write the rollouts that finished, then leave: the same command resumes from there.
     controller.abort(new Error(signal));
     process.stderr.write(`\nlynx: interrupted (${signal}); finished rollouts are saved in ${args.out}: run the same command to resume\n`);
-    process.exit(130);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
