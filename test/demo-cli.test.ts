@@ -129,10 +129,10 @@ describe('lynx demo', () => {
 
   it('names what is missing when the demo folder is incomplete, and unknown rules or deltas', () => {
     const missing = lynx(['demo', '--dir', join(dir, 'nowhere')]);
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/shipped demo is incomplete: missing .*model\.gguf/);
     const delta = lynx(['demo', '--dir', demoDir, '--delta', '0.05']);
-    expect(delta.code).toBe(2);
+    expect(delta.code).toBe(1);
     expect(delta.stderr).toMatch(/no calibrated lynx rule for delta 0\.05.*available: conformal_calib_010\.json/);
   });
 });
@@ -184,7 +184,7 @@ describe('lynx demo train', () => {
   it('refuses an unknown recipe and a missing --init-from file', () => {
     expect(lynx(['demo', 'train', '--recipe', 'huge']).stderr).toMatch(/unknown recipe 'huge'/);
     const r = lynx(['demo', 'train', '--init-from', join(dir, 'none.gguf')]);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--init-from: no file at/);
   });
 });

@@ -109,7 +109,7 @@ describe('lynx generate', () => {
   it('exits with a clear message for a missing model', () => {
     const cli = join(process.cwd(), 'src', 'cli', 'main.ts');
     const r = spawnSync(process.execPath, ['--import', 'tsx', cli, 'generate', '--model', join(dir, 'nope.gguf'), '--prompt', 'x'], { encoding: 'utf8' });
-    expect(r.status).toBe(2);
+    expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/model not found/);
   });
 });

@@ -386,15 +386,15 @@ describe('the CLI', () => {
     expect(discoverRuns(exp)).toHaveLength(5);
   });
 
-  it('exits with 2 and a clear message on bad input', () => {
+  it('exits with 1 (bad data) or 2 (bad option) and a clear message on bad input', () => {
     const a = lynx('train-probe', join(tmp, 'nowhere'), '-o', join(tmp, 'cli-bad'));
-    expect(a.status).toBe(2);
+    expect(a.status).toBe(1);
     expect(a.stderr).toMatch(/lynx: .*nowhere has no manifest\.json/);
     const b = lynx('calibrate', '--probe', join(EXP, 'probe'), '--data', CALIB, '-o', join(tmp, 'cli-bad'), '--deltas', '0.05,1.5');
     expect(b.status).toBe(2);
     expect(b.stderr).toMatch(/--deltas: '1\.5' is not a number in \(0, 1\)/);
     const c = lynx('train-probe', TRAIN, join(tmp, 'other-layers'), '-o', join(tmp, 'cli-bad'), '--hidden', '8');
-    expect(c.status).toBe(2);
+    expect(c.status).toBe(1);
     expect(c.stderr).toMatch(/disagree on hiddenStateLayers/);
     expect(existsSync(join(tmp, 'cli-bad'))).toBe(false);
   });

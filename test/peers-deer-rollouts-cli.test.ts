@@ -298,24 +298,24 @@ describe('lynx deer-rollouts', () => {
     expect(r.stdout).toMatch(/Accuracy \(2 with a gold answer\): stored 100\.0%, early exit \d+\.\d%/);
   });
 
-  it('bad input exits with code 2 and names the problem', () => {
+  it('bad input exits with code 1 and names the problem', () => {
     const run = (input: string, extra: string[] = [], probe = exp) =>
       lynx(['deer-rollouts', '-m', modelPath, '--probe', probe, '--in', input, '-o', join(dir, 'bad-out.jsonl'), ...extra]);
 
     const malformed = join(dir, 'malformed.jsonl');
     writeFileSync(malformed, [JSON.stringify(INPUT[0]), '', '{"question": "x", "generated_responses": [', JSON.stringify(INPUT[1])].join('\n'));
     const m = run(malformed);
-    expect(m.code).toBe(2);
+    expect(m.code).toBe(1);
     expect(m.stderr).toMatch(/malformed\.jsonl:3: malformed JSON line/);
 
     const noResponse = join(dir, 'no-response.jsonl');
     writeFileSync(noResponse, [JSON.stringify(INPUT[0]), JSON.stringify({ question: 'x', gold_answer: '1' })].join('\n'));
     const nr = run(noResponse);
-    expect(nr.code).toBe(2);
+    expect(nr.code).toBe(1);
     expect(nr.stderr).toMatch(/no-response\.jsonl:2: no "generated_responses"/);
 
     const missing = run(join(dir, 'nowhere.jsonl'));
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/cannot read DEER rollouts .*nowhere\.jsonl/);
 
     // A probe trained on another model: 2 layers x 32 features instead of 2 x 64.
@@ -326,11 +326,11 @@ describe('lynx deer-rollouts', () => {
     });
     writeRule(other, 0.5);
     const mismatch = run(inPath, [], other);
-    expect(mismatch.code).toBe(2);
+    expect(mismatch.code).toBe(1);
     expect(mismatch.stderr).toMatch(/expects 64 features, but 2 hidden-state layers x 64 .* = 128: was it trained on another model\?/);
 
     const delta = run(inPath, ['--delta', '0.05']);
-    expect(delta.code).toBe(2);
+    expect(delta.code).toBe(1);
     expect(delta.stderr).toMatch(/no calibrated lynx rule for delta 0\.05 .*available: conformal_calib_010\.json/);
 
     // Nothing was written by the failed runs.

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { checkExitAccounting, type ExitAccounting } from '../reasoning/forced-exit.js';
-import { InvalidInputError } from '../util/errors.js';
+import { UsageError, asUsage } from '../util/errors.js';
 
 export function accountingOptions(command: Command, budgetDefault: string): Command {
   return command
@@ -14,12 +14,12 @@ export function accountingOptions(command: Command, budgetDefault: string): Comm
 }
 
 export function exitAccountingOf(v: string | undefined): ExitAccounting | undefined {
-  return v === undefined ? undefined : checkExitAccounting(v);
+  return v === undefined ? undefined : asUsage(() => checkExitAccounting(v));
 }
 
 export function budgetForcingOf(v: string | undefined): boolean | undefined {
   if (v === undefined) return undefined;
   if (v === 'on') return true;
   if (v === 'off') return false;
-  throw new InvalidInputError(`--budget-forcing must be on or off (got '${v}')`);
+  throw new UsageError(`--budget-forcing must be on or off (got '${v}')`);
 }

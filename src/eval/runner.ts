@@ -10,7 +10,7 @@
  * `<run folder>/shard-<index>-of-<count>/`; `mergeShards` joins the shard folders into the run folder.
  */
 import { existsSync, readFileSync, readdirSync, statSync, truncateSync, openSync, closeSync, readSync, fstatSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InvalidInputError } from '../util/errors.js';
 import { appendJsonl } from '../util/jsonl.js';
@@ -117,6 +117,27 @@ function runKey(c: Pick<RunConfig, 'benchmark' | 'method' | 'setting' | 'policy'
   return JSON.stringify([c.benchmark, c.method, c.setting, c.policy]);
 }
 
+/** Config keys that record a session, not the run's settings (a resumed run may differ in them). */
+const SESSION_KEYS = new Set(['createdAt', 'completedAt', 'status', 'completed', 'lastSessionSec', 'problems']);
+
+/**
+ * The settings in which a run folder's config and this run's differ (keys both record; a model compared by its
+ * resolved path): resuming with any other model, seed, budget, sampler or probe would mix records of two runs.
+ */
+export function configDifferences(old: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const norm = (k: string, v: unknown) => (k === 'model' && typeof v === 'string' ? resolve(v) : stableJson(v));
+  return Object.keys(now)
+    .filter((k) => !SESSION_KEYS.has(k) && k in old && now[k] !== undefined)
+    .filter((k) => norm(k, old[k]) !== norm(k, now[k]))
+    .sort();
+}
+
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x)) ?? 'undefined';
+}
+
+const show = (v: unknown) => (typeof v === 'string' ? v : stableJson(v));
+
 /** Run (or resume) an evaluation. */
 export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
   checkShard(opts.shard);
@@ -147,6 +168,14 @@ export async function runEvaluation(opts: RunOptions): Promise<RunResult> {
       throw new InvalidInputError(
         `${dir} holds another run (${old.benchmark}/${old.method}/${old.setting}, policy ${old.policy}); use another folder or delete it`,
       );
+    const diff = configDifferences(old, config);
+    if (diff.length > 0) {
+      const lines = diff.map((k) => `${k} ${show(old[k])} there, ${show(config[k])} now`);
+      throw new InvalidInputError(
+        `${dir} holds a run built with other settings (${diff.join(', ')} ${diff.length === 1 ? 'differs' : 'differ'}): ${lines.join('; ')}; ` +
+          'resume with the same options, or write into another folder (-o)',
+      );
+    }
     if (typeof old.createdAt === 'string') createdAt = old.createdAt;
   }
   writeConfig(dir, { ...config, createdAt, status: 'running' });

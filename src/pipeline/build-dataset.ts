@@ -18,8 +18,12 @@ import { DEFAULT_SPLIT_SEED, loadBenchmark, type BenchmarkSelection } from '../t
 import { InvalidInputError } from '../util/errors.js';
 import { connectBackend, remoteProgress, type BackendOptions, type RemoteProgress } from './backend.js';
 import { openModel } from './model.js';
+import { checkPromptLengths, type PromptLimitOptions } from './prompt-limits.js';
 
-export interface BuildDatasetStepOptions extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers' | 'generators' | 'onProgress'>, BackendOptions {
+export interface BuildDatasetStepOptions
+  extends Omit<BuildToDirOptions, 'model' | 'problems' | 'info' | 'hiddenStateLayers' | 'generators' | 'onProgress'>,
+    BackendOptions,
+    Pick<PromptLimitOptions, 'maxPromptTokens' | 'skipLongPrompts' | 'onSkip'> {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   benchmark: string;
@@ -49,12 +53,14 @@ export async function buildDatasetStep(o: BuildDatasetStepOptions): Promise<{ re
   if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
   try {
-    const { benchmark, selection, layers, backend, baseUrl, apiKey, remoteModel, maxInflight, requestTimeout, retries, vocabCheck, onRetry, onProgress, ...build } = o;
+    const { benchmark, selection, layers, backend, baseUrl, apiKey, remoteModel, maxInflight, requestTimeout, retries, vocabCheck, onRetry, onProgress, maxPromptTokens, skipLongPrompts, onSkip, ...build } = o;
+    // Before any context is sized from the longest prompt.
+    const fitting = checkPromptLengths(model, problems, { maxPromptTokens, skipLongPrompts, onSkip, promptStyle: o.promptStyle });
     const server = await connectBackend({ backend, baseUrl, apiKey, remoteModel, maxInflight, requestTimeout, retries, vocabCheck, onRetry }, model);
     const result = await buildDatasetToDir({
       ...build,
       model,
-      problems,
+      problems: fitting,
       generators: server ? openAIGenerators(server, model, { threads: o.threads }) : undefined,
       concurrency: o.concurrency ?? server?.limit.max ?? 4,
       onProgress: onProgress && ((p) => onProgress(server ? { ...p, remote: remoteProgress(server) } : p)),

@@ -19,10 +19,11 @@ import { InvalidInputError } from '../util/errors.js';
 import { connectBackend, remoteProgress, type BackendOptions, type RemoteProgress } from './backend.js';
 import { COMPOSE_MODES, composeModeOf, contextNeeds, lynxRuleOf, methodsFor, type MethodSpec } from './methods.js';
 import { openModel } from './model.js';
+import { checkPromptLengths, type PromptLimitOptions } from './prompt-limits.js';
 import type { SamplerOptions } from '../engine/index.js';
 import { openDecoding, type DecodingSpec } from './decoding.js';
 
-export interface EvaluateStepOptions extends BackendOptions {
+export interface EvaluateStepOptions extends BackendOptions, Pick<PromptLimitOptions, 'maxPromptTokens' | 'skipLongPrompts' | 'onSkip'> {
   /** A loaded model, or a GGUF file / Hugging Face folder to load (and dispose at the end). */
   model: LlamaModel | string;
   /** The small model of a big/small composition (methods split, random-switch, ..., small, big; `model` is the big one). */
@@ -66,13 +67,20 @@ function settingDelta(setting: string): number | null {
 }
 
 export async function evaluateStep(o: EvaluateStepOptions): Promise<RunResult[]> {
-  const problems = loadBenchmark(o.benchmark, o.selection);
-  if (problems.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
+  const selected = loadBenchmark(o.benchmark, o.selection);
+  if (selected.length === 0) throw new InvalidInputError(`no problems selected from ${o.benchmark}`);
   const methods = methodsFor(o.spec);
   const composed = composeModeOf(o.spec.method) !== undefined;
   if (composed && o.small === undefined) throw new InvalidInputError(`--method ${o.spec.method} composes two models: give the small one with --small SMALL (-m is the big one)`);
   if (!composed && o.small !== undefined) throw new InvalidInputError(`--small is for the big/small compositions (${COMPOSE_MODES.join(', ')}); --method ${o.spec.method} runs one model`);
   const model = typeof o.model === 'string' ? await openModel(o.model) : o.model;
+  let problems: typeof selected;
+  try {
+    problems = checkPromptLengths(model, selected, { maxPromptTokens: o.maxPromptTokens, skipLongPrompts: o.skipLongPrompts, onSkip: o.onSkip, promptStyle: o.promptStyle });
+  } catch (e) {
+    if (typeof o.model === 'string') model.dispose();
+    throw e;
+  }
   const small = o.small === undefined ? undefined : typeof o.small === 'string' ? await openModel(o.small) : o.small;
   const disposeModels = () => {
     if (typeof o.model === 'string') model.dispose();

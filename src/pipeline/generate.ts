@@ -3,7 +3,7 @@
  * layer exit (pipeline/decoding.ts), and its timings; with a decoding mode, what it drafted and accepted.
  */
 import { LlamaContext, type DecodingStats, type LlamaModel, type SamplerOptions } from '../engine/index.js';
-import { InvalidInputError } from '../util/errors.js';
+import { InvalidInputError, UsageError } from '../util/errors.js';
 import { openDecoding, type DecodingSpec } from './decoding.js';
 import { openModel } from './model.js';
 
@@ -73,7 +73,13 @@ export async function generateStep(o: GenerateStepOptions): Promise<GenerateResu
       if (model.info.special.bos === undefined) throw new InvalidInputError(`--bos: ${model.info.path} has no BOS token`);
       prompt.unshift(model.info.special.bos);
     }
-    if (prompt.length === 0) throw new InvalidInputError('the prompt is empty: give --prompt text or --bos');
+    if (prompt.length === 0) throw new UsageError('the prompt is empty: give --prompt text or --bos');
+    if (prompt.length + o.maxTokens > ctx.nCtx) {
+      throw new UsageError(
+        `the prompt (${prompt.length} tokens) and --max-tokens ${o.maxTokens} need ${prompt.length + o.maxTokens} tokens, but the context holds ${ctx.nCtx} (--ctx): ` +
+          `use -n ${Math.max(1, ctx.nCtx - prompt.length)} or less, or a larger --ctx`,
+      );
+    }
     const t0 = performance.now();
     await seq.append(prompt);
     const t1 = performance.now();

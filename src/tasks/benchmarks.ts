@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { InvalidInputError, UnsupportedError } from '../util/errors.js';
 import { dataDir } from '../util/paths.js';
-import { parseJsonlLines } from '../util/jsonl.js';
+import { parseJsonlLines, readUtf8File } from '../util/jsonl.js';
 import { Rng } from '../util/rng.js';
 import { lastBoxedContent } from './answer-extract.js';
 import type { Choice, Problem } from './problem.js';
@@ -64,7 +64,7 @@ function readRecords(path: string): { line: number; rec: Record<string, unknown>
     throw new InvalidInputError(
       `benchmark file not found: ${path}. Set --data-dir (or LYNX_DATA_DIR) to the data folder, or run 'lynx data fetch'.`,
     );
-  return parseJsonlLines(readFileSync(path, 'utf8'), path).map(({ line, text, value }) => {
+  return parseJsonlLines(readUtf8File(path), path).map(({ line, text, value }) => {
     if (value === null || typeof value !== 'object' || Array.isArray(value))
       throw new InvalidInputError(`${path}:${line}: expected a JSON object per line, got ${text.slice(0, 40)}`);
     return { line, rec: value as Record<string, unknown> };
@@ -198,7 +198,9 @@ export function loadMath500(opts: LoadOptions = {}): Problem[] {
 function loadCompetition(name: 'aime24' | 'amc23', opts: LoadOptions): Problem[] {
   const path = join(dataDir(opts.dataDir), name, 'test.jsonl');
   const seen = new Set<string>();
-  const out = readRecords(path).map(({ line, rec }, i) => {
+  const records = readRecords(path);
+  if (records.length === 0) throw new InvalidInputError(`${path} holds no problems (no JSON lines): give one {"problem": ..., "answer": ...} object per line`);
+  const out = records.map(({ line, rec }, i) => {
     const raw = rec.answer;
     const gold = canonicalFloatString(field(path, line, rec, ['answer'], 'answer'));
     const key = rec.id !== undefined ? String(rec.id) : String(i);
@@ -258,7 +260,9 @@ export function loadCommonsenseQa(opts: LoadOptions = {}): Problem[] {
 export function loadJsonlBenchmark(path: string, opts: { name?: string; limit?: number } = {}): Problem[] {
   const name = opts.name ?? basename(path).replace(/\.jsonl$/i, '');
   const seen = new Set<string>();
-  const out = readRecords(path).map(({ line, rec }, i) => {
+  const records = readRecords(path);
+  if (records.length === 0) throw new InvalidInputError(`${path} holds no problems (no JSON lines): give one {"problem": ..., "answer": ...} object per line`);
+  const out = records.map(({ line, rec }, i) => {
     const id = rec.id !== undefined && rec.id !== null ? String(rec.id) : String(i);
     if (seen.has(id)) throw new InvalidInputError(`${path}:${line}: duplicate id ${id}`);
     seen.add(id);

@@ -29,13 +29,41 @@ export function parseJsonlLines(text: string, source: string, opts: { onBadLine?
   return out;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A text file as UTF-8, refusing bytes that are not (a replacement character would silently change the data: a gold
+ * answer "4\ufffd" never matches), with the error naming `path:line`.
+ */
+export function readUtf8File(path: string): string {
+  const bytes = readFileSync(path);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i === bytes.length || bytes[i] === 0x0a) {
+        try {
+          utf8.decode(bytes.subarray(start, i));
+        } catch {
+          throw new InvalidInputError(`${path}:${line}: not valid UTF-8 text: convert the file to UTF-8 (e.g. iconv -t UTF-8)`);
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new InvalidInputError(`${path}: not valid UTF-8 text`);
+  }
+}
+
 /**
  * Read a JSONL file. A malformed line is an error naming the file and line number, unless `onBadLine` is given
  * (for example to skip a torn last line left by an interrupted writer).
  */
 export function readJsonl<T = unknown>(path: string, opts: { onBadLine?: (line: number, text: string) => void } = {}): T[] {
   if (!existsSync(path)) throw new InvalidInputError(`file not found: ${path}`);
-  return parseJsonlLines(readFileSync(path, 'utf8'), path, opts).map((l) => l.value as T);
+  return parseJsonlLines(readUtf8File(path), path, opts).map((l) => l.value as T);
 }
 
 /** Append records to a JSONL file, one line each, flushed to disk before returning. */

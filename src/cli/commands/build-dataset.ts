@@ -10,10 +10,12 @@ import { checkGrading } from '../../tasks/answer-equiv.js';
 import { checkPromptStyle } from '../../tasks/prompts.js';
 import { checkLastLayerTap } from '../../reasoning/lynx/features.js';
 import { accountingOptions, budgetForcingOf, exitAccountingOf } from '../accounting-options.js';
-import { InvalidInputError } from '../../util/errors.js';
+import { UsageError, asUsage } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { intOption, listOption, parseNumberList, probabilityOption, temperatureOption, threadsOption, tokensOption } from '../options.js';
+import { checkDatasetDir } from '../output-checks.js';
+import { skipWarning } from '../prompt-warnings.js';
 import { progressBar, rate } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 import { backendOf, backendOptions, remoteDetail, type BackendArgs } from '../backend-args.js';
@@ -53,6 +55,8 @@ export interface BuildDatasetArgs extends BackendArgs {
   exitAccounting?: string;
   budgetForcing?: string;
   lastLayer?: string;
+  maxPromptTokens?: number;
+  skipLongPrompts?: boolean;
 }
 
 export function registerBuildDataset(program: Command): void {
@@ -65,10 +69,10 @@ export function registerBuildDataset(program: Command): void {
     .option('-r, --rollouts <n>', 'rollouts per problem', intOption('--rollouts', 1), 1);
   problemSelectionOptions(command)
     .option('--shard <i/N>', 'build only problems j with j mod N = i (one folder per shard; join with lynx merge)')
-    .option('-n, --max-tokens <n>', 'token budget of a rollout', intOption('--max-tokens', 1), 4096)
-    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
-    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-n, --max-tokens <n>', 'token budget of a rollout', tokensOption('--max-tokens'), 4096)
+    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', tokensOption('--answer-max-tokens'), 64)
+    .option('-t, --temperature <t>', 'sampling temperature', temperatureOption(), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', probabilityOption('--top-p'), 0.95)
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed (each rollout derives its own from it, the problem id and the rollout number)', intOption('--seed', 0), 0)
     .option('--layers <list>', "Hugging Face hidden-state indices read at each event, e.g. 9,16,28 (default: LYNX's for the model's depth)", listOption)
@@ -76,12 +80,14 @@ export function registerBuildDataset(program: Command): void {
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
     .option('--max-events <n>', 'keep at most n events per rollout (LYNX --events-per-rollout)', intOption('--max-events', 1))
     .option('--skip-first <n>', 'skip the first n events of each rollout (LYNX --skip-first-hmmwait)', intOption('--skip-first', 0), 0)
-    .option('-c, --concurrency <n>', 'rollouts decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1))
-    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('--threads', 1))
+    .option('-c, --concurrency <n>', 'rollouts decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1, 256))
+    .option('--threads <n>', 'CPU threads (default: all cores)', threadsOption())
     .option('--batched', 'decode the rollouts in flight in one shared context: faster, but features then vary by ~1e-6 with what runs together (resumed or sharded builds are not byte-identical)')
     .option('--flush-every <n>', 'write to disk after every n finished rollouts', intOption('--flush-every', 1), 16)
     .option('--policy <p>', 'answer equivalence for labels: strict, zst, deer', 'zst')
     .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
+    .option('--max-prompt-tokens <n>', "longest prompt accepted (default: the model's training context)", tokensOption('--max-prompt-tokens'))
+    .option('--skip-long-prompts', 'leave out problems whose prompt is longer (each named on stderr) instead of refusing the run')
     .option('--last-layer <tap>', "the last hidden-state index: final (after the final norm, as LYNX's Hugging Face features; default) or residual (before it)");
   accountingOptions(backendOptions(command), 'on')
     .action(async (args: BuildDatasetArgs) => {
@@ -93,19 +99,19 @@ function parseCues(spec: string): NonNullable<CueOptions['cues']> {
   const s = spec.trim();
   if (s in CUE_VARIANTS) return s as keyof typeof CUE_VARIANTS;
   const words = listOption(s);
-  if (words.length === 0) throw new InvalidInputError(`--cues: give ${Object.keys(CUE_VARIANTS).join(', ')} or a list of words`);
+  if (words.length === 0) throw new UsageError(`--cues: give ${Object.keys(CUE_VARIANTS).join(', ')} or a list of words`);
   return words;
 }
 
 /** The pipeline step's options from the command's arguments. */
 export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetStepOptions, 'signal' | 'onProgress'> {
-  return {
+  return asUsage(() => ({
     model: args.model,
     benchmark: args.benchmark,
     selection: selectionOf(args),
     outDir: args.out,
     rolloutsPerProblem: args.rollouts,
-    layers: args.layers?.map(Number),
+    layers: parseNumberList(args.layers, '--layers', -Infinity, Infinity, { integer: true }),
     cues: parseCues(args.cues),
     exitCue: args.exitCue,
     answerMaxTokens: args.answerMaxTokens,
@@ -124,18 +130,22 @@ export function buildDatasetOptions(args: BuildDatasetArgs): Omit<BuildDatasetSt
     concurrency: args.concurrency,
     threads: args.threads,
     chunkUnits: args.flushEvery,
+    maxPromptTokens: args.maxPromptTokens,
+    skipLongPrompts: args.skipLongPrompts,
+    onSkip: skipWarning,
     ...backendOf(args),
-  };
+  }));
 }
 
 export async function runBuildDataset(args: BuildDatasetArgs): Promise<void> {
   const options = buildDatasetOptions(args);
+  checkDatasetDir(args.out, '-o');
   const controller = new AbortController();
   const interrupt = (signal: NodeJS.Signals) => {
     // Write the rollouts that finished, then leave: the same command resumes from there.
     controller.abort(new Error(signal));
     process.stderr.write(`\nlynx: interrupted (${signal}); finished rollouts are saved in ${args.out}: run the same command to resume\n`);
-    process.exit(130);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { DEFAULT_DELTAS } from '../../reasoning/calibration/conformal.js';
 import { DEFAULT_HELD_OUT_FRACTION, calibrateStep, type CalibrateStepOptions, type CalibrationSummary } from '../../pipeline/calibrate.js';
-import { RULE_NAMES, type RuleName } from '../../reasoning/calibration/rule-files.js';
-import { InvalidInputError } from '../../util/errors.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { RULE_NAMES, checkRules } from '../../reasoning/calibration/rule-files.js';
+import { UsageError, asUsage } from '../../util/errors.js';
+import { checkNoEarlierResult, checkWritableDir } from '../output-checks.js';
+import { intOption, listOption, probabilityOption } from '../options.js';
 
 export interface CalibrateArgs {
   probe: string;
@@ -17,6 +18,7 @@ export interface CalibrateArgs {
   gridStep: number;
   allowClipped?: boolean;
   quiet?: boolean;
+  force?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -26,7 +28,7 @@ export function parseDeltas(xs: readonly string[] | undefined): number[] {
   if (!xs || xs.length === 0) return [...DEFAULT_DELTAS];
   return xs.map((x) => {
     const d = Number(x);
-    if (!(Number.isFinite(d) && d > 0 && d < 1)) throw new InvalidInputError(`--deltas: '${x}' is not a number in (0, 1)`);
+    if (!(Number.isFinite(d) && d > 0 && d < 1)) throw new UsageError(`--deltas: '${x}' is not a number in (0, 1)`);
     return d;
   });
 }
@@ -43,28 +45,32 @@ export function registerCalibrate(program: Command): void {
     .requiredOption('-o, --out <dir>', 'rule folder (EXP/conformal)')
     .option('--deltas <list>', `error levels (default ${DEFAULT_DELTAS.join(',')})`, listOption)
     .option('--rules <list>', 'lynx, ltt, crc (default all)', listOption)
-    .option('--held-out <f>', 'share of the calibration problems held out to measure each rule (0: none)', floatOption('--held-out', 0, 1), DEFAULT_HELD_OUT_FRACTION)
+    .option('--held-out <f>', 'share of the calibration problems held out to measure each rule (0: none)', probabilityOption('--held-out', { openMax: true }), DEFAULT_HELD_OUT_FRACTION)
     .option('-s, --seed <n>', 'seed of the problem split', intOption('--seed', 0), 0)
-    .option('--alpha <a>', 'ltt: probability that the risk bound fails', floatOption('--alpha', 0, 1), 0.1)
-    .option('--grid-step <x>', 'ltt, crc: threshold grid step', floatOption('--grid-step', 0, 1), 0.001)
+    .option('--alpha <a>', 'ltt: probability that the risk bound fails', probabilityOption('--alpha', { openMin: true, openMax: true }), 0.1)
+    .option('--grid-step <x>', 'ltt, crc: threshold grid step', probabilityOption('--grid-step', { openMin: true }), 0.001)
     .option('--allow-clipped', "lynx: exit with a rule whose quantile was clipped (too few wrong-exit events for delta), as LYNX does; default: refuse it (it never exits)")
     .option('-q, --quiet', 'no progress lines')
+    .option('--force', 'overwrite rules already in --out')
     .action((args: CalibrateArgs) => {
-      const { summary } = calibrateStep({ ...calibrateOptions(args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+      const options = calibrateOptions(args);
+      checkWritableDir(args.out, '-o');
+      checkNoEarlierResult(args.out, ['summary.json', 'conformal_calib_*', 'ltt_*', 'crc_*'], 'calibrated rules', '-o', args.force);
+      const { summary } = calibrateStep({ ...options, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatCalibration(summary) + `wrote ${summary.rules.length} rule files and summary.json to ${args.out}\n`);
     });
 }
 
 /** The pipeline step's options from the command's arguments. */
 export function calibrateOptions(args: CalibrateArgs): Omit<CalibrateStepOptions, 'log'> {
-  if (args.data.length === 0) throw new InvalidInputError('give the calibration data with --data DIR (repeat for several folders)');
-  if (!(args.heldOut >= 0 && args.heldOut < 1)) throw new InvalidInputError('--held-out must be in [0, 1)');
+  if (args.data.length === 0) throw new UsageError('give the calibration data with --data DIR (repeat for several folders)');
+  if (!(args.heldOut >= 0 && args.heldOut < 1)) throw new UsageError('--held-out must be in [0, 1)');
   return {
     probeDir: args.probe,
     datasets: args.data,
     outDir: args.out,
     deltas: parseDeltas(args.deltas),
-    rules: (args.rules ?? RULE_NAMES) as RuleName[],
+    rules: args.rules ? asUsage(() => checkRules(args.rules!)) : [...RULE_NAMES],
     heldOutFraction: args.heldOut,
     seed: args.seed,
     trajectory: { alpha: args.alpha, gridStep: args.gridStep },

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { deerRolloutsStep } from '../../pipeline/deer-rollouts.js';
 import { checkGrading } from '../../tasks/answer-equiv.js';
 import { checkPromptStyle } from '../../tasks/prompts.js';
-import { floatOption, intOption } from '../options.js';
+import { deltaOption, intOption, tokensOption } from '../options.js';
 import { progressBar } from '../progress.js';
 
 interface DeerRolloutsArgs {
@@ -36,10 +36,10 @@ export function registerDeerRollouts(program: Command): void {
     .requiredOption('--probe <dir>', 'experiment folder (with probe/ and conformal/) or a probe folder')
     .requiredOption('--in <file>', "DEER's output JSONL (question, generated_responses, gold_answer)")
     .requiredOption('-o, --out <file>', "output JSONL in DEER's format")
-    .option('--delta <d>', 'error level of the stop rule', floatOption('--delta', 0, 1), 0.1)
+    .option('--delta <d>', 'error level of the stop rule', deltaOption(), 0.1)
     .option('--rule <name>', 'lynx (per event, the paper), ltt or crc (per problem)', 'lynx')
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
-    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', intOption('--answer-max-tokens', 1), 64)
+    .option('--answer-max-tokens <n>', 'answer tokens decoded after the exit cue', tokensOption('--answer-max-tokens'), 64)
     .option('--limit <n>', 'only the first N rollouts', intOption('--limit', 1))
     .option(
       '--prompt-style <style>',

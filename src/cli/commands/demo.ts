@@ -11,7 +11,7 @@ import { measureStepErrors, stepErrorMarkdown } from '../../demo/step-errors.js'
 import { DEMO_RECIPES, recipeWith, trainDemoModel, type LossCurveFile } from '../../demo/train.js';
 import { loadLynxPolicy } from '../../reasoning/lynx/policy.js';
 import { InvalidInputError } from '../../util/errors.js';
-import { floatOption, intOption } from '../options.js';
+import { deltaOption, floatOption, intOption, temperatureOption, threadsOption } from '../options.js';
 import { progressBar } from '../progress.js';
 import { paint } from '../terminal.js';
 import { experimentMarkdown } from '../../report/markdown.js';
@@ -37,10 +37,10 @@ export function registerDemo(program: Command): void {
     .enablePositionalOptions()
     .option('-n, --problems <n>', 'problems (interleaved over the 5 difficulty levels)', intOption('--problems', 1), 20)
     .option('-b, --benchmark <name>', 'demo problem set: demo:test, demo:test:1-2, ...', 'demo:test')
-    .option('--delta <d>', 'error level of the stop rule', floatOption('--delta', 0, 1), 0.1)
+    .option('--delta <d>', 'error level of the stop rule', deltaOption(), 0.1)
     .option('--rule <name>', 'lynx (per event, the paper), ltt or crc (per problem)', 'lynx')
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
+    .option('-t, --temperature <t>', 'sampling temperature', temperatureOption(), 0.6)
     .option('--max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 1024)
     .option('--concurrency <n>', 'problems decoded together', intOption('--concurrency', 1), 4)
     .option('--dir <dir>', 'a demo folder other than the shipped one (model.gguf, probe/, conformal/)')
@@ -94,7 +94,7 @@ export function registerDemo(program: Command): void {
     .description('train the demo reasoner from random initialisation (writes <name>.gguf and <name>.loss.json)')
     .option('--recipe <name>', 'default (the shipped model), small, or small-split (the small model that offloads to the default one)', 'default')
     .option('-o, --out <dir>', 'output folder', '.')
-    .option('--threads <n>', 'CPU threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'CPU threads', threadsOption(), 2)
     .option('--sequences <n>', 'training windows (512 tokens each), to shorten or lengthen the recipe', intOption('--sequences', 1))
     .option('--checkpoint-every <n>', 'save a weights-only checkpoint every n steps', intOption('--checkpoint-every', 0), 0)
     .option('--init-from <gguf>', 'continue from a trained demo model (a second stage) instead of a random initialisation')

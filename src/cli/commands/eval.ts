@@ -6,10 +6,12 @@ import { checkGrading } from '../../tasks/answer-equiv.js';
 import { checkPromptStyle } from '../../tasks/prompts.js';
 import { DEFAULT_DEEPCONF_TRACES } from '../../pipeline/methods.js';
 import { accountingOptions, budgetForcingOf, exitAccountingOf } from '../accounting-options.js';
-import { InvalidInputError } from '../../util/errors.js';
+import { UsageError, asUsage } from '../../util/errors.js';
 import { parseShard } from '../../util/shard.js';
 import { problemSelectionOptions, selectionOf } from '../benchmark-arg.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { MAX_TOKEN_BUDGET, floatOption, intOption, listOption, parseNumberList, probabilityOption, temperatureOption, tokensOption } from '../options.js';
+import { checkWritableDir } from '../output-checks.js';
+import { skipWarning } from '../prompt-warnings.js';
 import { progressBar, rate } from '../progress.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
@@ -67,40 +69,36 @@ export interface EvalArgs extends DecodingArgs, BackendArgs {
   testRollouts: number;
   exitAccounting?: string;
   budgetForcing?: string;
+  maxPromptTokens?: number;
+  skipLongPrompts?: boolean;
 }
 
-const numbers = (xs: string[] | undefined, name: string): number[] | undefined =>
-  xs?.map((x) => {
-    const n = Number(x);
-    if (!Number.isFinite(n)) throw new InvalidInputError(`${name}: '${x}' is not a number`);
-    return n;
-  });
 
 function trialSamplingOf(v: string | undefined): 'sample' | 'greedy' | undefined {
   if (v === undefined || v === 'sample' || v === 'greedy') return v;
-  throw new InvalidInputError(`--trial-sampling must be sample or greedy (got '${v}')`);
+  throw new UsageError(`--trial-sampling must be sample or greedy (got '${v}')`);
 }
 
 /** The pipeline's method description from the command's arguments. */
 export function methodSpecOf(args: EvalArgs): MethodSpec {
   return {
     method: args.method,
-    budgets: numbers(args.budget, '--budget'),
-    deltas: numbers(args.delta, '--delta'),
+    budgets: parseNumberList(args.budget, '--budget', 1, MAX_TOKEN_BUDGET, { integer: true }),
+    deltas: parseNumberList(args.delta, '--delta', 0, 1, { openMin: true, openMax: true }),
     rule: args.rule,
     probe: args.probe,
     allowClipped: args.allowClipped,
-    thresholds: numbers(args.threshold, '--threshold'),
+    thresholds: parseNumberList(args.threshold, '--threshold', 0, 1),
     trialSampling: trialSamplingOf(args.trialSampling),
-    traces: numbers(args.traces, '--traces'),
+    traces: parseNumberList(args.traces, '--traces', 1, Infinity, { integer: true }),
     variant: args.variant,
     warmup: args.warmup,
     window: args.window,
-    agreements: numbers(args.agreement, '--agreement'),
+    agreements: parseNumberList(args.agreement, '--agreement', 1, Infinity, { integer: true }),
     interval: args.interval,
     handBackEvery: args.handBackEvery,
     segmentCap: args.segmentCap,
-    switchRatios: numbers(args.switchRatio, '--switch-ratio'),
+    switchRatios: parseNumberList(args.switchRatio, '--switch-ratio', 0, Infinity, { openMin: true }),
     switchChunk: args.switchChunk,
     candidates: args.candidates,
     draftTokens: args.draftTokens,
@@ -147,15 +145,17 @@ export function registerEval(program: Command): void {
     .option('--prompt-style <style>', 'zst, csqa, ours (LYNX system prompt) or deer (default: by benchmark)')
     .option('--test-rollouts <n>', "rollouts per problem (LYNX's --test-rollouts); records <id>#<r>", intOption('--test-rollouts', 1), 1)
     .option('--shard <i/N>', 'run shard i of N (merge with lynx merge)')
-    .option('-n, --max-tokens <n>', 'token budget per trace', intOption('--max-tokens', 16), 4096)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
-    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-n, --max-tokens <n>', 'token budget per trace', tokensOption('--max-tokens', 16), 4096)
+    .option('-t, --temperature <t>', 'sampling temperature', temperatureOption(), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', probabilityOption('--top-p'), 0.95)
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'base seed', intOption('--seed', 0), 0)
     .option('--policy <p>', 'answer equivalence: strict, zst, deer', 'zst')
-    .option('-c, --concurrency <n>', 'problems decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1))
+    .option('-c, --concurrency <n>', 'problems decoded together (default 4; with --backend openai, --max-inflight)', intOption('--concurrency', 1, 256))
     .option('--fresh-context', "each problem in its own new context: exactly a lone run's result (as the dataset builder's rollouts), no batching across problems")
-    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper');
+    .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')
+    .option('--max-prompt-tokens <n>', "longest prompt accepted (default: the model's training context)", tokensOption('--max-prompt-tokens'))
+    .option('--skip-long-prompts', 'leave out problems whose prompt is longer (each named on stderr) instead of refusing the run');
   accountingOptions(backendOptions(decodingOptions(command)), 'on, deepconf off').action(async (args: EvalArgs) => {
     await runEvalCommand(args);
   });
@@ -163,7 +163,7 @@ export function registerEval(program: Command): void {
 
 /** The pipeline step's options from the command's arguments. */
 export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMethod' | 'onProgress'> {
-  return {
+  return asUsage(() => ({
     model: args.model,
     small: args.small,
     benchmark: args.benchmark,
@@ -185,15 +185,20 @@ export function evaluateOptions(args: EvalArgs): Omit<EvaluateStepOptions, 'onMe
     decoding: decodingSpecOf(args),
     log: (line) => process.stderr.write(`${line}\n`),
     ...backendOf(args),
-  };
+    maxPromptTokens: args.maxPromptTokens,
+    skipLongPrompts: args.skipLongPrompts,
+    onSkip: skipWarning,
+  }));
 }
 
 export async function runEvalCommand(args: EvalArgs): Promise<void> {
+  const options = evaluateOptions(args);
+  checkWritableDir(args.out, '-o');
   let bar: ReturnType<typeof progressBar> | undefined;
   let done = 0;
   let remote: RemoteProgress | undefined;
   const results = await evaluateStep({
-    ...evaluateOptions(args),
+    ...options,
     onMethod: (name, settings, records) => {
       bar?.stop();
       done = 0;

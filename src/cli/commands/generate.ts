@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { generateStep } from '../../pipeline/generate.js';
 import { resolveModelPath } from '../../pipeline/model.js';
 import { decodingOptions, decodingSpecOf, type DecodingArgs } from '../decoding-args.js';
-import { floatOption, intOption } from '../options.js';
+import { intOption, probabilityOption, temperatureOption, tokensOption } from '../options.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
 interface GenerateArgs extends DecodingArgs {
@@ -27,14 +27,14 @@ export function registerGenerate(program: Command): void {
     .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
     .requiredOption('-p, --prompt <text>', 'prompt text (special tokens such as <think> are parsed)')
     .option('--bos', 'start with the BOS token')
-    .option('-n, --max-tokens <n>', 'tokens to generate', intOption('--max-tokens', 1), 128)
-    .option('-t, --temperature <t>', '0 = greedy', floatOption('--temperature', 0), 0)
-    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1))
+    .option('-n, --max-tokens <n>', 'tokens to generate', tokensOption('--max-tokens'), 128)
+    .option('-t, --temperature <t>', '0 = greedy', temperatureOption(), 0)
+    .option('--top-p <p>', 'nucleus sampling', probabilityOption('--top-p'))
     .option('--top-k <k>', 'top-k sampling', intOption('--top-k', 0))
-    .option('--min-p <p>', 'min-p sampling', floatOption('--min-p', 0, 1))
+    .option('--min-p <p>', 'min-p sampling', probabilityOption('--min-p'))
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
-    .option('--ctx <n>', 'context size', intOption('--ctx', 16), 4096)
+    .option('--ctx <n>', 'context size', intOption('--ctx', 16, 2 ** 24), 4096)
     .option('--json', 'print one JSON object: tokens, text, timings (and drafted/accepted tokens with --draft)');
   decodingOptions(command).action(async (args: GenerateArgs) => {
     const r = await generateStep({

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { answerWithLynx } from '../../pipeline/answer.js';
 import type { ScoredCueEvent } from '../../reasoning/lynx/online.js';
-import { floatOption, intOption } from '../options.js';
+import { deltaOption, intOption, probabilityOption, temperatureOption, tokensOption } from '../options.js';
 import { paint } from '../terminal.js';
 import { SAMPLER_HELP, samplerOf, samplerOption, type SamplerSpec } from '../sampler-arg.js';
 
@@ -28,11 +28,11 @@ export function registerRun(program: Command): void {
     .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
     .requiredOption('--probe <dir>', 'experiment folder (with probe/ and conformal/) or a probe folder')
     .requiredOption('-p, --prompt <text>', 'the question (sent through the zst prompt and the chat template)')
-    .option('--delta <d>', 'error level of the stop rule', floatOption('--delta', 0, 1), 0.1)
+    .option('--delta <d>', 'error level of the stop rule', deltaOption(), 0.1)
     .option('--rule <name>', 'lynx (per-event, the paper), ltt or crc (per-problem)', 'lynx')
-    .option('-n, --max-tokens <n>', 'token budget of the trace', intOption('--max-tokens', 1), 4096)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0), 0.6)
-    .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 0.95)
+    .option('-n, --max-tokens <n>', 'token budget of the trace', tokensOption('--max-tokens'), 4096)
+    .option('-t, --temperature <t>', 'sampling temperature', temperatureOption(), 0.6)
+    .option('--top-p <p>', 'nucleus sampling', probabilityOption('--top-p'), 0.95)
     .option('--sampler <spec>', SAMPLER_HELP, samplerOption)
     .option('-s, --seed <n>', 'sampling seed', intOption('--seed', 0), 0)
     .option('--exit-cue <cue>', 'paper, answer_tag or literal text', 'paper')

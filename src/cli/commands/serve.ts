@@ -8,8 +8,8 @@ import { defaultHeadsDir } from '../../pipeline/decoding.js';
 import { buildApp } from '../../server/app.js';
 import { ModelHost } from '../../server/host.js';
 import { EarlyExitSchema, type EarlyExit } from '../../server/schemas.js';
-import { InvalidInputError } from '../../util/errors.js';
-import { intOption } from '../options.js';
+import { InvalidInputError, UsageError } from '../../util/errors.js';
+import { intOption, threadsOption, tokensOption } from '../options.js';
 import { backendOf, backendOptions, type BackendArgs } from '../backend-args.js';
 import { checkBackend } from '../../pipeline/backend.js';
 
@@ -41,7 +41,7 @@ export function parseEarlyExit(spec: string): EarlyExit {
   if (method === 'deer' && a !== undefined) raw.threshold = Number(a);
   if (method === 'dynasor' && a !== undefined) raw.agreement = Number(a);
   const r = EarlyExitSchema.safeParse(raw);
-  if (!r.success) throw new InvalidInputError(`--early-exit '${spec}': ${r.error.issues[0]!.message} (write lynx:DELTA[:RULE], deer:THRESHOLD, dynasor[:N] or none)`);
+  if (!r.success) throw new UsageError(`--early-exit '${spec}': ${r.error.issues[0]!.message} (write lynx:DELTA[:RULE], deer:THRESHOLD, dynasor[:N] or none)`);
   return r.data;
 }
 
@@ -52,13 +52,13 @@ export function registerServe(program: Command): void {
     .option('-m, --model <path>', 'GGUF file or Hugging Face folder (default: the shipped demo model and its probe)')
     .option('--probe <dir>', 'experiment folder with probe/ and conformal/ for LYNX early exit')
     .option('--host <addr>', 'address to listen on (loopback unless you mean otherwise)', '127.0.0.1')
-    .option('--port <n>', 'port', intOption('--port', 0), 8080)
+    .option('--port <n>', 'port', intOption('--port', 0, 65535), 8080)
     .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1/* (default $LYNX_API_KEY)')
     .option('--parallel <n>', 'requests decoded at once, batched in one context', intOption('--parallel', 1), 4)
     .option('--queue <n>', 'requests that may wait beyond those (429 after)', intOption('--queue', 0), 64)
-    .option('--ctx <n>', 'tokens one request may use (prompt + max_tokens + exit)', intOption('--ctx', 256), 4096)
-    .option('--max-tokens <n>', 'max_tokens of a request that gives none', intOption('--max-tokens', 1), 4096)
-    .option('--threads <n>', 'CPU threads', intOption('--threads', 1))
+    .option('--ctx <n>', 'tokens one request may use (prompt + max_tokens + exit)', intOption('--ctx', 256, 2 ** 24), 4096)
+    .option('--max-tokens <n>', 'max_tokens of a request that gives none', tokensOption('--max-tokens'), 4096)
+    .option('--threads <n>', 'CPU threads', threadsOption())
     .option('--served-model-name <name>', 'the model name clients send (default: the file name)')
     .option('--early-exit <spec>', 'early exit of requests that do not ask: lynx:DELTA[:RULE], deer:T, dynasor[:N] (default none)')
     .option('--timeout <s>', 'seconds a request may run', intOption('--timeout', 1), 600)
@@ -73,7 +73,7 @@ export function registerServe(program: Command): void {
       const model = args.model ? await resolveModelPath(args.model) : demo.model;
       const probe = args.probe ?? (args.model ? undefined : demo.root);
       if (!existsSync(model)) throw new InvalidInputError(`no model at ${model}`);
-      if (args.kvType !== 'f32' && args.kvType !== 'f16') throw new InvalidInputError(`--kv-type must be f32 or f16, got '${args.kvType}'`);
+      if (args.kvType !== 'f32' && args.kvType !== 'f16') throw new UsageError(`--kv-type must be f32 or f16, got '${args.kvType}'`);
       const backend = { ...backendOf({ ...args, apiKey: undefined }) };
       checkBackend(backend);
       const host = new ModelHost({

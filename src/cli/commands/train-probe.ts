@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { trainProbeStep, type ProbeTrainingMetrics, type TrainProbeStepOptions } from '../../pipeline/train-probe.js';
 import type { ProbeConfig } from '../../reasoning/lynx/probe/probe.js';
 import type { KernelChoice } from '../../reasoning/lynx/probe/parallel.js';
-import { InvalidInputError } from '../../util/errors.js';
-import { floatOption, intOption } from '../options.js';
+import { UsageError } from '../../util/errors.js';
+import { checkNoEarlierResult, checkWritableDir } from '../output-checks.js';
+import { floatOption, intOption, probabilityOption, threadsOption } from '../options.js';
 
 export interface TrainProbeArgs {
   out: string;
@@ -19,13 +20,14 @@ export interface TrainProbeArgs {
   threads?: number;
   kernels: string;
   quiet?: boolean;
+  force?: boolean;
 }
 
 /** `--hidden 256,64` */
 export function parseHidden(spec: string): number[] {
   const sizes = spec.split(',').map((s) => s.trim());
   if (sizes.length === 0 || sizes.some((s) => !/^\d+$/.test(s) || Number(s) < 1)) {
-    throw new InvalidInputError(`--hidden must be positive layer sizes separated by commas (e.g. 256,64), got '${spec}'`);
+    throw new UsageError(`--hidden must be positive layer sizes separated by commas (e.g. 256,64), got '${spec}'`);
   }
   return sizes.map(Number);
 }
@@ -43,22 +45,27 @@ export function registerTrainProbe(program: Command): void {
     .option('--alpha <x>', 'L2 penalty', floatOption('--alpha', 0))
     .option('--batch-size <n>', 'mini-batch rows (default min(200, n))', intOption('--batch-size', 1))
     .option('--patience <n>', 'epochs without improvement before stopping', intOption('--patience', 0))
-    .option('--val-split <f>', "stratified share held out for the reported metrics (LYNX's --val-split)", floatOption('--val-split', 0, 1), 0.2)
-    .option('--val-fraction <f>', 'early-stopping share of the training events (default max(0.1, val-split))', floatOption('--val-fraction', 0, 1))
-    .option('--threads <n>', 'threads for the first layer (default min(2, cores))', intOption('--threads', 1))
+    .option('--val-split <f>', "stratified share held out for the reported metrics (LYNX's --val-split)", probabilityOption('--val-split', { openMin: true, openMax: true }), 0.2)
+    .option('--val-fraction <f>', 'early-stopping share of the training events (default max(0.1, val-split))', probabilityOption('--val-fraction', { openMin: true, openMax: true }))
+    .option('--threads <n>', 'threads for the first layer (default min(2, cores))', threadsOption())
     .option('--kernels <k>', 'auto, wasm or js', 'auto')
     .option('-q, --quiet', 'no progress lines')
+    .option('--force', 'overwrite a probe already in --out')
     .action((datasets: string[], args: TrainProbeArgs) => {
-      const { metrics, dir } = trainProbeStep({ ...trainProbeOptions(datasets, args), log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+      const options = trainProbeOptions(datasets, args);
+      // Before training: a result that cannot be written, or would replace an earlier one, is refused now.
+      checkWritableDir(args.out, '-o');
+      checkNoEarlierResult(args.out, ['probe.json', 'probe.safetensors'], 'a probe', '-o', args.force);
+      const { metrics, dir } = trainProbeStep({ ...options, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(formatProbeMetrics(metrics) + `wrote ${dir}/probe.json, probe.safetensors, metrics.json\n`);
     });
 }
 
 /** The pipeline step's options from the command's arguments. */
 export function trainProbeOptions(datasets: string[], args: TrainProbeArgs): Omit<TrainProbeStepOptions, 'log'> {
-  if (!['auto', 'wasm', 'js'].includes(args.kernels)) throw new InvalidInputError(`--kernels must be auto, wasm or js, got '${args.kernels}'`);
-  if (!(args.valSplit > 0 && args.valSplit < 1)) throw new InvalidInputError('--val-split must be in (0, 1)');
-  if (args.valFraction !== undefined && !(args.valFraction > 0 && args.valFraction < 1)) throw new InvalidInputError('--val-fraction must be in (0, 1)');
+  if (!['auto', 'wasm', 'js'].includes(args.kernels)) throw new UsageError(`--kernels must be auto, wasm or js, got '${args.kernels}'`);
+  if (!(args.valSplit > 0 && args.valSplit < 1)) throw new UsageError('--val-split must be in (0, 1)');
+  if (args.valFraction !== undefined && !(args.valFraction > 0 && args.valFraction < 1)) throw new UsageError('--val-fraction must be in (0, 1)');
   const config: Partial<ProbeConfig> = { hidden: parseHidden(args.hidden) };
   if (args.epochs !== undefined) config.maxEpochs = args.epochs;
   if (args.lr !== undefined) config.learningRate = args.lr;

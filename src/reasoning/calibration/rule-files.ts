@@ -9,6 +9,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { InvalidInputError } from '../../util/errors.js';
 import { writeJsonAtomic } from '../../util/fs.js';
 import { CONFORMAL_SCHEMA, lynxRuleOf, type ExitRule, type LynxRule } from './conformal.js';
@@ -65,49 +66,107 @@ function jsonSafe(r: ExitRule): unknown {
   return JSON.parse(JSON.stringify(withLynx, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
 }
 
-const isNum = (v: unknown): v is number => typeof v === 'number' && !Number.isNaN(v);
+/*
+ * Schemas of the rule files, checked field by field on load: a rule silently read wrong breaks its guarantee (a
+ * `qNeg` of "abc" exits at another score than calibrated, a missing threshold never exits), so every field a rule
+ * decides with must be there with its type. A quantile may be null (written for +∞: the class is never in the set);
+ * LYNX's own files leave an infinite quantile out, as its reader does.
+ */
+const fraction = z.number().gt(0).lt(1);
+const count = z.number().int().nonnegative();
+// Python's json writes an empty class's quantile as Infinity, which zod's number() refuses.
+const quantile = z.custom<number>((v) => typeof v === 'number' && !Number.isNaN(v), 'expected a number (or null for an unbounded quantile)');
+
+const LynxRuleSchema = z.looseObject({
+  schema: z.literal(CONFORMAL_SCHEMA),
+  rule: z.literal('lynx'),
+  delta: fraction,
+  qPos: quantile.nullable(),
+  qNeg: quantile.nullable(),
+  nPos: count,
+  nNeg: count,
+  useClipped: z.boolean().optional(),
+  heldOut: z.looseObject({}).optional(),
+});
+
+const TrajectoryRuleSchema = z.looseObject({
+  schema: z.literal(CONFORMAL_SCHEMA),
+  rule: z.enum(['ltt', 'crc']),
+  delta: fraction,
+  alpha: fraction.optional(),
+  threshold: z.number().min(0).max(1).nullable(),
+  nCal: count,
+  nRollouts: count,
+  calRisk: z.number().min(0).max(1),
+  calExitRate: z.number().min(0).max(1),
+  grid: z.looseObject({ from: z.number(), to: z.number(), step: z.number().positive() }),
+  heldOut: z.looseObject({}).optional(),
+});
+
+const LynxConformalSchema = z.looseObject({
+  delta: fraction,
+  q_pos: quantile.nullable().optional(),
+  q_neg: quantile.nullable().optional(),
+  n_calib: count.optional(),
+  n_pos: count,
+  n_neg: count,
+});
+
+/** The first problem zod found, as "field: what is wrong" (the field as a dotted path). */
+function firstIssue(error: z.ZodError, json: unknown): string {
+  const issue = error.issues[0]!;
+  const field = issue.path.map(String).join('.') || '(the file)';
+  let value: unknown = json;
+  for (const k of issue.path) value = value && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[k as PropertyKey] : undefined;
+  const seen = value === undefined ? 'it is missing' : `got ${typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value))}`;
+  return `field '${field}': ${issue.message.replace(/^Invalid input: /, '')} (${seen})`;
+}
+
+function validate<T>(schema: z.ZodType<T>, json: unknown, source: string, kind: string): T {
+  const r = schema.safeParse(json);
+  if (!r.success) throw new InvalidInputError(`${source}: not a valid ${kind}: ${firstIssue(r.error, json)}; recalibrate with 'lynx calibrate'`);
+  return r.data;
+}
 
 /** A rule from LYNX's own calibration file (`q_pos`, `q_neg`, `n_pos`, `n_neg`, `delta`). */
-export function parseLynxConformal(json: unknown, opts: { useClipped?: boolean } = {}): LynxRule {
-  const j = json as Partial<Record<keyof LynxConformalJson, unknown>>;
-  if (!j || typeof j !== 'object' || !isNum(j.delta) || !isNum(j.n_pos) || !isNum(j.n_neg)) {
-    throw new InvalidInputError('not a LYNX conformal file: it needs delta, n_pos and n_neg (and q_pos, q_neg unless infinite)');
-  }
-  const q = (v: unknown, name: string) => {
-    if (v === undefined || v === null) return Infinity;
-    if (!isNum(v)) throw new InvalidInputError(`LYNX conformal file: ${name} must be a number`);
-    return v;
-  };
-  return lynxRuleOf({ delta: j.delta, qPos: q(j.q_pos, 'q_pos'), qNeg: q(j.q_neg, 'q_neg'), nPos: j.n_pos, nNeg: j.n_neg, useClipped: opts.useClipped });
+export function parseLynxConformal(json: unknown, opts: { useClipped?: boolean } = {}, source = 'LYNX conformal file'): LynxRule {
+  const j = validate(LynxConformalSchema, json, source, 'LYNX conformal file (delta, n_pos, n_neg, and q_pos, q_neg unless infinite)');
+  const q = (v: number | null | undefined) => (v === undefined || v === null ? Infinity : v);
+  return lynxRuleOf({ delta: j.delta, qPos: q(j.q_pos), qNeg: q(j.q_neg), nPos: j.n_pos, nNeg: j.n_neg, useClipped: opts.useClipped });
 }
 
 /**
- * Read a rule JSON written by `writeSweep` (null quantiles back to +∞), or LYNX's `conformal_calib.json`. `useClipped`
- * (LYNX's behaviour) makes a LYNX rule with a clipped quantile exit; a file written with `--allow-clipped` says so itself.
+ * Read a rule JSON written by `writeSweep` (null quantiles back to +∞), or LYNX's `conformal_calib.json`, every field
+ * checked. `useClipped` (LYNX's behaviour) makes a LYNX rule with a clipped quantile exit; a file written with
+ * `--allow-clipped` says so itself. `source` names the file in errors.
  */
-export function parseRule(json: unknown, opts: { useClipped?: boolean } = {}): ExitRule {
-  const r = json as ExitRule;
-  if (r && typeof r === 'object' && (r as { schema?: string }).schema === undefined && 'n_neg' in r) return parseLynxConformal(json, opts);
-  if (!r || typeof r !== 'object' || (r as { schema?: string }).schema !== CONFORMAL_SCHEMA) {
-    throw new InvalidInputError(`not a ${CONFORMAL_SCHEMA} rule file (nor LYNX's conformal_calib.json)`);
+export function parseRule(json: unknown, opts: { useClipped?: boolean } = {}, source = 'rule file'): ExitRule {
+  const r = json as { schema?: unknown; rule?: unknown } | null;
+  if (r && typeof r === 'object' && !Array.isArray(r) && r.schema === undefined && 'n_neg' in r) return parseLynxConformal(json, opts, source);
+  if (!r || typeof r !== 'object' || r.schema !== CONFORMAL_SCHEMA) {
+    throw new InvalidInputError(`${source}: not a ${CONFORMAL_SCHEMA} rule file (nor LYNX's conformal_calib.json)`);
   }
   if (r.rule === 'lynx') {
+    const l = validate(LynxRuleSchema, json, source, 'lynx rule file');
     // Rebuilt from its quantiles, so files written before rules could be refused are refused alike.
-    const rule = lynxRuleOf({ delta: r.delta, qPos: r.qPos ?? Infinity, qNeg: r.qNeg ?? Infinity, nPos: r.nPos, nNeg: r.nNeg, useClipped: opts.useClipped || r.useClipped });
-    return { ...rule, ...(r.heldOut ? { heldOut: r.heldOut } : {}) };
+    const rule = lynxRuleOf({ delta: l.delta, qPos: l.qPos ?? Infinity, qNeg: l.qNeg ?? Infinity, nPos: l.nPos, nNeg: l.nNeg, useClipped: opts.useClipped || l.useClipped });
+    return { ...rule, ...(l.heldOut ? { heldOut: l.heldOut as unknown as LynxRule['heldOut'] } : {}) };
   }
-  if (r.rule !== 'ltt' && r.rule !== 'crc') throw new InvalidInputError(`unknown rule '${(r as { rule: string }).rule}'`);
-  return r;
+  if (r.rule !== 'ltt' && r.rule !== 'crc') throw new InvalidInputError(`${source}: unknown rule ${JSON.stringify(r.rule)} (lynx, ltt or crc)`);
+  validate(TrajectoryRuleSchema, json, source, `${r.rule} rule file`);
+  return json as ExitRule;
 }
 
 /** JSON.parse that also reads Python's `Infinity`, `-Infinity` and `NaN` (LYNX's files hold them). */
-export function parsePythonJson(text: string): unknown {
+export function parsePythonJson(text: string, opts: { nanAsString?: boolean } = {}): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    // Outside strings only: a string holding the word keeps it.
+    // Outside strings only: a string holding the word keeps it. NaN reads as null, or (for files where null means
+    // something, as +∞ in a rule) as the string "NaN", which their schema then refuses.
+    const nan = opts.nanAsString ? '"NaN"' : 'null';
     const fixed = text.replace(/("(?:[^"\\]|\\.)*")|-Infinity|Infinity|NaN/g, (m, str: string | undefined) =>
-      str !== undefined ? str : m === 'NaN' ? 'null' : m === '-Infinity' ? '-1e999' : '1e999',
+      str !== undefined ? str : m === 'NaN' ? nan : m === '-Infinity' ? '-1e999' : '1e999',
     );
     return JSON.parse(fixed);
   }
@@ -117,11 +176,11 @@ export function parsePythonJson(text: string): unknown {
 export function readRule(path: string, opts: { useClipped?: boolean } = {}): ExitRule {
   let json: unknown;
   try {
-    json = parsePythonJson(readFileSync(path, 'utf8'));
+    json = parsePythonJson(readFileSync(path, 'utf8'), { nanAsString: true });
   } catch (e) {
     throw new InvalidInputError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseRule(json, opts);
+  return parseRule(json, opts, path);
 }
 
 export function checkRules(rules: readonly string[]): RuleName[] {
@@ -140,12 +199,12 @@ export function checkDeltas(deltas: readonly number[]): number[] {
 export function readRuleFile(path: string, opts: { useClipped?: boolean } = {}): ExitRule | null {
   let json: unknown;
   try {
-    json = parsePythonJson(readFileSync(path, 'utf8'));
+    json = parsePythonJson(readFileSync(path, 'utf8'), { nanAsString: true });
   } catch {
     return null;
   }
   if (!json || typeof json !== 'object' || (json as { schema?: unknown }).schema !== CONFORMAL_SCHEMA) return null;
-  return parseRule(json, opts);
+  return parseRule(json, opts, path);
 }
 
 

@@ -22,6 +22,7 @@ import { denseAdamStep, denseBackward, denseForward } from './kernels.js';
 import { ParallelLayer, resolveKernels, type KernelBackend, type KernelChoice } from './parallel.js';
 import { binaryMetrics, type BinaryMetrics } from '../../calibration/stats.js';
 import { TensorFile, writeSafetensors, type F32Tensor } from '../tensor-io.js';
+import { z } from 'zod';
 
 /** A row-major float32 matrix: `rows` × `cols`. */
 export interface FeatureMatrix {
@@ -695,24 +696,68 @@ export function saveProbe(dir: string, probe: Probe, info?: Record<string, unkno
   writeJsonAtomic(join(dir, PROBE_JSON), header);
 }
 
-/** Load a probe saved by `saveProbe` (a folder, or the path of its probe.json). */
+/** probe.json, checked field by field on load (a damaged header would read tensors of another shape). */
+const dim = z.number().int().positive();
+const ProbeHeaderSchema = z.looseObject({
+  schema: z.literal(PROBE_SCHEMA),
+  nFeatures: dim,
+  hidden: z.array(dim),
+  tensors: z.object({
+    mean: z.string(),
+    scale: z.string(),
+    layers: z.array(z.object({ weight: z.string(), bias: z.string(), shape: z.tuple([dim, dim]) })).min(1),
+  }),
+  weights: z.string().min(1),
+  info: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Every value finite (NaN or Infinity weights would score every event NaN: the rule then never exits, silently). */
+function checkFinite(file: string, name: string, data: Float32Array): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) throw new InvalidInputError(`${file}: tensor '${name}' holds ${data[i]} at index ${i}: the probe file is damaged; train it again with 'lynx train-probe'`);
+  }
+}
+
+/** Load a probe saved by `saveProbe` (a folder, or the path of its probe.json); every field and weight checked. */
 export function loadProbe(path: string): { probe: Probe; header: ProbeHeader } {
   const jsonPath = path.endsWith('.json') ? path : join(path, PROBE_JSON);
   if (!existsSync(jsonPath)) throw new InvalidInputError(`no probe at ${path}: ${jsonPath} is missing (train one with 'lynx train-probe')`);
-  const header = readJson<ProbeHeader>(jsonPath);
-  if (header.schema !== PROBE_SCHEMA) throw new InvalidInputError(`${jsonPath} is not a ${PROBE_SCHEMA} file (schema ${header.schema})`);
-  const f = TensorFile.open(join(jsonPath, '..', header.weights));
+  const raw = readJson<unknown>(jsonPath);
+  const schema = (raw as { schema?: unknown } | null)?.schema;
+  if (schema !== PROBE_SCHEMA) throw new InvalidInputError(`${jsonPath} is not a ${PROBE_SCHEMA} file (schema ${JSON.stringify(schema)})`);
+  const checked = ProbeHeaderSchema.safeParse(raw);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw new InvalidInputError(`${jsonPath}: field '${issue.path.map(String).join('.')}': ${issue.message.replace(/^Invalid input: /, '')}: the probe file is damaged`);
+  }
+  const header = raw as ProbeHeader;
+  const weightsPath = join(jsonPath, '..', header.weights);
+  if (!existsSync(weightsPath)) throw new InvalidInputError(`${jsonPath} names weights ${header.weights}, but ${weightsPath} is missing`);
+  const f = TensorFile.open(weightsPath);
   try {
-    const mean = f.float32(header.tensors.mean).data;
-    const scale = f.float32(header.tensors.scale).data;
+    const read = (name: string) => {
+      const t = f.float32(name);
+      checkFinite(f.path, name, t.data);
+      return t;
+    };
+    const mean = read(header.tensors.mean).data;
+    const scale = read(header.tensors.scale).data;
+    const zero = scale.findIndex((x) => x === 0);
+    if (zero >= 0) throw new InvalidInputError(`${f.path}: tensor '${header.tensors.scale}' is 0 at index ${zero} (features are divided by it): the probe file is damaged`);
     const layers = header.tensors.layers.map((t) => {
-      const w = f.float32(t.weight);
-      const b = f.float32(t.bias);
+      const w = read(t.weight);
+      const b = read(t.bias);
+      if (w.shape.length !== 2) throw new InvalidInputError(`${f.path}: tensor '${t.weight}' has shape [${w.shape.join(', ')}], expected 2 dimensions`);
       const [outDim, inDim] = w.shape as [number, number];
+      if (outDim !== t.shape[0] || inDim !== t.shape[1]) throw new InvalidInputError(`${f.path}: tensor '${t.weight}' has shape [${w.shape.join(', ')}], ${jsonPath} says [${t.shape.join(', ')}]`);
       if (b.data.length !== outDim) throw new InvalidInputError(`${f.path}: bias ${t.bias} does not match ${t.weight}`);
       return { inDim, outDim, weight: w.data, bias: b.data };
     });
-    return { probe: new Probe(header.nFeatures, mean, scale, layers), header };
+    try {
+      return { probe: new Probe(header.nFeatures, mean, scale, layers), header };
+    } catch (e) {
+      throw new InvalidInputError(`${jsonPath}: ${(e as Error).message}`, { cause: e });
+    }
   } finally {
     f.close();
   }
