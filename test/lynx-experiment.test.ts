@@ -307,9 +307,10 @@ describe('lynx simulate', () => {
     expect(r.rolloutsWithoutEvents).toBe(0);
     expect(r.runs).toHaveLength(21);
     const runs = discoverRuns(EXP);
-    expect(runs).toHaveLength(22);
+    // 21 rule settings, the full rollout and the oracle exit.
+    expect(runs).toHaveLength(23);
     expect(new Set(runs.map((x) => x.benchmark))).toEqual(new Set(['synth']));
-    expect(new Set(runs.map((x) => x.method))).toEqual(new Set(['lynx', 'lynx-ltt', 'lynx-crc', 'full']));
+    expect(new Set(runs.map((x) => x.method))).toEqual(new Set(['lynx', 'lynx-ltt', 'lynx-crc', 'full', 'oracle']));
     for (const folder of runs) {
       const run = loadRun(folder);
       expect(run.predictions).toHaveLength(400);
@@ -351,7 +352,7 @@ describe('lynx simulate', () => {
       resamples: 100,
     });
     expect(r.runs.map((x) => `${x.method} ${x.setting}`)).toEqual(['lynx-ltt delta=0.05', 'lynx-ltt delta=0.1']);
-    expect(discoverRuns(out).map((x) => `${x.benchmark}/${x.method}`)).toEqual(['other-bench/full', 'other-bench/lynx-ltt', 'other-bench/lynx-ltt']);
+    expect(discoverRuns(out).map((x) => `${x.benchmark}/${x.method}`)).toEqual(['other-bench/full', 'other-bench/lynx-ltt', 'other-bench/lynx-ltt', 'other-bench/oracle']);
     expect(() => simulateStep({ exp: out, probeDir: join(EXP, 'probe'), conformalDir: join(EXP, 'conformal'), datasets: [TEST], deltas: [0.07] })).toThrow(
       /no rule matching/,
     );
@@ -382,8 +383,8 @@ describe('the CLI', () => {
 
     const s = lynx('simulate', '--exp', exp, '--data', TEST, '--resamples', '100');
     expect(s.status, s.stderr).toBe(0);
-    expect(s.stdout).toMatch(/simulated 4 rule settings and the full-rollout baseline on 400 rollouts/);
-    expect(discoverRuns(exp)).toHaveLength(5);
+    expect(s.stdout).toMatch(/simulated 4 rule settings, the full-rollout baseline and the oracle exit on 400 rollouts/);
+    expect(discoverRuns(exp)).toHaveLength(6);
   });
 
   it('exits with 1 (bad data) or 2 (bad option) and a clear message on bad input', () => {

@@ -167,7 +167,7 @@ describe('build-dataset --backend openai', () => {
       } finally {
         spy.mockRestore();
       }
-      expect(code).toBe(2);
+      expect(code).toBe(1); // a data error (the server's model), not a usage error
       expect(err.join('')).toMatch(/the model at http:\/\/127\.0\.0\.1:\d+ \(tiny\) tokenizes differently from model\.gguf: .*first different at token \d+.*give -m the GGUF of the model the server runs/s);
     } finally {
       await s.app.close();

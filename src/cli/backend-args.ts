@@ -30,6 +30,8 @@ export function backendOptions(command: Command, keyFlag: '--api-key' | '--remot
 }
 
 export function backendOf(args: BackendArgs): BackendOptions {
+  // The local engine takes none of these (so a step's options are the same from the CLI as from the library).
+  if ((args.backend ?? 'local') === 'local' && args.baseUrl === undefined) return {};
   return {
     backend: args.backend as BackendOptions['backend'],
     baseUrl: args.baseUrl,
