@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { shippedDemo } from '../src/demo/shipped.js';
 import { buildDatasetStep, type BuildDatasetStepOptions } from '../src/pipeline/build-dataset.js';
 import { readDataset, type Dataset } from '../src/reasoning/lynx/dataset/store.js';
+import { maxRelativeFeatureDiff } from '../src/reasoning/lynx/dataset/compare.js';
 import { cacheDir } from '../src/util/paths.js';
 import { freePort, peerServerBinary, startServer, type ServerUnderLoad } from './serve.js';
 
@@ -34,20 +35,7 @@ interface BuildRun {
 
 function compare(a: Dataset, b: Dataset): { sameRows: boolean; maxRelativeFeatureDiff: number } {
   const sameRows = JSON.stringify(a.meta) === JSON.stringify(b.meta);
-  let worst = 0;
-  if (sameRows) {
-    const d = a.nFeatures;
-    for (let r = 0; r < a.rows; r++) {
-      let diff = 0;
-      let scale = 1;
-      for (let j = r * d; j < (r + 1) * d; j++) {
-        diff = Math.max(diff, Math.abs(a.features[j]! - b.features[j]!));
-        scale = Math.max(scale, Math.abs(a.features[j]!));
-      }
-      worst = Math.max(worst, diff / scale);
-    }
-  }
-  return { sameRows, maxRelativeFeatureDiff: sameRows ? worst : NaN };
+  return { sameRows, maxRelativeFeatureDiff: sameRows ? maxRelativeFeatureDiff(a, b) : NaN };
 }
 
 export async function benchRemote(args: string[], log: (s: string) => void): Promise<Record<string, unknown>> {

@@ -19,6 +19,7 @@ import { main } from '../src/cli/main.js';
 import { shippedDemo } from '../src/demo/shipped.js';
 import { buildDatasetStep, type BuildDatasetStepOptions } from '../src/pipeline/build-dataset.js';
 import { readDataset, readManifest, type Dataset } from '../src/reasoning/lynx/dataset/store.js';
+import { maxRelativeFeatureDiff } from '../src/reasoning/lynx/dataset/compare.js';
 import { buildApp } from '../src/server/app.js';
 import { ModelHost } from '../src/server/host.js';
 import { VocabularyMismatchError } from '../src/backends/openai/index.js';
@@ -53,16 +54,7 @@ async function serve(h: ModelHost): Promise<{ app: ReturnType<typeof buildApp>; 
 function expectSameDataset(a: Dataset, b: Dataset): void {
   expect(b.meta).toEqual(a.meta);
   expect(b.rows).toBe(a.rows);
-  const d = a.nFeatures;
-  for (let r = 0; r < a.rows; r++) {
-    let diff = 0;
-    let scale = 1;
-    for (let j = r * d; j < (r + 1) * d; j++) {
-      diff = Math.max(diff, Math.abs(a.features[j]! - b.features[j]!));
-      scale = Math.max(scale, Math.abs(a.features[j]!));
-    }
-    expect(diff / scale).toBeLessThan(1e-3);
-  }
+  expect(maxRelativeFeatureDiff(a, b)).toBeLessThan(1e-3);
 }
 
 beforeAll(async () => {
