@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GgufFile, GgufWriter } from '../src/formats/gguf/index.js';
 import { readRule, readRules } from '../src/reasoning/calibration/rule-files.js';
+import { OpenHeads } from '../src/reasoning/heads/exit.js';
 import { loadProbe } from '../src/reasoning/lynx/probe/probe.js';
 import { Rng } from '../src/util/rng.js';
 import { InvalidInputError } from '../src/util/errors.js';
@@ -148,7 +149,7 @@ describe('probe files', () => {
     ['empty weights', probeCopy('empty', (d) => truncateSync(weights(d), 0)), /probe\.safetensors/],
     ['missing weights', probeCopy('noweights', (d) => rmSync(weights(d))), /probe\.safetensors is missing/],
     ['nFeatures of another model', probeCopy('nfeat', (d) => writeFileSync(join(d, 'probe.json'), JSON.stringify({ ...header(d), nFeatures: 99 }))), /probe\.json: probe (scaler size|layers)/],
-    ['a header missing its tensors', probeCopy('notensors', (d) => writeFileSync(join(d, 'probe.json'), JSON.stringify({ ...header(d), tensors: undefined }))), /probe\.json: field 'tensors'/],
+    ['a header missing its tensors', probeCopy('notensors', (d) => writeFileSync(join(d, 'probe.json'), JSON.stringify({ ...header(d), tensors: undefined }))), /probe\.json: not a valid probe header: field 'tensors'/],
     ['a layer shape that disagrees', probeCopy('shape', (d) => {
       const h = header(d);
       h.tensors.layers[0].shape = [3, 3];
@@ -174,5 +175,59 @@ describe('probe files', () => {
     expect(r.code).toBe(1);
     expect(r.err.trimEnd().split('\n')).toHaveLength(1);
     expect(r.err).toMatch(/^lynx: .*(layers|features)/);
+  });
+});
+
+describe('heads files', () => {
+  const model = join(DEMO, 'model.gguf');
+  const headsCopy = (name: string, edit: (dir: string) => void): string => {
+    const dir = join(tmp, `heads-${name}`);
+    cpSync(join(DEMO, 'heads'), dir, { recursive: true });
+    edit(dir);
+    return dir;
+  };
+  const json = (dir: string, file: string) => JSON.parse(readFileSync(join(dir, file), 'utf8'));
+  const edit = (file: string, f: (j: any) => void) => (dir: string) => {
+    const j = json(dir, file);
+    f(j);
+    writeFileSync(join(dir, file), JSON.stringify(j));
+  };
+  /** The byte offset of element `i` of tensor `name` in a safetensors file of F16 tensors. */
+  const f16At = (file: string, name: string, i: number) => {
+    const b = readFileSync(file);
+    const n = Number(b.readBigUInt64LE(0));
+    return 8 + n + JSON.parse(b.subarray(8, 8 + n).toString('utf8'))[name].data_offsets[0] + 2 * i;
+  };
+  const weights = (dir: string) => join(dir, 'heads.safetensors');
+  const cases: [string, string, RegExp][] = [
+    ['a manifest without layers', headsCopy('nolayers', edit('heads.json', (j) => delete j.layers)), /heads\.json: not a valid heads manifest: field 'layers'.*it is missing/],
+    ['a vocabulary that is text', headsCopy('vocab', edit('heads.json', (j) => (j.model.nVocab = '64'))), /heads\.json: not a valid heads manifest: field 'model\.nVocab'/],
+    ['a head on the last block', headsCopy('last', edit('heads.json', (j) => (j.layers = [1, 5]))), /head layer 5 is not an intermediate block/],
+    ['another schema', headsCopy('schema', edit('heads.json', (j) => (j.schema = 'lynx.heads/9'))), /heads\.json: schema "lynx\.heads\/9" is not lynx\.heads\/1/],
+    ['a NaN weight', headsCopy('nan', (d) => patch(weights(d), f16At(weights(d), 'head.2.weight', 7), [0x00, 0x7e])), /head\.2\.weight holds NaN at index 7/],
+    ['truncated weights', headsCopy('trunc', (d) => truncateSync(weights(d), statSync(weights(d)).size >> 1)), /heads\.safetensors/],
+    ['a negative threshold', headsCopy('thr', edit('calibration.json', (j) => (j.heads[0].levels[0].threshold = -1))), /calibration\.json: not a valid heads calibration: field 'heads\.0\.levels\.0\.threshold'.*got -1/],
+    ['an unknown rule', headsCopy('rule', edit('calibration.json', (j) => (j.rule = 'best'))), /calibration\.json: not a valid heads calibration: field 'rule'/],
+    ['a calibration of other heads', headsCopy('stale', edit('calibration.json', (j) => (j.heads[0].layer = 3))), /calibrates a head on block 3, but the heads are on blocks 1, 2, 4: calibrate again/],
+  ];
+  it.each(cases)('%s is refused on load, naming the file', (_name, dir, message) => {
+    let error: unknown;
+    try {
+      OpenHeads.open(dir, model).dispose();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('the shipped heads load, calibrated', () => {
+    const h = OpenHeads.open(join(DEMO, 'heads'), model);
+    try {
+      expect(h.layers).toEqual([1, 2, 4]);
+      expect(h.calibration?.heads).toHaveLength(3);
+    } finally {
+      h.dispose();
+    }
   });
 });

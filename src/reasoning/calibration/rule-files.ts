@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { InvalidInputError } from '../../util/errors.js';
 import { writeJsonAtomic } from '../../util/fs.js';
+import { parseFileJson } from '../../util/validate.js';
 import { CONFORMAL_SCHEMA, lynxRuleOf, type ExitRule, type LynxRule } from './conformal.js';
 
 export type RuleName = ExitRule['rule'];
@@ -112,20 +113,8 @@ const LynxConformalSchema = z.looseObject({
   n_neg: count,
 });
 
-/** The first problem zod found, as "field: what is wrong" (the field as a dotted path). */
-function firstIssue(error: z.ZodError, json: unknown): string {
-  const issue = error.issues[0]!;
-  const field = issue.path.map(String).join('.') || '(the file)';
-  let value: unknown = json;
-  for (const k of issue.path) value = value && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[k as PropertyKey] : undefined;
-  const seen = value === undefined ? 'it is missing' : `got ${typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value))}`;
-  return `field '${field}': ${issue.message.replace(/^Invalid input: /, '')} (${seen})`;
-}
-
 function validate<T>(schema: z.ZodType<T>, json: unknown, source: string, kind: string): T {
-  const r = schema.safeParse(json);
-  if (!r.success) throw new InvalidInputError(`${source}: not a valid ${kind}: ${firstIssue(r.error, json)}; recalibrate with 'lynx calibrate'`);
-  return r.data;
+  return parseFileJson(schema, json, { source, kind, remedy: "recalibrate with 'lynx calibrate'" });
 }
 
 /** A rule from LYNX's own calibration file (`q_pos`, `q_neg`, `n_pos`, `n_neg`, `delta`). */

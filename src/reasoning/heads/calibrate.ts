@@ -11,9 +11,11 @@ import { join } from 'node:path';
 import { entropy } from '../../engine/index.js';
 import type { HeadForward } from '../../graph/head-forward.js';
 import type { HeadTrainingData } from '../../training/head-trainer.js';
+import { z } from 'zod';
 import { InvalidInputError } from '../../util/errors.js';
 import { readJson, writeJsonAtomic } from '../../util/fs.js';
-import { coverageAt, coverageThreshold, DEFAULT_ACCURACY_LEVELS, type CoverageRule } from '../calibration/coverage.js';
+import { parseFileJson } from '../../util/validate.js';
+import { COVERAGE_RULES, coverageAt, coverageThreshold, DEFAULT_ACCURACY_LEVELS, type CoverageRule } from '../calibration/coverage.js';
 
 export const CALIBRATION_SCHEMA = 'lynx.heads-calibration/1';
 export const CALIBRATION_FILE = 'calibration.json';
@@ -123,6 +125,26 @@ export function calibrateHeads(scores: readonly HeadScores[], o: CalibrateOption
   };
 }
 
+const fraction = z.number().min(0).max(1);
+/** calibration.json, checked on load: a threshold that is not a finite entropy would exit on every token or none. */
+const CalibrationSchema = z.looseObject({
+  schema: z.literal(CALIBRATION_SCHEMA),
+  rule: z.enum(COVERAGE_RULES as readonly [CoverageRule, ...CoverageRule[]]),
+  alpha: fraction.optional(),
+  positions: z.number().int().positive(),
+  checkPositions: z.number().int().nonnegative().optional(),
+  heads: z
+    .array(
+      z.looseObject({
+        layer: z.number().int().nonnegative(),
+        agreement: fraction,
+        meanEntropy: z.number().nonnegative(),
+        levels: z.array(z.looseObject({ level: fraction, threshold: z.number().nonnegative().nullable(), coverage: fraction, agreement: fraction.nullable() })).min(1),
+      }),
+    )
+    .min(1),
+});
+
 export function saveCalibration(dir: string, c: HeadsCalibration): void {
   writeJsonAtomic(join(dir, CALIBRATION_FILE), c);
 }
@@ -131,9 +153,10 @@ export function saveCalibration(dir: string, c: HeadsCalibration): void {
 export function loadCalibration(dir: string): HeadsCalibration | null {
   const path = join(dir, CALIBRATION_FILE);
   if (!existsSync(path)) return null;
-  const c = readJson<HeadsCalibration>(path);
-  if (c.schema !== CALIBRATION_SCHEMA) throw new InvalidInputError(`${path}: schema ${JSON.stringify(c.schema)} is not ${CALIBRATION_SCHEMA}`);
-  return c;
+  const raw = readJson<unknown>(path);
+  const schema = (raw as { schema?: unknown } | null)?.schema;
+  if (schema !== CALIBRATION_SCHEMA) throw new InvalidInputError(`${path}: schema ${JSON.stringify(schema)} is not ${CALIBRATION_SCHEMA}`);
+  return parseFileJson(CalibrationSchema, raw, { source: path, kind: 'heads calibration', remedy: "calibrate again with 'lynx heads calibrate'" }) as HeadsCalibration;
 }
 
 /** Each head's threshold at `level` (one of the calibrated levels). */

@@ -34,11 +34,14 @@ export class OpenHeads {
     const heads = EarlyExitHeads.load(dir);
     const { fingerprint, norm } = modelFingerprint(modelPath);
     heads.checkModel(fingerprint, dir);
+    const calibration = loadCalibration(dir);
+    const stale = calibration?.heads.find((h) => !heads.layers.includes(h.layer));
+    if (stale) throw new InvalidInputError(`${dir}: calibration.json calibrates a head on block ${stale.layer}, but the heads are on blocks ${heads.layers.join(', ')}: calibrate again with 'lynx heads calibrate -m MODEL --heads ${dir}'`);
     const m = heads.model;
     const size = m.nEmbd * m.nVocab;
     const type = o.weightType ?? (size > 16 * 2 ** 20 && m.nEmbd % 32 === 0 ? 'q8_0' : 'f32');
     const forward = new HeadForward({ nEmbd: m.nEmbd, nVocab: m.nVocab, rmsEps: m.rmsEps, norm, matrices: heads.matrices, type, threads: o.threads });
-    return new OpenHeads(dir, heads, forward, loadCalibration(dir));
+    return new OpenHeads(dir, heads, forward, calibration);
   }
 
   get layers(): number[] {

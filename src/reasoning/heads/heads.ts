@@ -11,8 +11,10 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { GgufFile } from '../../formats/gguf/reader.js';
 import { SafetensorsFile, writeSafetensors } from '../../formats/safetensors.js';
+import { z } from 'zod';
 import { InvalidInputError } from '../../util/errors.js';
 import { readJson, writeJsonAtomic } from '../../util/fs.js';
+import { parseFileJson } from '../../util/validate.js';
 
 export const HEADS_SCHEMA = 'lynx.heads/1';
 export const HEADS_FILE = 'heads.json';
@@ -50,6 +52,30 @@ export interface HeadsManifest {
   /** How they were trained (options, data, time), as the trainer recorded it. */
   training?: Record<string, unknown>;
   metrics?: HeadMetrics[];
+}
+
+const dim = z.number().int().positive();
+/** heads.json, checked on load: a damaged manifest would read tensors of another shape or another model's heads. */
+const HeadsManifestSchema = z.looseObject({
+  schema: z.literal(HEADS_SCHEMA),
+  model: z.looseObject({
+    file: z.string(),
+    name: z.string().optional(),
+    nLayer: dim,
+    nEmbd: dim,
+    nVocab: dim,
+    rmsEps: z.number().positive(),
+    normChecksum: z.string().min(1),
+  }),
+  layers: z.array(z.number().int().nonnegative()).min(1),
+  training: z.record(z.string(), z.unknown()).optional(),
+  metrics: z.array(z.looseObject({ layer: z.number().int().nonnegative() })).optional(),
+});
+
+/** The index of the first NaN or infinite value, or -1 (such a head would draft garbage, silently costing speed). */
+function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return i;
+  return -1;
 }
 
 /** The final RMSNorm weight of a GGUF model and its fingerprint. */
@@ -135,8 +161,11 @@ export class EarlyExitHeads {
     const manifestPath = join(dir, HEADS_FILE);
     const weightsPath = join(dir, HEADS_WEIGHTS);
     if (!existsSync(manifestPath)) throw new InvalidInputError(`${dir} holds no early-exit heads (no ${HEADS_FILE}): train them with 'lynx heads train -m MODEL -o ${dir}'`);
-    const manifest = readJson<HeadsManifest>(manifestPath);
-    if (manifest.schema !== HEADS_SCHEMA) throw new InvalidInputError(`${manifestPath}: schema ${JSON.stringify(manifest.schema)} is not ${HEADS_SCHEMA}`);
+    const raw = readJson<unknown>(manifestPath);
+    const schema = (raw as { schema?: unknown } | null)?.schema;
+    if (schema !== HEADS_SCHEMA) throw new InvalidInputError(`${manifestPath}: schema ${JSON.stringify(schema)} is not ${HEADS_SCHEMA}`);
+    const manifest = parseFileJson(HeadsManifestSchema, raw, { source: manifestPath, kind: 'heads manifest', remedy: `the heads file is damaged; train them again with 'lynx heads train'` }) as HeadsManifest;
+    checkHeadLayers(manifest.layers, manifest.model.nLayer);
     const m = manifest.model;
     const file = SafetensorsFile.open(weightsPath);
     try {
@@ -146,7 +175,10 @@ export class EarlyExitHeads {
         const info = file.info(name);
         if (!info) throw new InvalidInputError(`${weightsPath} has no tensor ${name} (heads.json lists block ${layer})`);
         if (info.shape.join(',') !== `${m.nVocab},${m.nEmbd}`) throw new InvalidInputError(`${weightsPath}: ${name} has shape [${info.shape}], expected [${m.nVocab}, ${m.nEmbd}]`);
-        matrices.set(layer, file.tensor(name));
+        const data = file.tensor(name);
+        const bad = firstNonFinite(data);
+        if (bad >= 0) throw new InvalidInputError(`${weightsPath}: ${name} holds ${data[bad]} at index ${bad}: the heads file is damaged; train them again with 'lynx heads train'`);
+        matrices.set(layer, data);
       }
       return new EarlyExitHeads(manifest, matrices);
     } finally {

@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { InvalidInputError } from '../../../util/errors.js';
 import { readJson, writeJsonAtomic } from '../../../util/fs.js';
 import { Rng } from '../../../util/rng.js';
+import { parseFileJson } from '../../../util/validate.js';
 import { availableParallelism } from 'node:os';
 import { denseAdamStep, denseBackward, denseForward } from './kernels.js';
 import { ParallelLayer, resolveKernels, type KernelBackend, type KernelChoice } from './parallel.js';
@@ -725,11 +726,7 @@ export function loadProbe(path: string): { probe: Probe; header: ProbeHeader } {
   const raw = readJson<unknown>(jsonPath);
   const schema = (raw as { schema?: unknown } | null)?.schema;
   if (schema !== PROBE_SCHEMA) throw new InvalidInputError(`${jsonPath} is not a ${PROBE_SCHEMA} file (schema ${JSON.stringify(schema)})`);
-  const checked = ProbeHeaderSchema.safeParse(raw);
-  if (!checked.success) {
-    const issue = checked.error.issues[0]!;
-    throw new InvalidInputError(`${jsonPath}: field '${issue.path.map(String).join('.')}': ${issue.message.replace(/^Invalid input: /, '')}: the probe file is damaged`);
-  }
+  parseFileJson(ProbeHeaderSchema, raw, { source: jsonPath, kind: 'probe header', remedy: "the probe file is damaged; train it again with 'lynx train-probe'" });
   const header = raw as ProbeHeader;
   const weightsPath = join(jsonPath, '..', header.weights);
   if (!existsSync(weightsPath)) throw new InvalidInputError(`${jsonPath} names weights ${header.weights}, but ${weightsPath} is missing`);
