@@ -221,61 +221,80 @@ async function benchDemo(o: { threads: number; prompts: number; tokens: number; 
   }
 }
 
-interface R1Row {
-  layer: number;
-  gamma: number;
+interface R1Row extends HeadsBenchRow {
+  weightType: R1WeightType;
   plainStepMs: number;
-  draftStepCost: number;
   analyticDraftStepCost: number;
-  verifyCost: number;
 }
 
-/** The cost of a draft step on the R1-1.5B shape: the model's output matrix as a head on block K (a lens head). */
-async function benchR1Shape(o: { threads: number; rounds: number }, log: Log): Promise<R1Row[]> {
-  const file = join(cacheDir(), 'bench', 'r1-distill-qwen-1.5b-shape.q8_0.gguf');
+type R1WeightType = 'q8_0' | 'f16';
+interface R1Options {
+  threads: number;
+  rounds: number;
+  /** The model's (and the lens head's) weight type: q8_0 is compute-bound on a few CPU cores, f16 memory-bound. */
+  type: R1WeightType;
+  layers: number[];
+  gammas: number[];
+  tokens: number;
+  /** Draft vocabularies to measure beside the whole one (the head over the first N token ids: the cost is the same). */
+  draftVocabs: number[];
+}
+
+/**
+ * Self-speculative decoding on the R1-1.5B shape with the model's own output matrix as the head on block K (a lens
+ * head, costing what a trained 1536 x 151,936 head costs). The costs are this machine's; the acceptance is the random
+ * weights' (their blocks add little to the residual stream, so a lens head agrees often), not a trained model's.
+ */
+async function benchR1Shape(o: R1Options, log: Log): Promise<R1Row[]> {
+  const file = join(cacheDir(), 'bench', `r1-distill-qwen-1.5b-shape.${o.type}.gguf`);
   if (!existsSync(file)) {
     mkdirSync(join(cacheDir(), 'bench'), { recursive: true });
     log(`writing ${file}`);
-    writeBenchModel(file, 'q8_0');
+    writeBenchModel(file, o.type);
   }
   const { nLayer, nEmbd, nVocab } = R1_1_5B_SHAPE;
-  // Blocks 6 and 13: a quarter and a half of the depth (evenlySpacedLayers' first two of three).
-  const layers = [6, 13];
   const tmp = mkdtempSync(join(tmpdir(), 'lynx-bench-heads-r1-'));
   const model = LlamaModel.load(file);
   try {
     const g = GgufFile.open(file);
     const w = g.tensor('output.weight');
     g.close();
-    EarlyExitHeads.create(modelFingerprint(file).fingerprint, new Map(layers.map((l) => [l, w]))).save(tmp, 'F16');
-    const heads = OpenHeads.open(tmp, file, { threads: o.threads }); // a head this large runs as q8_0, like the model's output
+    EarlyExitHeads.create(modelFingerprint(file).fingerprint, new Map(o.layers.map((l) => [l, w]))).save(tmp, 'F16');
     const prompt = model.tokenize('The benchmark prompt for decoding speed.');
+    const nCtx = prompt.length + o.tokens + Math.max(...o.gammas) + 16;
     const c: Contexts = {
-      plain: new LlamaContext(model, { nCtx: 256, nSeqMax: 1, threads: o.threads, taps: false }),
-      tapped: new LlamaContext(model, { nCtx: 256, nSeqMax: 1, threads: o.threads, taps: true }),
+      plain: new LlamaContext(model, { nCtx, nSeqMax: 1, threads: o.threads, taps: false }),
+      tapped: new LlamaContext(model, { nCtx, nSeqMax: 1, threads: o.threads, taps: true }),
     };
     const rows: R1Row[] = [];
     try {
-      log(`\nR1-1.5B shape (random weights, Q8_0), ${R1_TOKENS} tokens x ${o.rounds} alternated rounds, ${o.threads} thread(s): cost of a draft step through block K plus a ${nEmbd} x ${nVocab} head`);
+      log(`\nR1-1.5B shape (random weights, ${o.type}), ${o.tokens} tokens x ${o.rounds} alternated rounds, ${o.threads} thread(s); lens heads (a ${nEmbd} x ${nVocab} head) on blocks ${o.layers.join(', ')}`);
       await run(c.plain, [prompt], 4, undefined, true);
-      for (const layer of layers) {
-        const gamma = 4;
-        const row = await compare(c, [prompt], R1_TOKENS, o.rounds, selfSpeculativeMode(heads, { layer, draftMax: gamma }), { predictor: `lens head @${layer}`, layer, gamma }, true);
-        const r: R1Row = {
-          layer,
-          gamma,
-          plainStepMs: row.plainMs / (R1_TOKENS * o.rounds),
-          draftStepCost: row.draftStepCost,
-          analyticDraftStepCost: draftStepCost(nLayer, layer, nEmbd, nVocab, model.info.nParams),
-          verifyCost: row.verifyCost,
-        };
-        log(`  block ${layer}: draft step c = ${f(r.draftStepCost, 3)} measured, ${f(r.analyticDraftStepCost, 3)} from weights read; verify of ${gamma + 1} tokens v = ${f(r.verifyCost)}; plain step ${f(r.plainStepMs, 0)} ms`);
-        rows.push(r);
+      for (const draftVocab of [undefined, ...o.draftVocabs]) {
+        // The head held as the model's output matrix is.
+        const heads = OpenHeads.open(tmp, file, { threads: o.threads, weightType: o.type, draftVocab });
+        try {
+          for (const layer of o.layers) {
+            for (const gamma of o.gammas) {
+              const predictor = `lens head @${layer}${draftVocab ? `, draft vocab ${draftVocab}` : ''}`;
+              const row = await compare(c, [prompt], o.tokens, o.rounds, selfSpeculativeMode(heads, { layer, draftMax: gamma }), { predictor, layer, gamma }, true);
+              const r: R1Row = {
+                ...row,
+                weightType: o.type,
+                plainStepMs: row.plainMs / (o.tokens * o.rounds),
+                analyticDraftStepCost: draftStepCost(nLayer, layer, nEmbd, nVocab, model.info.nParams, draftVocab),
+              };
+              log(`  ${predictor} γ ${gamma}: acceptance ${f(100 * r.acceptanceRate, 1)}%, ${f(r.measuredSpeedup)}x measured (${r.identical}/1 identical); c = ${f(r.draftStepCost, 3)} measured, ${f(r.analyticDraftStepCost, 3)} from weights read; v (${gamma + 1} tokens) = ${f(r.verifyCost)}; plain step ${f(r.plainStepMs, 0)} ms`);
+              rows.push(r);
+            }
+          }
+        } finally {
+          heads.dispose();
+        }
       }
     } finally {
       c.plain.dispose();
       c.tapped.dispose();
-      heads.dispose();
     }
     return rows;
   } finally {
@@ -307,17 +326,20 @@ function predict8B(demo: HeadsBenchRow[], r1: R1Row[], log: Log): Record<string,
       out.push({ block8B: k, demoLayer: dl, alpha: row.alpha, gamma, draftStepCost: c, speedup: s, correctedDraftStepCost: c * correction, correctedSpeedup: s2 });
     }
   }
-  // What acceptance a head needs for the target: the least α whose best γ (up to 8) reaches 1.5x.
-  log('\n| 8B head block | c (weights) | α for 1.5x (best γ ≤ 8) | γ |');
-  log('|---|---|---|---|');
+  // What acceptance a head needs for the target: the least α whose best γ (up to 8) reaches 1.5x; with the whole
+  // vocabulary and with a 32,768-token draft vocabulary (draft-vocab.ts).
+  log('\n| 8B head block | draft vocabulary | c (weights) | α for 1.5x (best γ ≤ 8) | γ |');
+  log('|---|---|---|---|---|');
   for (const k of [3, 7, 10, 15]) {
-    const c = draftStepCost(R1_8B.nLayer, k, R1_8B.nEmbd, R1_8B.nVocab, R1_8B.nParams);
-    let need: { alpha: number; gamma: number } | undefined;
-    for (let a = 0.3; a < 1 && !need; a += 0.01) {
-      for (let gamma = 1; gamma <= 8; gamma++) if (expectedTokensPerVerification(a, gamma) / (gamma * c + 1) >= 1.5) { need = { alpha: a, gamma }; break; }
+    for (const draftVocab of [R1_8B.nVocab, 32768]) {
+      const c = draftStepCost(R1_8B.nLayer, k, R1_8B.nEmbd, R1_8B.nVocab, R1_8B.nParams, draftVocab);
+      let need: { alpha: number; gamma: number } | undefined;
+      for (let a = 0.3; a < 1 && !need; a += 0.01) {
+        for (let gamma = 1; gamma <= 8; gamma++) if (expectedTokensPerVerification(a, gamma) / (gamma * c + 1) >= 1.5) { need = { alpha: a, gamma }; break; }
+      }
+      log(`| ${k} | ${draftVocab} | ${f(c, 3)} | ${need ? `${f(100 * need.alpha, 0)}%` : 'none'} | ${need?.gamma ?? '—'} |`);
+      out.push({ block8B: k, draftVocab, draftStepCost: c, alphaFor1_5x: need?.alpha ?? null, gamma: need?.gamma ?? null });
     }
-    log(`| ${k} | ${f(c, 3)} | ${need ? `${f(100 * need.alpha, 0)}%` : 'none'} | ${need?.gamma ?? '—'} |`);
-    out.push({ block8B: k, draftStepCost: c, alphaFor1_5x: need?.alpha ?? null, gamma: need?.gamma ?? null });
   }
   return out;
 }
@@ -325,9 +347,21 @@ function predict8B(demo: HeadsBenchRow[], r1: R1Row[], log: Log): Record<string,
 export async function benchHeads(args: string[], log: Log): Promise<Record<string, unknown>> {
   const threads = argOf(args, '--threads', 1);
   const o = { threads, prompts: argOf(args, '--prompts', 8), tokens: argOf(args, '--tokens', 128), rounds: argOf(args, '--rounds', 2) };
-  const demo = await benchDemo(o, log);
+  const list = (name: string, dflt: number[]) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1]!.split(',').map(Number) : dflt;
+  };
+  const demo = args.includes('--no-demo') ? [] : await benchDemo(o, log);
   table(demo, log);
-  const r1 = args.includes('--no-r1') ? [] : await benchR1Shape({ threads, rounds: Math.min(2, o.rounds) }, log);
+  const types = (args.indexOf('--r1-types') >= 0 ? args[args.indexOf('--r1-types') + 1]!.split(',') : ['q8_0', 'f16']) as R1WeightType[];
+  const r1: R1Row[] = [];
+  if (!args.includes('--no-r1')) {
+    for (const type of types) {
+      const rows = await benchR1Shape({ threads, rounds: Math.min(2, o.rounds), type, layers: list('--r1-layers', [6, 13, 20]), gammas: list('--r1-gammas', [2, 4, 6]), tokens: argOf(args, '--r1-tokens', R1_TOKENS), draftVocabs: list('--r1-draft-vocab', [32768]) }, log);
+      table(rows, log);
+      r1.push(...rows);
+    }
+  }
   const prediction = predict8B(demo, r1, log);
   return { settings: o, demo, r1Shape: r1, prediction8B: prediction };
 }

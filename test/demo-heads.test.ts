@@ -77,5 +77,11 @@ describe('the heads shipped with the demo reasoner', () => {
     expect(drafted.decoding?.lossless).toBe(true);
     expect(drafted.decoding!.accepted).toBeGreaterThan(0);
     expect(drafted.decoding!.tokensPerFullDecode!).toBeGreaterThan(1);
+    // From a draft vocabulary of 300 of the 630 tokens: the same text again; layer exit and a draft model refuse one.
+    const partial = await generateStep({ ...common, decoding: { draft: 'heads', draftVocab: 300, threads: 1 } });
+    expect(partial.tokens).toEqual(plain.tokens);
+    expect(partial.decoding!.accepted).toBeGreaterThan(0);
+    await expect(generateStep({ ...common, decoding: { layerExit: 'heads', draftVocab: 300 } })).rejects.toThrow(/--draft-vocab is for speculative decoding/);
+    await expect(generateStep({ ...common, decoding: { draft: `model:${DEMO}`, draftVocab: 300 } })).rejects.toThrow(/not to a draft model/);
   });
 });

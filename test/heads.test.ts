@@ -56,6 +56,41 @@ describe('training', () => {
     // A second run reads the cache (no decoding) and trains the same way.
     const again = await trainHeadsStep({ model: tiny, out: join(dir, 'heads-again'), layers: [1, 2], init: 'zero', cache, epochs: 3, lr: 1e-2, threads: 1 });
     expect(again.metrics).toEqual(r.metrics);
+    // The full model's argmax counts over every position (training and held out), for draft vocabularies: saved, reloaded.
+    const counts = back.argmaxCounts!;
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(c.rows);
+    const argmax = new Int32Array(counts.length);
+    for (const t of c.teacher.argmax) argmax[t]!++;
+    expect(Array.from(counts)).toEqual(Array.from(argmax));
+  });
+
+  it('a draft vocabulary holds the tokens the full model emits most, and covers their share of its argmaxes', async () => {
+    const out = join(dir, 'heads');
+    const counts = EarlyExitHeads.load(out).argmaxCounts!;
+    const n = 12;
+    const open = OpenHeads.open(out, tiny, { draftVocab: n });
+    try {
+      const tokens = Array.from(open.tokens!);
+      expect(tokens).toEqual([...tokens].sort((a, b) => a - b));
+      const nth = [...counts].sort((a, b) => b - a)[n - 1]!;
+      for (let t = 0; t < counts.length; t++) if (counts[t]! > nth) expect(tokens).toContain(t);
+      expect(tokens.every((t) => counts[t]! >= nth)).toBe(true);
+      const total = counts.reduce((a, b) => a + b, 0);
+      expect(open.draftVocabCoverage).toBeCloseTo(tokens.reduce((a, t) => a + counts[t]!, 0) / total, 12);
+      // Its logits are the whole head's at those tokens.
+      const whole = OpenHeads.open(out, tiny);
+      const h = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i));
+      const all = whole.head(2).logits(h);
+      const part = open.head(2).logits(h);
+      whole.dispose();
+      expect(part).toHaveLength(n);
+      tokens.forEach((t, i) => expect(part[i]).toBeCloseTo(all[t]!, 4));
+    } finally {
+      open.dispose();
+    }
+    expect(() => OpenHeads.open(out, tiny, { draftVocab: 0 })).toThrow(/draft vocabulary must be 1 to/);
+    // A draft step over fewer rows costs less.
+    expect(draftStepCost(28, 6, 1536, 151936, 1.78e9, 32768)).toBeLessThan(draftStepCost(28, 6, 1536, 151936, 1.78e9) - 0.09);
   });
 
   it('trains each head on its own: a head trained beside another ends as it does alone', async () => {
@@ -69,6 +104,9 @@ describe('training', () => {
   it('trains online too (chunks streamed from the engine), and refuses another model', async () => {
     const r = await trainHeadsStep({ model: tiny, out: join(dir, 'heads-online'), layers: [2], init: 'zero', data: { file: text }, online: true, epochs: 2, lr: 1e-2, threads: 1 });
     expect(r.metrics[0]!.agreementAfter).toBeGreaterThan(r.metrics[0]!.agreementBefore + 0.2);
+    // Argmax counts from the first epoch's chunks as they streamed past, and the held-out part.
+    const t = r.heads.manifest.training as { positions: number; heldOutPositions: number };
+    expect(EarlyExitHeads.load(join(dir, 'heads-online')).argmaxCounts!.reduce((a, b) => a + b, 0)).toBe(t.positions + t.heldOutPositions);
     const other = buildTinyGguf(join(dir, 'other.gguf'), { arch: 'qwen2', type: 'f32', nLayer: 4, nEmbd: 64, seed: 6 });
     expect(() => r.heads.checkModel(modelFingerprint(other).fingerprint)).toThrow(/were trained for tiny\.gguf/);
     expect(() => OpenHeads.open(join(dir, 'heads-online'), other)).toThrow(/train heads for this model/);

@@ -4,6 +4,7 @@
  * OpenAI's, admission, disconnects, text completions with token ids, metrics.
  */
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shippedDemo } from '../src/demo/shipped.js';
@@ -248,6 +249,29 @@ describe('lynx serve', () => {
     } finally {
       await s.app.close();
       small.dispose();
+    }
+  });
+
+  it('drafts per request with its heads: greedy text unchanged, drafts reported; layer exit refused beside a draft vocabulary', async () => {
+    const heads = resolve(demo.root, 'heads');
+    const drafting = new ModelHost({ model: demo.model, servedName: 'd', parallel: 1, queue: 2, contextPerRequest: 1024, threads: 1, kvType: 'f32', heads, draftVocab: 300 });
+    const s = await start(drafting);
+    try {
+      await drafting.load();
+      const body = { messages: ask(question(p1)), max_tokens: 120, temperature: 0 };
+      const req = (b: unknown) => fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+      const plain = await (await req(body)).json();
+      const drafted = await (await req({ ...body, draft: { type: 'heads', draft_max: 4 } })).json();
+      expect(drafted.choices[0].message).toEqual(plain.choices[0].message);
+      expect(drafted.draft).toMatchObject({ lossless: true });
+      expect(drafted.draft.mode).toContain('draft vocab 300');
+      expect(drafted.draft.accepted).toBeGreaterThan(0);
+      const exit = await req({ ...body, draft: { type: 'layer_exit' } });
+      expect(exit.status).toBe(400);
+      expect((await exit.json()).error.message).toMatch(/layer exit needs heads over the whole vocabulary/);
+    } finally {
+      await s.app.close();
+      drafting.dispose();
     }
   });
 });

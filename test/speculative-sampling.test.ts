@@ -112,7 +112,11 @@ describe('speculative sampling on the demo reasoner', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the second token follows the full model: a head that drafts, the rejection rule, temperature 1', async () => {
+  it.each([
+    ['a head that drafts', undefined],
+    ['a head over a draft vocabulary of 300 tokens (q 0 outside it)', 300],
+  ] as const)('the second token follows the full model: %s, the rejection rule, temperature 1', async (_name, draftVocab) => {
+    const drafting = draftVocab ? OpenHeads.open(dir, DEMO, { threads: 1, draftVocab }) : heads;
     const ctx = new LlamaContext(model, { ...EXACT, nCtx: 2048, nSeqMax: 2, threads: 1 });
     try {
       // Where to look: a point of the greedy trace whose next token is likely (so conditioning on it keeps most draws),
@@ -143,7 +147,7 @@ describe('speculative sampling on the demo reasoner', () => {
       await base.append([...prompt, ...g.slice(0, j)]);
       const first = g[j]!;
       const exact = dist(j);
-      const mode = speculativeDecoding({ predictor: selfDraftPredictor({ head: heads.head(4) }), draftMax: 3, rule: 'rejection' });
+      const mode = speculativeDecoding({ predictor: selfDraftPredictor({ head: drafting.head(4) }), draftMax: 3, rule: 'rejection' });
       const counts = new Float64Array(V);
       let n = 0;
       for (let seed = 0; n < 1500 && seed < 6000; seed++) {
@@ -163,6 +167,7 @@ describe('speculative sampling on the demo reasoner', () => {
       expect(stat).toBeLessThan(bound);
     } finally {
       ctx.dispose();
+      if (drafting !== heads) drafting.dispose();
     }
   });
 

@@ -24,6 +24,7 @@ import {
   selfDraftPredictor,
   speculativeDecoding,
   type LayerHead,
+  type PredictorFactory,
 } from '../src/engine/index.js';
 import { convertToGguf } from '../src/import/convert.js';
 import { writeDraftModel } from '../src/reasoning/heads/draft-gguf.js';
@@ -130,6 +131,46 @@ describe('greedy self-speculative decoding is plain greedy decoding', () => {
     expect(accepted).toBeGreaterThan(100); // the drafts were used, not all rejected
     // The bound: at most one run in twelve differs at all (none did when this was written).
     expect(flips).toBeLessThanOrEqual(Math.floor(compared / 12));
+  });
+
+  it('from a draft vocabulary (the head over part of the vocabulary): every draft inside it, plain greedy still', async () => {
+    const partial = OpenHeads.open(join(dir, 'demo-heads'), DEMO, { threads: 1, draftVocab: 200 });
+    try {
+      const head = partial.head(3);
+      expect(head.tokens).toHaveLength(200);
+      const inside = new Set(head.tokens);
+      const drafted: number[] = [];
+      const base = selfDraftPredictor({ head });
+      const watching: PredictorFactory = (target) => {
+        const p = base(target);
+        return { name: p.name, counters: p.counters, dispose: () => p.dispose(), predict: async (r) => {
+          const d = await p.predict(r);
+          drafted.push(...d.map((x) => x.token));
+          return d;
+        } };
+      };
+      let accepted = 0;
+      let acceptedWhole = 0;
+      for (const prompt of prompts.slice(0, 3)) {
+        const plain = await greedy(demo, prompt, 80);
+        const mode = speculativeDecoding({ predictor: watching, draftMax: 4 });
+        const spec = await greedy(demo, prompt, 80, mode);
+        expect(spec.tokens).toEqual(plain.tokens);
+        accepted += mode.stats.accepted;
+        const whole = speculativeDecoding({ predictor: selfDraftPredictor({ head: demoHeads.head(3) }), draftMax: 4 });
+        await greedy(demo, prompt, 80, whole);
+        acceptedWhole += whole.stats.accepted;
+      }
+      expect(drafted.length).toBeGreaterThan(50);
+      expect(drafted.every((t) => inside.has(t))).toBe(true);
+      // Tokens outside it are never drafted, so never accepted from a draft; the rest drafts as the whole head does.
+      expect(accepted).toBeGreaterThan(0);
+      expect(accepted).toBeLessThanOrEqual(acceptedWhole);
+      // Layer exit emits a head's own tokens and refuses a partial one.
+      expect(() => layerExitDecoding({ heads: [head], thresholds: [0.5] })).toThrow(/whole vocabulary/);
+    } finally {
+      partial.dispose();
+    }
   });
 
   it('on stories260K, with the model-output head on blocks 2 and 3', async () => {

@@ -11,6 +11,7 @@ export interface DecodingArgs {
   draftMax?: number;
   draftLayer?: string;
   draftRule?: string;
+  draftVocab?: number;
   threads?: number;
 }
 
@@ -21,6 +22,7 @@ export function decodingOptions(command: Command): Command {
     .option('--accuracy-level <a>', 'calibrated level: where self-drafting stops (entropy above its threshold), where layer exit exits (default 0.9)', floatOption('--accuracy-level', 0, 1))
     .option('--draft-max <n>', 'drafts per verification at most', intOption('--draft-max', 1), 5)
     .option('--draft-layer <k>', 'the head that drafts (a block), or auto: the best analytic speedup', 'auto')
+    .option('--draft-vocab <n>', 'self-drafting from the N tokens the model emits most (FR-Spec): a cheaper head product on a large vocabulary, still lossless', intOption('--draft-vocab', 1))
     .option('--draft-rule <r>', 'sampling: rejection (standard speculative sampling) or match (the tokens of plain sampling for a seed)', 'rejection')
     .option('--threads <n>', 'CPU threads', intOption('--threads', 1));
 }
@@ -40,6 +42,7 @@ export function decodingSpecOf(a: DecodingArgs): DecodingSpec | undefined {
     draftMax: a.draftMax,
     draftLayer,
     rule: a.draftRule as 'rejection' | 'match' | undefined,
+    draftVocab: a.draftVocab,
     threads: a.threads,
   };
 }

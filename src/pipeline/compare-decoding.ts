@@ -34,6 +34,8 @@ export interface CompareDecodingOptions {
   layers?: readonly number[];
   /** Self-drafting stops above the threshold of this level (default: no stop). */
   draftLevel?: number;
+  /** Also self-drafting from these draft vocabularies (the N tokens the model emits most), beside the whole one. */
+  draftVocab?: readonly number[];
   threads?: number;
   log?: Log;
 }
@@ -44,6 +46,8 @@ export interface ModeResult {
   /** The drafting head's block, and the draft length. */
   layer?: number;
   draftMax?: number;
+  /** The draft vocabulary's size, when self-drafting from part of the vocabulary. */
+  draftVocab?: number;
   tokens: number;
   seconds: number;
   tokensPerSecond: number;
@@ -187,6 +191,16 @@ export async function compareDecodingStep(o: CompareDecodingOptions): Promise<Co
       for (const layer of layers) {
         for (const draftMax of o.draftMax) {
           await measure(selfSpeculativeMode(heads, { layer, draftMax, level: o.draftLevel, nParams: model.info.nParams }), { layer, draftMax });
+        }
+      }
+      for (const n of o.draftVocab ?? []) {
+        const partial = OpenHeads.open(o.heads, model.info.path, { threads: o.threads, draftVocab: n });
+        try {
+          for (const layer of layers) {
+            for (const draftMax of o.draftMax) await measure(selfSpeculativeMode(partial, { layer, draftMax, level: o.draftLevel, nParams: model.info.nParams }), { layer, draftMax, draftVocab: n });
+          }
+        } finally {
+          partial.dispose();
         }
       }
       if (heads.calibration) {

@@ -35,6 +35,8 @@ export interface DecodingSpec {
   draftLayer?: number | 'auto';
   /** Sampling: the rejection rule (default) or the match rule (plain sampling's tokens for a seed). */
   rule?: 'rejection' | 'match';
+  /** Self-drafting from the N tokens the model emits most (reasoning/heads/draft-vocab.ts). Default: the whole vocabulary. */
+  draftVocab?: number;
   /** Threads of the heads' matrix products and of a draft model. */
   threads?: number;
 }
@@ -89,6 +91,7 @@ export async function openDecoding(model: LlamaModel, spec: DecodingSpec, o: Ope
   if (spec.layerExit) {
     const src = parseDraftSource(spec.layerExit, '--layer-exit');
     if (src.kind !== 'heads') throw new InvalidInputError('--layer-exit needs early-exit heads: heads or heads:DIR');
+    if (spec.draftVocab !== undefined) throw new InvalidInputError('--draft-vocab is for speculative decoding (--draft): layer exit emits the heads\' own tokens and needs them over the whole vocabulary');
     const heads = openHeads(model, src.dir, spec.threads);
     const mode = layerExitMode(heads, { level: spec.level });
     return { mode, description: mode.name, heads, dispose: () => heads.dispose() };
@@ -96,8 +99,11 @@ export async function openDecoding(model: LlamaModel, spec: DecodingSpec, o: Ope
   if (!spec.draft) return undefined;
   const src = parseDraftSource(spec.draft);
   const draftMax = spec.draftMax ?? 5;
-  if (src.kind === 'model') return openDraftModel(model, src.path, draftMax, spec, o);
-  const heads = openHeads(model, src.dir, spec.threads);
+  if (src.kind === 'model') {
+    if (spec.draftVocab !== undefined) throw new InvalidInputError('--draft-vocab applies to self-drafting with heads (--draft heads[:DIR]), not to a draft model');
+    return openDraftModel(model, src.path, draftMax, spec, o);
+  }
+  const heads = openHeads(model, src.dir, spec.threads, spec.draftVocab);
   const layer = spec.draftLayer === undefined || spec.draftLayer === 'auto' ? chooseDraftLayer(heads, model.info.nParams, draftMax).layer : spec.draftLayer;
   if (!heads.layers.includes(layer)) {
     heads.dispose();
@@ -114,16 +120,17 @@ export async function openDecoding(model: LlamaModel, spec: DecodingSpec, o: Ope
     writeDraftModel(model.info.path, heads.heads, layer, out);
   }
   heads.dispose();
-  const reason = `a partial-depth decode of ${model.info.path} does not stop after block ${layer} (its graph has several splits): drafting with the truncated model ${out}`;
+  // A GGUF's output covers the whole vocabulary: the truncated model drafts over all of it.
+  const reason = `a partial-depth decode of ${model.info.path} does not stop after block ${layer} (its graph has several splits): drafting with the truncated model ${out}${spec.draftVocab !== undefined ? ' over the whole vocabulary (--draft-vocab does not apply to it)' : ''}`;
   o.log?.(reason);
   const opened = await openDraftModel(model, out, draftMax, spec, o);
   return { ...opened, fallback: reason };
 }
 
-function openHeads(model: LlamaModel, dir: string | undefined, threads?: number): OpenHeads {
+function openHeads(model: LlamaModel, dir: string | undefined, threads?: number, draftVocab?: number): OpenHeads {
   const where = dir ?? defaultHeadsDir(model.info.path);
   if (!existsSync(where)) throw new InvalidInputError(`no early-exit heads at ${where}: train them with 'lynx heads train -m ${model.info.path} -o ${where}' or give heads:DIR`);
-  return OpenHeads.open(where, model.info.path, { threads });
+  return OpenHeads.open(where, model.info.path, { threads, draftVocab });
 }
 
 async function openDraftModel(target: LlamaModel, path: string, draftMax: number, spec: DecodingSpec, o: OpenDecodingOptions): Promise<OpenDecoding> {

@@ -14,6 +14,7 @@ import { HeadForward } from '../graph/head-forward.js';
 import { problemPromptTokens } from '../reasoning/prompt-tokens.js';
 import { calibrateHeads, saveCalibration, scoreHeads, type HeadsCalibration } from '../reasoning/heads/calibrate.js';
 import { collectHeadData, readHeadCache, splitRows, writeHeadCache } from '../reasoning/heads/data.js';
+import { countArgmax } from '../reasoning/heads/draft-vocab.js';
 import { writeDraftModel } from '../reasoning/heads/draft-gguf.js';
 import { checkHeadLayers, EarlyExitHeads, evenlySpacedLayers, modelFingerprint, type HeadMetrics } from '../reasoning/heads/heads.js';
 import type { CoverageRule } from '../reasoning/calibration/coverage.js';
@@ -163,6 +164,11 @@ export async function trainHeadsStep(o: TrainHeadsStepOptions): Promise<{ heads:
           }
         }
       }
+      // How often each token is the full model's argmax: ranks a draft vocabulary (--draft-vocab) later.
+      const counts = new Int32Array(V);
+      countArgmax(counts, validation.teacher.argmax);
+      if ('chunks' in train) train = countingStream(train, counts);
+      else countArgmax(counts, train.teacher.argmax);
       const rowsOf = (d: HeadTrainingData | HeadDataStream) => ('chunks' in d ? d.positions : d.rows);
       log(`training on ${rowsOf(train)} positions, measuring on ${validation.rows} held out (teacher ${topK ? `top ${topK}` : 'whole distribution'})`);
       const evals: HeadEval[] = [];
@@ -209,7 +215,7 @@ export async function trainHeadsStep(o: TrainHeadsStepOptions): Promise<{ heads:
           evals: report.evals,
         },
         metrics,
-      });
+      }, counts);
       heads.save(o.out, o.dtype);
       return { heads, dir: o.out, metrics };
     } finally {
@@ -232,6 +238,19 @@ function initialMatrices(modelPath: string, layers: number[], init: 'output' | '
   } finally {
     f.close();
   }
+}
+
+/** `stream`, counting each first-epoch chunk's argmax tokens into `counts` as it passes. */
+function countingStream(stream: HeadDataStream, counts: Int32Array): HeadDataStream {
+  return {
+    positions: stream.positions,
+    async *chunks(epoch) {
+      for await (const d of stream.chunks(epoch)) {
+        if (epoch === 1) countArgmax(counts, d.teacher.argmax);
+        yield d;
+      }
+    },
+  };
 }
 
 /** Training data decoded chunk by chunk, again every epoch (online distillation: memory for one chunk only). */

@@ -42,6 +42,8 @@ export interface HostOptions {
   kvType?: 'f32' | 'f16';
   /** Early-exit heads folder for per-request self-speculative decoding and layer exit (`draft: {type: 'heads'}`). */
   heads?: string;
+  /** Self-drafting from the N tokens the model emits most (a cheaper head; layer-exit requests are then refused). */
+  draftVocab?: number;
   /** A draft GGUF for per-request speculative decoding (`draft: {type: 'model'}`). */
   draftModel?: string;
   /**
@@ -97,7 +99,7 @@ export class ModelHost {
       this.loaded = { model, context, generator };
       if (this.options.heads) {
         if (!existsSync(this.options.heads)) throw new LynxError(`no early-exit heads at ${this.options.heads}`);
-        this.heads = OpenHeads.open(this.options.heads, model.info.path, { threads: this.options.threads });
+        this.heads = OpenHeads.open(this.options.heads, model.info.path, { threads: this.options.threads, draftVocab: this.options.draftVocab });
       }
       if (this.options.draftModel) {
         const draft = await LlamaModel.loadAsync(this.options.draftModel);
@@ -153,6 +155,7 @@ export class ModelHost {
         return speculativeDecoding({ predictor: draftModelPredictor({ context: this.draft.context }), draftMax: d.draft_max, rule: d.rule, name: `speculative(model, draft-max ${d.draft_max})` });
       }
       if (!this.heads) throw badRequest('draft: this server has no early-exit heads (start it with --heads DIR)', 'draft.type');
+      if (d.type === 'layer_exit' && this.heads.tokens) throw badRequest('draft: this server drafts from a draft vocabulary (--draft-vocab), and layer exit needs heads over the whole vocabulary', 'draft.type');
       if (d.type === 'layer_exit') return layerExitMode(this.heads, { level: d.accuracy_level });
       return selfSpeculativeMode(this.heads, { layer: d.layer ?? 'auto', level: d.accuracy_level, draftMax: d.draft_max, rule: d.rule, nParams: model.info.nParams });
     } catch (e) {

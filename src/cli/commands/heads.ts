@@ -191,6 +191,7 @@ export function registerHeads(program: Command): void {
     draftMax: string[];
     levels?: string[];
     layers?: string[];
+    draftVocab?: string[];
     maxTokens: number;
     temperature: number;
     topP: number;
@@ -206,6 +207,7 @@ export function registerHeads(program: Command): void {
       .option('--draft-max <list>', 'draft lengths', listOption, ['5'])
       .option('--levels <list>', 'layer-exit accuracy levels (default 0.9)', listOption)
       .option('--layers <list>', 'heads to draft with (default all)', listOption)
+      .option('--draft-vocab <list>', 'also self-drafting from these draft vocabularies (the N tokens the model emits most)', listOption)
       .option('-n, --max-tokens <n>', 'tokens per prompt', intOption('--max-tokens', 1), 128)
       .option('-t, --temperature <t>', '0 = greedy', floatOption('--temperature', 0), 0)
       .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p', 0, 1), 1)
@@ -225,6 +227,7 @@ export function registerHeads(program: Command): void {
       draftMax: numbers(a.draftMax, '--draft-max')!,
       levels: numbers(a.levels, '--levels'),
       layers: numbers(a.layers, '--layers'),
+      draftVocab: numbers(a.draftVocab, '--draft-vocab'),
       threads: a.threads,
       log,
     });

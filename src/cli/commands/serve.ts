@@ -30,6 +30,7 @@ interface ServeArgs extends BackendArgs {
   kvType: string;
   dataDir?: string;
   heads?: string;
+  draftVocab?: number;
   draftModel?: string;
 }
 
@@ -65,6 +66,7 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', "benchmark data folder for the playground's problem lists (default $LYNX_DATA_DIR or ../shared/data)")
     .option('--kv-type <t>', 'KV cache: f16 (fast) or f32 (batch-invariant: seeded requests equal lynx run token for token)', 'f16')
     .option('--heads <dir>', 'early-exit heads for requests with draft {type: "heads"} or {type: "layer_exit"} (default: the demo\'s, or heads/ beside the model when it exists)')
+    .option('--draft-vocab <n>', 'heads draft from the N tokens the model emits most (cheaper on a large vocabulary; layer_exit requests are then refused)', intOption('--draft-vocab', 1))
     .option('--draft-model <path>', 'draft GGUF for requests with draft {type: "model"}');
   // `--api-key` guards this server's own endpoints, so the remote server's key is --remote-api-key here.
   backendOptions(command, '--remote-api-key')
@@ -86,6 +88,7 @@ export function registerServe(program: Command): void {
         threads: args.threads,
         kvType: args.kvType,
         heads: args.heads ? resolve(args.heads) : existsSync(defaultHeadsDir(model)) ? defaultHeadsDir(model) : undefined,
+        draftVocab: args.draftVocab,
         draftModel: args.draftModel,
         backend,
       });

@@ -31,6 +31,8 @@ export interface LayerExitOptions {
 
 export function layerExitDecoding(o: LayerExitOptions): DecodingMode {
   if (o.heads.length === 0) throw new LynxEngineUsageError('layer exit needs at least one head');
+  // The tokens a layer exit emits are the head's own: a head that cannot say every token would never emit some.
+  if (o.heads.some((h) => h.tokens)) throw new LynxEngineUsageError('layer exit needs heads over the whole vocabulary (a draft vocabulary is for speculative decoding only)');
   if (o.thresholds.length !== o.heads.length) throw new LynxEngineUsageError(`layer exit needs one threshold per head (${o.heads.length} heads, ${o.thresholds.length} thresholds)`);
   for (let i = 1; i < o.heads.length; i++) {
     if (!(o.heads[i]!.layer > o.heads[i - 1]!.layer)) throw new LynxEngineUsageError('layer exit needs its heads in ascending block order');

@@ -44,6 +44,19 @@ export type PredictorFactory = (target: Sequence) => TokenPredictor;
 /** A head on an intermediate block: hidden state of block `layer` (llama.cpp's `l_out-layer`) to next-token logits. */
 export interface LayerHead {
   readonly layer: number;
-  /** Logits (nVocab) of one hidden state (nEmbd floats). */
+  /** Logits of one hidden state (nEmbd floats): one per vocabulary token, or one per entry of `tokens`. */
   logits(hidden: Float32Array): Float32Array;
+  /**
+   * A head over part of the vocabulary (a draft vocabulary of frequent tokens, as FR-Spec drafts): the token id of
+   * each logit. Absent: logit i is token i. Drafting only; the full model's verification keeps decoding lossless.
+   */
+  readonly tokens?: Int32Array;
+}
+
+/** A head's logits over the whole vocabulary: a partial head's tokens at their ids, -Infinity (probability 0) elsewhere. */
+export function fullVocabularyLogits(head: LayerHead, logits: Float32Array, nVocab: number): Float32Array {
+  if (!head.tokens) return logits;
+  const out = new Float32Array(nVocab).fill(-Infinity);
+  for (let i = 0; i < head.tokens.length; i++) out[head.tokens[i]!] = logits[i]!;
+  return out;
 }

@@ -10,7 +10,7 @@
 import { argmax } from '../sampler.js';
 import { DecodeError } from '../errors.js';
 import { entropy } from './distribution.js';
-import type { DraftToken, LayerHead, PredictionRequest, PredictorFactory, TokenPredictor } from './predictor.js';
+import { fullVocabularyLogits, type DraftToken, type LayerHead, type PredictionRequest, type PredictorFactory, type TokenPredictor } from './predictor.js';
 
 export interface SelfDraftOptions {
   head: LayerHead;
@@ -37,8 +37,10 @@ export function selfDraftPredictor(o: SelfDraftOptions): PredictorFactory {
             if (r.exitedAt !== o.head.layer) throw new DecodeError(`the partial decode never reached block ${o.head.layer} (no tensor l_out-${o.head.layer} in the graph)`);
             if (r.stopHeld === false) counters.partialStopsIgnored++;
             const logits = o.head.logits(r.hidden!.get(o.head.layer)!);
+            // A partial head's entropy is its own distribution's: the tokens it leaves out have probability 0.
             if (stopAbove < Infinity && entropy(logits) > stopAbove) break;
-            const d = draw ? draw(logits) : { token: argmax(logits) };
+            const tokens = o.head.tokens;
+            const d = draw ? draw(fullVocabularyLogits(o.head, logits, target.context.model.info.nVocab)) : { token: tokens ? tokens[argmax(logits)]! : argmax(logits) };
             drafts.push(d);
             token = d.token;
           }

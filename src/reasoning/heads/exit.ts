@@ -7,12 +7,18 @@ import { bestDraftLength, layerExitDecoding, selfDraftPredictor, speculativeDeco
 import { HeadForward, type HeadWeightType } from '../../graph/head-forward.js';
 import { InvalidInputError } from '../../util/errors.js';
 import { loadCalibration, thresholdsAt, type HeadsCalibration } from './calibrate.js';
+import { argmaxCoverage, draftVocabulary, gatherRows } from './draft-vocab.js';
 import { EarlyExitHeads, modelFingerprint } from './heads.js';
 
 export interface OpenHeadsOptions {
   threads?: number;
   /** How the matrices are held on the backend. Default 'f32' up to 16M values per head, else 'q8_0' (a quarter of the bytes). */
   weightType?: HeadWeightType;
+  /**
+   * Draft from the N tokens the full model emits most (draft-vocab.ts): a head's matrix product over N rows, not the
+   * whole vocabulary. Speculative decoding only (lossless still); layer exit needs whole heads.
+   */
+  draftVocab?: number;
 }
 
 /** Heads of a model, ready to run. */
@@ -21,12 +27,26 @@ export class OpenHeads {
   readonly forward: HeadForward;
   readonly calibration: HeadsCalibration | null;
   readonly dir: string;
+  /** The draft vocabulary (ascending ids) when opened with `draftVocab`; the heads' logits are over these tokens. */
+  readonly tokens?: Int32Array;
 
-  private constructor(dir: string, heads: EarlyExitHeads, forward: HeadForward, calibration: HeadsCalibration | null) {
+  private constructor(dir: string, heads: EarlyExitHeads, forward: HeadForward, calibration: HeadsCalibration | null, tokens?: Int32Array) {
     this.dir = dir;
     this.heads = heads;
     this.forward = forward;
     this.calibration = calibration;
+    this.tokens = tokens;
+  }
+
+  /** The tokens of the vocabulary a head drafts from. */
+  get draftVocabSize(): number {
+    return this.tokens?.length ?? this.heads.model.nVocab;
+  }
+
+  /** Share of the training data's argmax tokens inside the draft vocabulary (NaN: no counts recorded; 1: whole vocabulary). */
+  get draftVocabCoverage(): number {
+    if (!this.tokens) return 1;
+    return this.heads.argmaxCounts ? argmaxCoverage(this.heads.argmaxCounts, this.tokens) : NaN;
   }
 
   /** Load the heads folder `dir` for the GGUF at `modelPath`. */
@@ -38,10 +58,13 @@ export class OpenHeads {
     const stale = calibration?.heads.find((h) => !heads.layers.includes(h.layer));
     if (stale) throw new InvalidInputError(`${dir}: calibration.json calibrates a head on block ${stale.layer}, but the heads are on blocks ${heads.layers.join(', ')}: calibrate again with 'lynx heads calibrate -m MODEL --heads ${dir}'`);
     const m = heads.model;
-    const size = m.nEmbd * m.nVocab;
+    const tokens = o.draftVocab !== undefined && o.draftVocab !== m.nVocab ? draftVocabulary(m.nVocab, o.draftVocab, heads.argmaxCounts) : undefined;
+    const rows = tokens?.length ?? m.nVocab;
+    const matrices = tokens ? new Map([...heads.matrices].map(([l, w]) => [l, gatherRows(w, m.nEmbd, tokens)])) : heads.matrices;
+    const size = m.nEmbd * rows;
     const type = o.weightType ?? (size > 16 * 2 ** 20 && m.nEmbd % 32 === 0 ? 'q8_0' : 'f32');
-    const forward = new HeadForward({ nEmbd: m.nEmbd, nVocab: m.nVocab, rmsEps: m.rmsEps, norm, matrices: heads.matrices, type, threads: o.threads });
-    return new OpenHeads(dir, heads, forward, calibration);
+    const forward = new HeadForward({ nEmbd: m.nEmbd, nVocab: rows, rmsEps: m.rmsEps, norm, matrices, type, threads: o.threads });
+    return new OpenHeads(dir, heads, forward, calibration, tokens);
   }
 
   get layers(): number[] {
@@ -52,7 +75,7 @@ export class OpenHeads {
   head(layer: number): LayerHead {
     if (!this.layers.includes(layer)) throw new InvalidInputError(`${this.dir} has no head on block ${layer} (heads: ${this.layers.join(', ')})`);
     const forward = this.forward;
-    return { layer, logits: (hidden) => forward.logits(layer, hidden) };
+    return { layer, logits: (hidden) => forward.logits(layer, hidden), ...(this.tokens ? { tokens: this.tokens } : {}) };
   }
 
   /** The calibrated thresholds at `level`, or an error saying how to calibrate. */
@@ -67,11 +90,11 @@ export class OpenHeads {
 }
 
 /** Relative cost of drafting one token from block `layer`: the blocks 0..layer and the head against a full step. */
-export function draftStepCost(nLayer: number, layer: number, nEmbd: number, nVocab: number, nParams: number): number {
+export function draftStepCost(nLayer: number, layer: number, nEmbd: number, nVocab: number, nParams: number, draftVocab = nVocab): number {
   const head = nEmbd * nVocab;
   // Weights read per token: every block and the output matrix (one embedding row is nothing).
   const blocks = Math.max(1, nParams - 2 * head);
-  return (((layer + 1) / nLayer) * blocks + head) / (blocks + head);
+  return (((layer + 1) / nLayer) * blocks + nEmbd * draftVocab) / (blocks + head);
 }
 
 export interface SelfSpeculativeOptions {
@@ -93,7 +116,9 @@ export function chooseDraftLayer(open: OpenHeads, nParams: number, draftMax: num
     const alpha =
       open.calibration?.heads.find((h) => h.layer === layer)?.agreement ?? open.heads.manifest.metrics?.find((x) => x.layer === layer)?.agreementAfter;
     if (alpha === undefined) continue;
-    const b = bestDraftLength({ alpha, draftCost: draftStepCost(m.nLayer, layer, m.nEmbd, m.nVocab, nParams), maxGamma: draftMax });
+    // A draft vocabulary drafts no token outside it: about its coverage of the model's argmaxes is kept.
+    const coverage = Number.isFinite(open.draftVocabCoverage) ? open.draftVocabCoverage : 1;
+    const b = bestDraftLength({ alpha: alpha * coverage, draftCost: draftStepCost(m.nLayer, layer, m.nEmbd, m.nVocab, nParams, open.draftVocabSize), maxGamma: draftMax });
     if (!best || b.speedup > best.speedup) best = { layer, speedup: b.speedup, gamma: b.gamma };
   }
   if (!best) return { layer: open.layers[open.layers.length - 1]!, speedup: NaN, gamma: draftMax };
@@ -110,7 +135,7 @@ export function selfSpeculativeMode(open: OpenHeads, o: SelfSpeculativeOptions =
     predictor: selfDraftPredictor({ head: open.head(layer), entropyStop }),
     draftMax,
     rule: o.rule,
-    name: `self-speculative(heads@${layer}${o.level !== undefined ? `, level ${o.level}` : ''}, draft-max ${draftMax})`,
+    name: `self-speculative(heads@${layer}${open.tokens ? `, draft vocab ${open.tokens.length}` : ''}${o.level !== undefined ? `, level ${o.level}` : ''}, draft-max ${draftMax})`,
   });
 }
 
@@ -122,6 +147,7 @@ export interface LayerExitModeOptions {
 }
 
 export function layerExitMode(open: OpenHeads, o: LayerExitModeOptions = {}): DecodingMode {
+  if (open.tokens) throw new InvalidInputError(`a draft vocabulary (--draft-vocab) is for speculative decoding: layer exit emits the heads' own tokens and needs them over the whole vocabulary`);
   const level = o.level ?? 0.9;
   const t = open.thresholds(level);
   const layers = (o.layers ?? open.layers).filter((l) => t.get(l) !== null && t.get(l) !== undefined);

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { GgufFile } from '../../formats/gguf/reader.js';
-import { SafetensorsFile, writeSafetensors } from '../../formats/safetensors.js';
+import { SafetensorsFile, writeSafetensors, type SafetensorsInput } from '../../formats/safetensors.js';
 import { z } from 'zod';
 import { InvalidInputError } from '../../util/errors.js';
 import { readJson, writeJsonAtomic } from '../../util/fs.js';
@@ -71,6 +71,19 @@ const HeadsManifestSchema = z.looseObject({
   training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.array(z.looseObject({ layer: z.number().int().nonnegative() })).optional(),
 });
+
+/** The tensor of argmax counts in heads.safetensors (optional: heads trained before it was recorded lack it). */
+const COUNTS_TENSOR = 'draft_vocab.argmax_counts';
+
+function readCounts(file: SafetensorsFile, path: string, nVocab: number): Int32Array | undefined {
+  const info = file.info(COUNTS_TENSOR);
+  if (!info) return undefined;
+  if (info.shape.join(',') !== String(nVocab)) throw new InvalidInputError(`${path}: ${COUNTS_TENSOR} has shape [${info.shape}], expected [${nVocab}]`);
+  const counts = Int32Array.from(file.tensor(COUNTS_TENSOR));
+  const bad = counts.findIndex((c) => c < 0);
+  if (bad >= 0) throw new InvalidInputError(`${path}: ${COUNTS_TENSOR} holds ${counts[bad]} at index ${bad}: the heads file is damaged`);
+  return counts;
+}
 
 /** The index of the first NaN or infinite value, or -1 (such a head would draft garbage, silently costing speed). */
 function firstNonFinite(data: Float32Array): number {
@@ -138,6 +151,8 @@ export class EarlyExitHeads {
     readonly manifest: HeadsManifest,
     /** Per block, [nVocab, nEmbd] row-major. */
     readonly matrices: Map<number, Float32Array>,
+    /** How often each token was the full model's argmax in the training data (ranks a draft vocabulary), if recorded. */
+    readonly argmaxCounts?: Int32Array,
   ) {}
 
   get layers(): number[] {
@@ -148,12 +163,13 @@ export class EarlyExitHeads {
     return this.manifest.model;
   }
 
-  static create(model: ModelFingerprint, matrices: Map<number, Float32Array>, extra: Pick<HeadsManifest, 'training' | 'metrics'> = {}): EarlyExitHeads {
+  static create(model: ModelFingerprint, matrices: Map<number, Float32Array>, extra: Pick<HeadsManifest, 'training' | 'metrics'> = {}, argmaxCounts?: Int32Array): EarlyExitHeads {
+    if (argmaxCounts && argmaxCounts.length !== model.nVocab) throw new InvalidInputError(`argmax counts cover ${argmaxCounts.length} tokens; the vocabulary has ${model.nVocab}`);
     const layers = checkHeadLayers([...matrices.keys()], model.nLayer);
     for (const [l, m] of matrices) {
       if (m.length !== model.nVocab * model.nEmbd) throw new InvalidInputError(`head ${l} has ${m.length} values, expected ${model.nVocab} x ${model.nEmbd}`);
     }
-    return new EarlyExitHeads({ schema: HEADS_SCHEMA, model, layers, ...extra }, matrices);
+    return new EarlyExitHeads({ schema: HEADS_SCHEMA, model, layers, ...extra }, matrices, argmaxCounts);
   }
 
   /** Read a heads folder; throws InvalidInputError naming what is missing or wrong. */
@@ -180,7 +196,7 @@ export class EarlyExitHeads {
         if (bad >= 0) throw new InvalidInputError(`${weightsPath}: ${name} holds ${data[bad]} at index ${bad}: the heads file is damaged; train them again with 'lynx heads train'`);
         matrices.set(layer, data);
       }
-      return new EarlyExitHeads(manifest, matrices);
+      return new EarlyExitHeads(manifest, matrices, readCounts(file, weightsPath, m.nVocab));
     } finally {
       file.close();
     }
@@ -188,9 +204,10 @@ export class EarlyExitHeads {
 
   /** Write heads.json and heads.safetensors (each atomically); `dtype` F16 halves the file. */
   save(dir: string, dtype: 'F32' | 'F16' = 'F32'): void {
-    const tensors = Object.fromEntries(
+    const tensors: Record<string, SafetensorsInput> = Object.fromEntries(
       this.manifest.layers.map((l) => [`head.${l}.weight`, { dtype, shape: [this.model.nVocab, this.model.nEmbd], data: this.matrices.get(l)! }]),
     );
+    if (this.argmaxCounts) tensors[COUNTS_TENSOR] = { dtype: 'I32', shape: [this.model.nVocab], data: this.argmaxCounts };
     writeSafetensors(join(dir, HEADS_WEIGHTS), tensors, { format: 'lynx-heads', schema: HEADS_SCHEMA });
     writeJsonAtomic(join(dir, HEADS_FILE), this.manifest);
   }
