@@ -19,6 +19,8 @@ for limit in 50 100 150 200; do
     echo "split offload share $SHARE (first 50) -> switch ratio $RATIO"
   fi
   run $limit --method random-switch --offload-hint --switch-ratio $RATIO
+  run $limit --method logprob-subselect
+  run $limit --method specreason
 done
 npx tsx src/cli/main.ts report $OUT --markdown $OUT/results.md
 echo done

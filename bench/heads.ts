@@ -13,7 +13,11 @@
  * the head, which costs what a trained head costs) against the analytic cost model, and the speedup that model
  * predicts for a real 8B model at the acceptance rates the demo's heads reach.
  *
- *   npm run bench -- --suite heads [--threads 1] [--prompts 8] [--tokens 128] [--rounds 2] [--no-r1]
+ *   npm run bench -- --suite heads [--threads 1] [--prompts 8] [--tokens 128] [--rounds 2] [--no-demo] [--no-r1]
+ *     [--r1-threads N] [--r1-types q8_0,f16] [--r1-layers 6,13,20] [--r1-gammas 2,4,6] [--r1-tokens 24] [--r1-draft-vocab 32768]
+ *
+ * The demo reasoner is best measured on one thread: its steps are so short that several thread pools (the model's
+ * contexts, the heads' ggml backend) spinning at their barriers on a 2-core machine made single runs 5-25x slower.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -357,7 +361,7 @@ export async function benchHeads(args: string[], log: Log): Promise<Record<strin
   const r1: R1Row[] = [];
   if (!args.includes('--no-r1')) {
     for (const type of types) {
-      const rows = await benchR1Shape({ threads, rounds: Math.min(2, o.rounds), type, layers: list('--r1-layers', [6, 13, 20]), gammas: list('--r1-gammas', [2, 4, 6]), tokens: argOf(args, '--r1-tokens', R1_TOKENS), draftVocabs: list('--r1-draft-vocab', [32768]) }, log);
+      const rows = await benchR1Shape({ threads: argOf(args, '--r1-threads', threads), rounds: Math.min(2, o.rounds), type, layers: list('--r1-layers', [6, 13, 20]), gammas: list('--r1-gammas', [2, 4, 6]), tokens: argOf(args, '--r1-tokens', R1_TOKENS), draftVocabs: list('--r1-draft-vocab', [32768]) }, log);
       table(rows, log);
       r1.push(...rows);
     }

@@ -5,7 +5,7 @@
  * `lynx eval --small` runs are resumable like every eval.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaContext, LlamaModel, type GenerateOptions } from '../src/engine/index.js';
@@ -18,6 +18,7 @@ import { chunkIsBig, randomSwitchPolicy } from '../src/reasoning/compose/random-
 import { bigOnlyPolicy, smallOnlyPolicy } from '../src/reasoning/compose/single-model.js';
 import { fullRollout, methodEnv, type MethodOutcome, type ReasoningMethod } from '../src/reasoning/method.js';
 import { evaluateStep } from '../src/pipeline/evaluate.js';
+import { cli } from './helpers/cli.js';
 import { buildTinyGguf } from './helpers/engine-models.js';
 
 let dir: string;
@@ -276,6 +277,15 @@ describe('lynx eval --small', () => {
     expect(metrics.extra.compose.offloadShare).toBeGreaterThan(0);
     const config = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8'));
     expect(config.small).toContain('small.gguf');
+  });
+
+  it.each(['logprob-subselect', 'specreason'])('lynx eval --method %s runs with its defaults (no option of its own given)', async (method) => {
+    const out = join(dir, `exp-${method}`);
+    const r = await cli(['eval', '-m', join(dir, 'big.gguf'), '--small', join(dir, 'small.gguf'), '--method', method, '-b', 'demo:test', '--limit', '1', '-n', '24', '-c', '1', '-o', out]);
+    expect(r.err).not.toMatch(/lynx:/);
+    expect(r.code).toBe(0);
+    const [mode] = readdirSync(join(out, 'eval', 'demo-test', method));
+    expect(mode).toMatch(method === 'specreason' ? /threshold=7/ : /candidates=4,draft=64,decay=2,big=16/);
   });
 
   it('refuses a composed method without --small, and --small for a one-model method', async () => {

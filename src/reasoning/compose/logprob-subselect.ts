@@ -10,12 +10,13 @@
  */
 import { InvalidInputError } from '../../util/errors.js';
 import type { CompositionPolicy, Subselect, Turn } from './policy.js';
+import { withDefaults } from '../../util/defaults.js';
 
 /** The original's defaults are sized for 16k-token traces (sgen 16, stok 512, sdecay 2, ltok 32); these fit short ones. */
 export const SUBSELECT_DEFAULTS: Readonly<Subselect> = Object.freeze({ candidates: 4, draftTokens: 64, decay: 2, bigTokens: 16 });
 
 export function logprobSubselectPolicy(opts: Partial<Subselect> = {}): CompositionPolicy {
-  const s: Subselect = { ...SUBSELECT_DEFAULTS, ...opts };
+  const s: Subselect = withDefaults(SUBSELECT_DEFAULTS, opts);
   if (!Number.isInteger(s.candidates) || s.candidates < 2) throw new InvalidInputError(`logprob subselect: give at least 2 candidates (got ${s.candidates})`);
   if (!Number.isInteger(s.draftTokens) || s.draftTokens < 1) throw new InvalidInputError(`logprob subselect: draft tokens must be a positive integer (got ${s.draftTokens})`);
   if (!Number.isInteger(s.decay) || s.decay < 2) throw new InvalidInputError(`logprob subselect: the decay must be an integer >= 2 (got ${s.decay})`);

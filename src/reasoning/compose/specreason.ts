@@ -9,6 +9,7 @@
  */
 import { InvalidInputError } from '../../util/errors.js';
 import type { CompositionPolicy, Speculate } from './policy.js';
+import { withDefaults } from '../../util/defaults.js';
 
 /** SpecReason's judge prompt, appended after the step; the next token is the score. */
 export const SPECREASON_JUDGE =
@@ -17,7 +18,7 @@ export const SPECREASON_JUDGE =
 export const SPECREASON_DEFAULTS: Readonly<Speculate> = Object.freeze({ stepEnd: '\n\n', judge: SPECREASON_JUDGE, threshold: 7, maxStepTokens: 512 });
 
 export function specReasonPolicy(opts: Partial<Speculate> = {}): CompositionPolicy {
-  const s: Speculate = { ...SPECREASON_DEFAULTS, ...opts };
+  const s: Speculate = withDefaults(SPECREASON_DEFAULTS, opts);
   if (!(s.threshold >= 0 && s.threshold <= 10)) throw new InvalidInputError(`specreason: the score threshold must be in 0..10 (got ${s.threshold})`);
   if (!Number.isInteger(s.maxStepTokens) || s.maxStepTokens < 1) throw new InvalidInputError(`specreason: the step length must be a positive integer (got ${s.maxStepTokens})`);
   if (s.stepEnd === '') throw new InvalidInputError('specreason: give the text that ends a step');

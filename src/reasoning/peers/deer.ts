@@ -51,6 +51,7 @@ import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js
 import type { Requirement } from '../../backends/generator.js';
 import type { SamplerOptions } from '../../engine/index.js';
 import { addWork, tokenCounts, type ModelWork } from '../token-counts.js';
+import { withDefaults } from '../../util/defaults.js';
 
 export type DeerAggregation = 'avg1' | 'avg2' | 'min';
 
@@ -102,7 +103,7 @@ export const DEER_FORCE_TOKENS = 100;
 type ResolvedDeer = typeof DEER_DEFAULTS;
 
 function resolve(opts: DeerOptions): ResolvedDeer {
-  const o = { ...DEER_DEFAULTS, ...opts };
+  const o = withDefaults<ResolvedDeer>(DEER_DEFAULTS, opts);
   if (!(o.threshold >= 0) && o.threshold !== Infinity) throw new InvalidInputError(`DEER threshold must be a number >= 0 (got ${o.threshold})`);
   if (o.cues.length === 0 || o.cues.some((c) => c.length === 0)) throw new InvalidInputError('DEER needs at least one non-empty cue string');
   if (!(o.thinkRatio > 0 && o.thinkRatio <= 1)) throw new InvalidInputError(`thinkRatio must be in (0, 1] (got ${o.thinkRatio})`);

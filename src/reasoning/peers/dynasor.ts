@@ -44,6 +44,7 @@ import {
 } from '../method.js';
 import { runRollout, type RolloutResult, type StepDecision } from '../rollout.js';
 import { addWork, tokenCounts, type ModelWork } from '../token-counts.js';
+import { withDefaults } from '../../util/defaults.js';
 
 export const UNCERTAIN_WORDS: readonly string[] = ['wait', 'hold', 'but', 'okay', 'no', 'hmm'];
 
@@ -89,7 +90,7 @@ export const DYNASOR_DEFAULTS = {
 type Resolved = typeof DYNASOR_DEFAULTS;
 
 function resolve(opts: DynasorOptions): Resolved {
-  const o = { ...DYNASOR_DEFAULTS, ...opts };
+  const o = withDefaults<Resolved>(DYNASOR_DEFAULTS, opts);
   if (!Number.isInteger(o.interval) || o.interval < 1) throw new InvalidInputError(`the probe interval must be a positive integer (got ${o.interval})`);
   if (!(Number.isInteger(o.agreement) && o.agreement >= 1) && o.agreement !== Infinity) {
     throw new InvalidInputError(`the agreement count N must be a positive integer (got ${o.agreement})`);
