@@ -115,8 +115,9 @@ export { DEMO_RECIPES, trainDemoModel } from './demo/train.js';
 // Early-exit heads and self-speculative decoding (BranchyLLM's system): docs/heads.md
 export { EarlyExitHeads, modelFingerprint, evenlySpacedLayers, type HeadsManifest, type HeadMetrics, type ModelFingerprint } from './reasoning/heads/heads.js';
 export { calibrateHeads, loadCalibration, saveCalibration, thresholdsAt, type HeadsCalibration, type HeadCalibration, type HeadLevel } from './reasoning/heads/calibrate.js';
-export { OpenHeads, selfSpeculativeMode, layerExitMode, chooseDraftLayer, draftStepCost, type SelfSpeculativeOptions, type LayerExitModeOptions } from './reasoning/heads/exit.js';
+export { OpenHeads, selfSpeculativeMode, layerExitMode, chooseDraftLayer, draftStepCost, type OpenHeadsOptions, type SelfSpeculativeOptions, type LayerExitModeOptions } from './reasoning/heads/exit.js';
 export { writeDraftModel } from './reasoning/heads/draft-gguf.js';
+export { draftVocabulary, countArgmax, argmaxCoverage } from './reasoning/heads/draft-vocab.js';
 export { trainHeadsStep, calibrateHeadsStep, draftModelStep, type TrainHeadsStepOptions, type CalibrateHeadsStepOptions, type HeadTextSource } from './pipeline/heads.js';
 export { openDecoding, parseDraftSource, defaultHeadsDir, partialDepthHolds, type DecodingSpec, type DraftSource, type OpenDecoding } from './pipeline/decoding.js';
 export { compareDecodingStep, formatComparison, type CompareDecodingOptions, type Comparison, type ModeResult } from './pipeline/compare-decoding.js';
