@@ -128,6 +128,18 @@ describe('option ranges', () => {
     expect(r.err).not.toMatch(/^\s+at /m);
   });
 
+  it.each([
+    ['--remote-model', ['--remote-model', 'm'], /--remote-model needs --backend openai/],
+    ['--retries', ['--retries', '3'], /--retries needs --backend openai/],
+    ['--no-vocab-check', ['--no-vocab-check'], /--no-vocab-check needs --backend openai/],
+    ['--api-key and --max-inflight', ['--api-key', 'k', '--max-inflight', '4'], /--api-key .*, --max-inflight need --backend openai/],
+  ])('a remote option (%s) with the local engine is refused by name, not ignored', async (_name, extra, message) => {
+    const r = await cli(evalArgs(...(extra as string[])));
+    expect(r.err).toMatch(message);
+    expect(r.code).toBe(2);
+    expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it('-n beyond the context is refused with the largest budget that fits', async () => {
     const r = await cli(gen('-n', '100000', '--ctx', '256'));
     expect(r.code).toBe(2);

@@ -30,8 +30,10 @@ export function backendOptions(command: Command, keyFlag: '--api-key' | '--remot
 }
 
 export function backendOf(args: BackendArgs): BackendOptions {
-  // The local engine takes none of these (so a step's options are the same from the CLI as from the library).
-  if ((args.backend ?? 'local') === 'local' && args.baseUrl === undefined) return {};
+  // The local engine takes none of these (so a step's options are the same from the CLI as from the library); one
+  // given without --backend openai goes on, to be refused by name (checkBackend), not silently dropped.
+  const remote = [args.baseUrl, args.apiKey, args.remoteApiKey, args.remoteModel, args.maxInflight, args.requestTimeout, args.retries].some((v) => v !== undefined) || args.vocabCheck === false;
+  if ((args.backend ?? 'local') === 'local' && !remote) return {};
   return {
     backend: args.backend as BackendOptions['backend'],
     baseUrl: args.baseUrl,

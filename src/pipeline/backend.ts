@@ -4,7 +4,7 @@
  */
 import type { LlamaModel } from '../engine/index.js';
 import { RemoteServer, type RemoteStats } from '../backends/openai/index.js';
-import { InvalidInputError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 
 export interface BackendOptions {
   /** 'local' (default): the local engine. 'openai': a server at `baseUrl`. */
@@ -32,17 +32,21 @@ export const BACKENDS = ['local', 'openai'] as const;
 /** Refuse remote options without `--backend openai`, and `--backend openai` without an address. */
 export function checkBackend(o: BackendOptions): 'local' | 'openai' {
   const backend = o.backend ?? 'local';
-  if (!(BACKENDS as readonly string[]).includes(backend)) throw new InvalidInputError(`--backend must be ${BACKENDS.join(' or ')}, got '${backend}'`);
-  if (backend === 'openai' && !o.baseUrl) throw new InvalidInputError('--backend openai needs --base-url URL (the server, e.g. http://127.0.0.1:8000/v1)');
+  if (!(BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be ${BACKENDS.join(' or ')}, got '${backend}'`);
+  if (backend === 'openai' && !o.baseUrl) throw new UsageError('--backend openai needs --base-url URL (the server, e.g. http://127.0.0.1:8000/v1)');
   if (backend === 'local') {
     const stray = (
       [
         ['--base-url', o.baseUrl],
+        ['--api-key (serve: --remote-api-key)', o.apiKey],
         ['--remote-model', o.remoteModel],
         ['--max-inflight', o.maxInflight],
+        ['--request-timeout', o.requestTimeout],
+        ['--retries', o.retries],
+        ['--no-vocab-check', o.vocabCheck === false ? true : undefined],
       ] as const
     ).filter(([, v]) => v !== undefined);
-    if (stray.length > 0) throw new InvalidInputError(`${stray.map(([k]) => k).join(', ')} ${stray.length > 1 ? 'need' : 'needs'} --backend openai`);
+    if (stray.length > 0) throw new UsageError(`${stray.map(([k]) => k).join(', ')} ${stray.length > 1 ? 'need' : 'needs'} --backend openai`);
   }
   return backend;
 }
