@@ -4,7 +4,7 @@
 set -e
 cd "$(dirname "$0")/.."
 export LYNX_THREADS=1
-BIG=models/lynx-demo/model.gguf
+BIG=${BIG:-models/lynx-demo/model.gguf}
 SMALL=${SMALL:-models/lynx-demo-small/model.gguf}
 OUT=${OUT:-compose-exp}
 run() { local limit=$1; shift; echo "== limit $limit: $*"; npx tsx src/cli/main.ts eval -m $BIG --small $SMALL -b demo:test --limit $limit -o $OUT -n 600 -c 1 -s 0 "$@"; }
