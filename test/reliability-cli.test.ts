@@ -118,6 +118,8 @@ describe('option ranges', () => {
     ['serve --threads 1000', ['serve', '--threads', '1000'], /--threads must be an integer from 1 to/],
     ['eval --policy fuzzy', evalArgs('--policy', 'fuzzy'), /fuzzy/],
     ['eval --shard 3/2', evalArgs('--shard', '3/2'), /--shard 3\/2/],
+    ['generate --draft-vocab without --draft', gen('--draft-vocab', '100'), /--draft-vocab needs --draft heads/],
+    ['generate --draft-vocab 0', gen('--draft', 'heads', '--draft-vocab', '0'), /--draft-vocab/],
   ];
   it.each(cases)('%s is refused with its range (exit 2), before any work', async (_name, args, message) => {
     const r = await cli(args);

@@ -1,7 +1,7 @@
 /** The decoding options every command that generates declares (`--draft`, `--layer-exit`, ...), and their parse. */
 import type { Command } from 'commander';
 import type { DecodingSpec } from '../pipeline/decoding.js';
-import { InvalidInputError } from '../util/errors.js';
+import { InvalidInputError, UsageError } from '../util/errors.js';
 import { floatOption, intOption } from './options.js';
 
 export interface DecodingArgs {
@@ -28,7 +28,10 @@ export function decodingOptions(command: Command): Command {
 }
 
 export function decodingSpecOf(a: DecodingArgs): DecodingSpec | undefined {
-  if (!a.draft && !a.layerExit) return undefined;
+  if (!a.draft && !a.layerExit) {
+    if (a.draftVocab !== undefined) throw new UsageError('--draft-vocab needs --draft heads[:DIR] (self-speculative decoding)');
+    return undefined;
+  }
   if (a.draftRule !== undefined && a.draftRule !== 'rejection' && a.draftRule !== 'match') throw new InvalidInputError(`--draft-rule must be rejection or match, got '${a.draftRule}'`);
   let draftLayer: number | 'auto' = 'auto';
   if (a.draftLayer !== undefined && a.draftLayer !== 'auto') {
